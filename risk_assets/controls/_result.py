@@ -1,0 +1,78 @@
+"""The value every control returns."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ControlResult", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """The verdict of one control and the figures behind it.
+
+    Attributes:
+        passed: the verdict; a control that cannot decide returns ``False``.
+        value: the headline figure (``None`` when there is nothing to measure).
+        threshold: the bound the headline figure was held to.
+        summary: one sentence a person can read in the UI or the CLI.
+        figures: named numeric figures, logged as MLflow metrics.
+        table: rows of evidence (counts and shares only, never raw data values).
+        sample_size: rows the control looked at, when it sampled.
+    """
+
+    passed: bool
+    value: float | None
+    threshold: float | None
+    summary: str
+    figures: Mapping[str, float] = field(default_factory=dict)
+    table: Sequence[Mapping[str, Any]] = ()
+    sample_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", bool(self.passed))
+        for name in ("value", "threshold"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, float(v))
+        object.__setattr__(self, "figures", {k: float(v) for k, v in self.figures.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "value": _finite_or_none(self.value),
+            "threshold": _finite_or_none(self.threshold),
+            "summary": self.summary,
+            "figures": {k: _finite_or_none(v) for k, v in self.figures.items()},
+            "sample_size": self.sample_size,
+        }
+
+    @classmethod
+    def undecided(cls, reason: str) -> ControlResult:
+        """The fail-closed verdict of a control that could not decide."""
+        return cls(passed=False, value=None, threshold=None, summary=f"could not decide: {reason}")
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Render evidence rows as a markdown table (floats to 4 decimals)."""
+    if not rows:
+        return "_no rows_"
+    cols: list[str] = []
+    for row in rows:
+        cols.extend(k for k in row if k not in cols)
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}" if math.isfinite(v) else str(v)
+        return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in cols) + " |" for row in rows]
+    return "\n".join(lines)

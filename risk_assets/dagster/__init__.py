@@ -1,0 +1,25 @@
+"""The Dagster layer: specs and policies become assets, gate checks, jobs and resources."""
+
+from risk_assets.dagster._factory import (
+    ASSET_NAMES,
+    PipelineDefinitions,
+    build_definitions,
+    build_pipeline_definitions,
+    definitions_from_folder,
+    job_name,
+    load_pipeline,
+)
+from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
+
+__all__ = [
+    "ASSET_NAMES",
+    "JsonIOManager",
+    "MlflowResource",
+    "PipelineDefinitions",
+    "SnapshotStoreResource",
+    "build_definitions",
+    "build_pipeline_definitions",
+    "definitions_from_folder",
+    "job_name",
+    "load_pipeline",
+]

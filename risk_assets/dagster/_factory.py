@@ -1,0 +1,528 @@
+"""The one place where specs and policies become Dagster assets, asset checks and jobs.
+
+``build_pipeline_definitions`` validates a spec, its policy and its suite up front (a bad
+file raises at load time, naming the file and key) and returns definitions without side
+effects. Asset values are small JSON references (snapshot hashes, MLflow run ids); data
+lives in the snapshot store and models in MLflow.
+"""
+
+
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from risk_assets.controls._result import ControlResult, markdown_table
+from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
+from risk_assets.errors import SpecError
+from risk_assets.policy import LoadedPolicy, Risk, load_policy
+from risk_assets.spec import LoadedSpec, load_spec
+
+__all__ = [
+    "ASSET_NAMES",
+    "PipelineDefinitions",
+    "build_definitions",
+    "build_pipeline_definitions",
+    "definitions_from_folder",
+    "job_name",
+    "load_pipeline",
+]
+
+ASSET_NAMES = ("raw_snapshot", "validated_data", "train_test_split", "candidate_model", "registered_model")
+_TAG = "risk_assets."
+
+
+def job_name(pipeline: str) -> str:
+    return f"{pipeline}_job"
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A spec with its policy and suite, all validated."""
+
+    spec: LoadedSpec
+    policy: LoadedPolicy
+    suite_sha256: str
+
+
+def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
+    """Load and validate a spec, the policy it names and its expectation suite.
+
+    Raises:
+        SpecError, PolicyError, SuiteError: naming the file and the key at fault.
+    """
+    from risk_assets.controls._expectations import load_suite
+    from risk_assets.registry._models import file_sha256
+
+    spec = load_spec(spec_path)
+    policy = load_policy(spec.policy_path)
+    load_suite(spec.suite_path)
+    if not any(r.control is not None and r.control.name == "expectations" for r in policy.policy.risks):
+        raise SpecError(
+            f"{policy.path}: no risk uses the 'expectations' control, so the suite named by "
+            f"{spec.path} would never run"
+        )
+    return LoadedPipeline(spec=spec, policy=policy, suite_sha256=file_sha256(spec.suite_path))
+
+
+@dataclass(frozen=True)
+class PipelineDefinitions:
+    pipeline: LoadedPipeline
+    assets: list[dg.AssetsDefinition]
+    checks: list[dg.AssetChecksDefinition]
+    job: Any  # an unresolved asset job
+
+
+def _code_version(folder: Path) -> str:
+    """The git commit of the folder holding the spec (``+dirty`` with local changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"risk-assets {version('risk-assets')} (no git)"
+
+
+def _check_metadata(risk: Risk, result: ControlResult, *, extra: dict[str, Any] | None = None) -> dict:
+    md: dict[str, Any] = {
+        "risk/id": risk.id,
+        "risk/title": risk.title,
+        "risk/category": risk.category,
+        "risk/blocking": risk.blocking,
+        "risk/passed": result.passed,
+        "risk/summary": result.summary,
+        "risk/value": dg.MetadataValue.float(result.value) if result.value is not None else "n/a",
+        "risk/threshold": (
+            dg.MetadataValue.float(result.threshold) if result.threshold is not None else "n/a"
+        ),
+    }
+    for name, val in result.figures.items():
+        md[f"risk/figures/{name}"] = dg.MetadataValue.float(float(val))
+    if result.sample_size is not None:
+        md["risk/sample_size"] = dg.MetadataValue.int(int(result.sample_size))
+    if result.table:
+        md["risk/evidence"] = dg.MetadataValue.md(markdown_table(result.table))
+    md.update(extra or {})
+    return md
+
+
+def _run_control(fn: Callable[[], ControlResult], log: Any, check: str) -> ControlResult:
+    """Run a control; an exception is a failed gate that names the error (fail closed)."""
+    try:
+        return fn()
+    except Exception as exc:
+        log.error(f"{check}: the control raised {type(exc).__name__}: {exc}")
+        return ControlResult.undecided(f"{type(exc).__name__}: {exc}")
+
+
+def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
+    """Assets, gate checks and the job for one pipeline; no side effects."""
+    loaded, lpolicy = pipeline.spec, pipeline.policy
+    spec, policy = loaded.spec, lpolicy.policy
+    name = spec.name
+    prefix = [name]
+
+    def key(asset: str) -> dg.AssetKey:
+        return dg.AssetKey([*prefix, asset])
+
+    def ins(*names: str) -> dict[str, dg.AssetIn]:
+        return {n: dg.AssetIn(key=key(n)) for n in names}
+
+    common = {"key_prefix": prefix, "group_name": name}
+    owners = [f"team:{spec.owner}"] if spec.owner and " " not in spec.owner else None
+
+    @dg.asset(
+        name="raw_snapshot", **common, owners=owners,
+        description=f"Content-addressed snapshot of {spec.source.path} (SHA-256 as data version).",
+    )
+    def raw_snapshot(context: dg.AssetExecutionContext, snapshots: SnapshotStoreResource):
+        from risk_assets.data import read_source
+
+        df = read_source(loaded.source_path, spec.source.format)
+        ref = snapshots.get_store().put(df)
+        return dg.Output(
+            {**ref.to_dict(), "source": str(loaded.source_path)},
+            data_version=dg.DataVersion(ref.sha256),
+            metadata={
+                "risk/snapshot_sha256": ref.sha256,
+                "risk/hash_scheme": ref.scheme,
+                "dagster/row_count": dg.MetadataValue.int(ref.rows),
+                "columns": dg.MetadataValue.int(len(ref.columns)),
+                "source": dg.MetadataValue.path(str(loaded.source_path)),
+            },
+        )
+
+    @dg.asset(
+        name="validated_data", ins=ins("raw_snapshot"), **common, owners=owners,
+        description="Target and feature columns of the snapshot; gated by the expectation suite.",
+    )
+    def validated_data(context: dg.AssetExecutionContext, raw_snapshot: dict, snapshots: SnapshotStoreResource):
+        from risk_assets.data import select_columns
+        from risk_assets.estimator import categorical_columns
+
+        store = snapshots.get_store()
+        raw = store.get(raw_snapshot["sha256"])
+        df, features = select_columns(raw, target=spec.target, features=spec.features,
+                                      source=raw_snapshot["source"])
+        ref = store.put(df)
+        categorical = categorical_columns(df, features, spec.categorical_features)
+        return dg.Output(
+            {**ref.to_dict(), "raw_sha256": raw_snapshot["sha256"], "source": raw_snapshot["source"],
+             "target": spec.target, "features": features, "categorical": categorical},
+            data_version=dg.DataVersion(ref.sha256),
+            metadata={
+                "risk/snapshot_sha256": ref.sha256,
+                "dagster/row_count": dg.MetadataValue.int(ref.rows),
+                "features": dg.MetadataValue.int(len(features)),
+                "categorical_features": ", ".join(categorical) or "none",
+            },
+        )
+
+    @dg.asset(
+        name="train_test_split", ins=ins("validated_data"), **common, owners=owners,
+        description="Seeded train/test split of the validated data, each part content-addressed.",
+    )
+    def train_test_split(context: dg.AssetExecutionContext, validated_data: dict,
+                         snapshots: SnapshotStoreResource):
+        from risk_assets.data import split_frame
+
+        store = snapshots.get_store()
+        df = store.get(validated_data["sha256"])
+        split = split_frame(df, target=spec.target, test_size=spec.split.test_size,
+                            seed=spec.split.seed, stratify=spec.split.stratify)
+        train, test = store.put(split.train), store.put(split.test)
+        value = {"train": train.to_dict(), "test": test.to_dict(), "seed": split.seed,
+                 "test_size": split.test_size, "stratified": split.stratified,
+                 "validated_sha256": validated_data["sha256"]}
+        return dg.Output(value, metadata={
+            "risk/train_sha256": train.sha256, "risk/test_sha256": test.sha256,
+            "seed": split.seed, "test_size": split.test_size, "stratified": split.stratified,
+            "train_rows": dg.MetadataValue.int(train.rows), "test_rows": dg.MetadataValue.int(test.rows),
+        })
+
+    @dg.asset(
+        name="candidate_model", ins=ins("validated_data", "train_test_split"), **common, owners=owners,
+        description=f"{spec.estimator.class_path} fitted on the training split, logged to MLflow.",
+    )
+    def candidate_model(context: dg.AssetExecutionContext, validated_data: dict, train_test_split: dict,
+                        mlflow: MlflowResource, snapshots: SnapshotStoreResource):
+        return _fit_and_log(context, pipeline, validated_data, train_test_split, mlflow, snapshots)
+
+    @dg.asset(
+        name="registered_model", ins=ins("candidate_model"), **common, owners=owners,
+        description="The candidate in the MLflow registry; only after every blocking gate passed.",
+    )
+    def registered_model(context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource):
+        from risk_assets.registry._mlflow import register_candidate
+
+        reg = register_candidate(
+            mlflow.get_client(), candidate_model["run_id"], model_name=spec.model_name,
+            policy=policy, policy_sha256=lpolicy.sha256,
+        )
+        context.log.info(
+            f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
+        )
+        return dg.Output(reg.to_dict(), data_version=dg.DataVersion(reg.model_sha256), metadata={
+            "risk/model_sha256": reg.model_sha256,
+            "candidate_version": f"{reg.candidates_model}/{reg.candidate_version}",
+            "production_version": f"{reg.model}/{reg.version}" if reg.version else "awaiting promotion",
+            "aliases": ", ".join(reg.aliases),
+            "mlflow_run_id": reg.run_id,
+        })
+
+    checks = [
+        _build_check(pipeline, risk, key(risk.control.asset))
+        for risk in policy.controlled_risks()
+    ]
+    job = dg.define_asset_job(
+        job_name(name), selection=dg.AssetSelection.groups(name),
+        description=f"The gated pipeline {name}: data, gates, candidate, registration.",
+        tags={"risk_assets/pipeline": name},
+    )
+    return PipelineDefinitions(
+        pipeline=pipeline,
+        assets=[raw_snapshot, validated_data, train_test_split, candidate_model, registered_model],
+        checks=checks,
+        job=job,
+    )
+
+
+def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict,
+                 mlflow: MlflowResource, snapshots: SnapshotStoreResource) -> dg.Output:
+    import tempfile
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    from risk_assets.controls._performance import evaluate_classifier
+    from risk_assets.estimator import build_pipeline
+    from risk_assets.registry._mlflow import (
+        GateRecord,
+        iter_param_items,
+        log_gate,
+        snapshot_dataset_input,
+    )
+    from risk_assets.registry._models import save_model_dir
+    from risk_assets.registry._snapshots import SnapshotRef
+
+    loaded, lpolicy = pipeline.spec, pipeline.policy
+    spec = loaded.spec
+    store = snapshots.get_store()
+    train_ref, test_ref = SnapshotRef.from_dict(split["train"]), SnapshotRef.from_dict(split["test"])
+    train, test = store.get(train_ref), store.get(test_ref)
+    features, categorical = validated["features"], validated["categorical"]
+    numeric = [c for c in features if c not in categorical]
+    model = build_pipeline(class_path=spec.estimator.class_path, params=spec.estimator.params,
+                           numeric=numeric, categorical=categorical)
+    started = time.perf_counter()
+    model.fit(train[features], train[spec.target])
+    fit_seconds = time.perf_counter() - started
+    metrics = evaluate_classifier(model, test[features], test[spec.target],
+                                  positive_label=spec.positive_label)
+
+    client = mlflow.get_client()
+    experiment_id = mlflow.ensure_experiment(spec.name)
+    partition = context.partition_key if context.has_partition_key else None
+    data_records = {
+        r.control.check_name: store.get_evidence(validated["sha256"], r.control.check_name)
+        for r in lpolicy.policy.controlled_risks() if r.control.asset == "validated_data"
+    }
+    suite_sha = next((r["suite_sha256"] for r in data_records.values() if r and r.get("suite_sha256")),
+                     pipeline.suite_sha256)
+    tags = {
+        "dagster.run_id": context.run.run_id,
+        "dagster.partition": partition or "none",
+        "dagster.job": context.job_name,
+        _TAG + "pipeline": spec.name,
+        _TAG + "source": validated["source"],
+        _TAG + "raw_snapshot_sha256": validated["raw_sha256"],
+        _TAG + "snapshot_sha256": validated["sha256"],
+        _TAG + "train_sha256": train_ref.sha256,
+        _TAG + "test_sha256": test_ref.sha256,
+        _TAG + "suite_sha256": suite_sha,
+        _TAG + "suite_path": str(loaded.suite_path),
+        _TAG + "policy_sha256": lpolicy.sha256,
+        _TAG + "policy_name": lpolicy.policy.name,
+        _TAG + "policy_tier": lpolicy.policy.tier,
+        _TAG + "spec_sha256": loaded.sha256,
+        _TAG + "spec_path": str(loaded.path),
+        _TAG + "code_version": _code_version(loaded.path.parent),
+        "mlflow.source.name": str(loaded.path),
+    }
+    run = client.create_run(experiment_id, run_name=f"{spec.name}-{context.run.run_id[:8]}", tags=tags)
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        now = int(time.time() * 1000)
+        params = [Param("estimator.class", spec.estimator.class_path)]
+        params += [Param(k, v) for k, v in iter_param_items("estimator.", spec.estimator.params)]
+        params += [Param(k, str(v)) for k, v in {
+            "split.seed": split["seed"], "split.test_size": split["test_size"],
+            "split.stratified": split["stratified"], "target": spec.target,
+            "n_train": train_ref.rows, "n_test": test_ref.rows,
+            "features": ",".join(features)[:6000], "categorical": ",".join(categorical)[:6000],
+        }.items()]
+        client.log_batch(run_id, params=params, metrics=[
+            *(Metric(f"test.{k}", v, now, 0) for k, v in metrics.items()),
+            Metric("fit_seconds", fit_seconds, now, 0),
+        ], tags=[RunTag(_TAG + "model_class", spec.estimator.class_path)])
+        client.log_inputs(run_id, datasets=[
+            snapshot_dataset_input(SnapshotRef.from_dict({k: validated[k] for k in
+                                   ("sha256", "path", "rows", "columns", "scheme")}),
+                                   name=f"{spec.name}-validated", context="source",
+                                   origin=validated["source"]),
+            snapshot_dataset_input(train_ref, name=f"{spec.name}-train", context="training",
+                                   origin=validated["source"]),
+            snapshot_dataset_input(test_ref, name=f"{spec.name}-test", context="testing",
+                                   origin=validated["source"]),
+        ])
+        with tempfile.TemporaryDirectory() as tmp:
+            model_sha = save_model_dir(model, Path(tmp) / "model", X_sample=train[features].head(50))
+            client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+        client.set_tag(run_id, _TAG + "model_sha256", model_sha)
+        for check, record in data_records.items():
+            if record is not None:
+                log_gate(client, run_id, GateRecord.from_dict(record))
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    url = mlflow.run_url(experiment_id, run_id)
+    md = {
+        "risk/model_sha256": model_sha,
+        "mlflow_run_id": run_id,
+        "estimator": spec.estimator.class_path,
+        "fit_seconds": dg.MetadataValue.float(fit_seconds),
+        **{f"test/{k}": dg.MetadataValue.float(v) for k, v in metrics.items()},
+    }
+    if url:
+        md["mlflow_run"] = dg.MetadataValue.url(url)
+    return dg.Output(
+        {"run_id": run_id, "experiment_id": experiment_id, "model_sha256": model_sha,
+         "metrics": metrics, "test": test_ref.to_dict(), "features": features,
+         "target": spec.target},
+        data_version=dg.DataVersion(model_sha),
+        metadata=md,
+    )
+
+
+def _build_check(pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    control = risk.control
+    assert control is not None
+    spec, lpolicy = pipeline.spec.spec, pipeline.policy
+    params = control.parsed_params()
+    description = f"[{risk.id}] {risk.title}: {control.name} ({'blocking' if risk.blocking else 'warning'})"
+    asset_name = asset_key.path[-1]
+
+    def record_for(context, result: ControlResult, subject: str, suite_sha: str | None):
+        from risk_assets.registry._mlflow import GateRecord
+
+        return GateRecord(
+            check=control.check_name, risk_id=risk.id, asset=asset_name, blocking=risk.blocking,
+            passed=result.passed, value=result.value, threshold=result.threshold,
+            summary=result.summary, subject_sha256=subject, policy_sha256=lpolicy.sha256,
+            suite_sha256=suite_sha, dagster_run_id=context.run.run_id,
+            figures=dict(result.figures), sample_size=result.sample_size,
+        )
+
+    def finish(result: ControlResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=bool(result.passed),
+            severity=dg.AssetCheckSeverity.ERROR if risk.blocking else dg.AssetCheckSeverity.WARN,
+            metadata=_check_metadata(risk, result, extra=extra),
+        )
+
+    if asset_name == "validated_data":
+
+        @dg.asset_check(asset=asset_key, name=control.check_name, blocking=risk.blocking,
+                        description=description)
+        def data_check(context: dg.AssetCheckExecutionContext, validated_data: dict,
+                       snapshots: SnapshotStoreResource) -> dg.AssetCheckResult:
+            store = snapshots.get_store()
+            suite_sha = None
+
+            def run() -> ControlResult:
+                nonlocal suite_sha
+                from risk_assets.controls._expectations import load_suite, run_expectation_suite
+                from risk_assets.registry._models import file_sha256
+
+                path = pipeline.spec.suite_path
+                suite_sha = file_sha256(path) if path.is_file() else None
+                suite = load_suite(path)
+                return run_expectation_suite(store.get(validated_data["sha256"]), suite, source=str(path))
+
+            result = _run_control(run, context.log, control.check_name)
+            record = record_for(context, result, validated_data["sha256"], suite_sha)
+            store.put_evidence(validated_data["sha256"], control.check_name, record.to_dict())
+            return finish(result, {"risk/suite_sha256": suite_sha or "unreadable",
+                                   "risk/snapshot_sha256": validated_data["sha256"]})
+
+        return data_check
+
+    @dg.asset_check(asset=asset_key, name=control.check_name, blocking=risk.blocking,
+                    description=description)
+    def model_check(context: dg.AssetCheckExecutionContext, candidate_model: dict,
+                    mlflow: MlflowResource, snapshots: SnapshotStoreResource) -> dg.AssetCheckResult:
+        from risk_assets.registry._mlflow import log_gate
+
+        client = mlflow.get_client()
+        extra: dict[str, Any] = {"mlflow_run_id": candidate_model["run_id"]}
+
+        def run() -> ControlResult:
+            if control.name == "metric_thresholds":
+                from risk_assets.controls._performance import meets_metric_thresholds
+
+                return meets_metric_thresholds(candidate_model["metrics"], params.thresholds)
+            if control.name == "champion_challenger":
+                return _champion_gate(client, spec, params, candidate_model, snapshots, extra)
+            raise SpecError(f"control {control.name!r} has no model check")  # guarded by the policy
+
+        result = _run_control(run, context.log, control.check_name)
+        log_gate(client, candidate_model["run_id"],
+                 record_for(context, result, candidate_model["model_sha256"], None))
+        return finish(result, extra)
+
+    return model_check
+
+
+def _champion_gate(client, spec, params, candidate: dict, snapshots, extra: dict) -> ControlResult:
+    from risk_assets.controls._performance import compare_to_champion, evaluate_classifier
+    from risk_assets.registry._mlflow import find_champion, load_version_model
+
+    metric, tolerance = params.metric, params.tolerance
+    champion = find_champion(client, spec.model_name)
+    cand_value = candidate["metrics"].get(metric)
+    if champion is None:
+        return compare_to_champion(metric=metric, candidate=cand_value, champion=None,
+                                   tolerance=tolerance, champion_ref=None)
+    ref = f"{champion.name}/{champion.version}"
+    extra["champion_version"] = ref
+    model = load_version_model(client, champion)
+    test = snapshots.get_store().get(candidate["test"]["sha256"])
+    scores = evaluate_classifier(model, test[candidate["features"]], test[candidate["target"]],
+                                 positive_label=spec.positive_label)
+    return compare_to_champion(metric=metric, candidate=cand_value, champion=scores.get(metric),
+                               tolerance=tolerance, champion_ref=ref)
+
+
+def default_resources() -> dict[str, Any]:
+    """Resources on embedded defaults, moved by the environment (see risk_assets.settings)."""
+    return {"mlflow": MlflowResource(), "snapshots": SnapshotStoreResource(), "io_manager": JsonIOManager()}
+
+
+def build_definitions(
+    spec_paths: Iterable[str | Path], *, resources: dict[str, Any] | None = None
+) -> dg.Definitions:
+    """Definitions for every spec: one asset group, its gates and its job per pipeline.
+
+    Raises:
+        SpecError, PolicyError, SuiteError: at load time, naming the file and the key.
+    """
+    defs: list[PipelineDefinitions] = []
+    seen: dict[str, Path] = {}
+    for path in spec_paths:
+        pipeline = load_pipeline(path)
+        pname = pipeline.spec.name
+        if pname in seen:
+            raise SpecError(f"{pipeline.spec.path}: name {pname!r} is already used by {seen[pname]}")
+        seen[pname] = pipeline.spec.path
+        defs.append(build_pipeline_definitions(pipeline))
+    return dg.Definitions(
+        assets=[a for d in defs for a in d.assets],
+        asset_checks=[c for d in defs for c in d.checks],
+        jobs=[d.job for d in defs],
+        resources={**default_resources(), **(resources or {})},
+        # Steps run one after another in the run's process: the embedded SQLite
+        # instance must not be written by several processes at once (dagster#2884).
+        executor=dg.in_process_executor,
+    )
+
+
+def spec_files(folder: str | Path) -> Sequence[Path]:
+    """Pipeline specs in a folder: every ``*.yaml`` / ``*.yml`` directly in it with a ``source`` key."""
+    import yaml
+
+    out = []
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            head = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        if isinstance(head, dict) and "source" in head:
+            out.append(path)
+    return out
+
+
+def definitions_from_folder(folder: str | Path) -> dg.Definitions:
+    """Definitions for every pipeline spec in ``folder`` (drop a spec in, it appears)."""
+    return build_definitions(spec_files(folder))

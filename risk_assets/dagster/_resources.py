@@ -1,0 +1,121 @@
+"""One resource per external system: MLflow, the snapshot store; plus a JSON IO manager.
+
+Every field falls back to the embedded defaults of :mod:`risk_assets.settings`, which the
+environment moves (``MLFLOW_TRACKING_URI``, ``RISK_ASSETS_HOME``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from risk_assets.settings import current_settings
+
+__all__ = ["JsonIOManager", "MlflowResource", "SnapshotStoreResource"]
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking store and model registry."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI or the embedded SQLite store",
+    )
+    registry_uri: str | None = Field(
+        default=None, description="MLflow registry URI; default MLFLOW_REGISTRY_URI or the tracking URI"
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="artefact location for new experiments on a local store; a server picks its own",
+    )
+    _client: Any = PrivateAttr(default=None)
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or current_settings().tracking_uri
+
+    def get_client(self) -> Any:
+        """A lazily created ``MlflowClient`` (created on first use, reused by this resource)."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            settings = current_settings()
+            tracking = self.tracking_uri or settings.tracking_uri
+            if tracking.startswith("sqlite:///"):
+                Path(tracking[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            default_registry = settings.registry_uri if self.tracking_uri is None else tracking
+            self._client = MlflowClient(
+                tracking_uri=tracking, registry_uri=self.registry_uri or default_registry
+            )
+        return self._client
+
+    def ensure_experiment(self, name: str) -> str:
+        """The id of the experiment ``name``, created with our artefact root if it is missing."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.get_client()
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        tracking = self.resolved_tracking_uri()
+        location = None
+        if not tracking.startswith(("http://", "https://", "databricks")):
+            location = self.artifact_root or current_settings().artifact_root
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        uri = self.resolved_tracking_uri()
+        if uri.startswith(("http://", "https://")):
+            return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return None
+
+
+class SnapshotStoreResource(dg.ConfigurableResource):
+    """Content-addressed storage for data snapshots and data-gate evidence."""
+
+    base_dir: str | None = Field(
+        default=None, description="folder of the store; default $RISK_ASSETS_HOME/snapshots"
+    )
+
+    def get_store(self) -> Any:
+        from risk_assets.registry._snapshots import SnapshotStore
+
+        return SnapshotStore(self.base_dir or current_settings().snapshot_dir)
+
+
+class JsonIOManager(dg.ConfigurableIOManager):
+    """Stores asset values as JSON (references and figures, never pickles)."""
+
+    base_dir: str | None = Field(
+        default=None, description="folder for asset values; default $RISK_ASSETS_HOME/io"
+    )
+
+    def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
+        base = Path(self.base_dir or current_settings().state_dir / "io")
+        return base.joinpath(*asset_key.path) / f"{partition or '__all__'}.json"
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        path = self._path(context.asset_key, context.partition_key if context.has_partition_key else None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(obj, sort_keys=True, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path(context.asset_key, context.partition_key if context.has_partition_key else None)
+        if not path.is_file():
+            raise dg.Failure(f"no stored value for {context.asset_key.to_user_string()} at {path}; "
+                             "materialise it first", allow_retries=False)
+        return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,145 @@
+"""Reading sources, content-addressing frames and the seeded train/test split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from risk_assets.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FRAME_HASH_SCHEME", "Split", "frame_sha256", "read_source", "select_columns", "split_frame"]
+
+#: Name of the canonical serialisation hashed by :func:`frame_sha256`; recorded beside hashes.
+FRAME_HASH_SCHEME = "risk-assets-frame-v1"
+
+
+def read_source(path: str | Path, fmt: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame.
+
+    Raises:
+        DataError: the file is missing, unreadable, empty or has repeated column names.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        if fmt == "csv":
+            df = pd.read_csv(path)
+        elif fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise DataError(f"{path}: unsupported format {fmt!r}; expected 'csv' or 'parquet'")
+    except DataError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path}: cannot read as {fmt}: {exc}") from exc
+    except Exception as exc:  # pyarrow and friends raise their own types for corrupt files
+        raise DataError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
+    if df.empty:
+        raise DataError(f"{path}: no rows")
+    names = [str(c) for c in df.columns]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise DataError(f"{path}: repeated column names {dupes}")
+    df.columns = names
+    return df
+
+
+def select_columns(
+    df: pd.DataFrame, *, target: str, features: list[str] | None, source: str | Path
+) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the target and the features; name the file and columns the data lacks."""
+    wanted = [target] + (list(features) if features else [c for c in df.columns if c != target])
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        role = "target column" if missing == [target] else "columns"
+        raise DataError(f"{source}: {role} {missing} not found; the file has {list(df.columns)}")
+    if df[target].isna().any():
+        n = int(df[target].isna().sum())
+        raise DataError(f"{source}: target column {target!r} has {n} missing value(s)")
+    if df[target].nunique() < 2:
+        raise DataError(f"{source}: target column {target!r} has fewer than two classes")
+    return df[wanted], wanted[1:]
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 of a canonical serialisation of a frame (column names, types, nulls, values).
+
+    Independent of the file format and of the pandas version: integers hash as int64,
+    floats as float64 (-0.0 as 0.0), booleans as uint8, datetimes as int64 nanoseconds
+    and everything else as UTF-8 text, each with its null mask. Row order matters.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    h = hashlib.sha256(FRAME_HASH_SCHEME.encode())
+    h.update(json.dumps([str(c) for c in df.columns]).encode())
+    h.update(f"rows={len(df)}".encode())
+    for name in df.columns:
+        col = df[name]
+        nulls = col.isna().to_numpy(dtype=bool)
+        dtype = col.dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            kind, payload = b"b", [col.fillna(False).to_numpy(dtype=np.uint8).tobytes()]
+        elif pd.api.types.is_integer_dtype(dtype):
+            kind, payload = b"i", [col.fillna(0).to_numpy(dtype=np.int64).tobytes()]
+        elif pd.api.types.is_float_dtype(dtype):
+            values = col.to_numpy(dtype=np.float64, na_value=0.0) + 0.0  # -0.0 -> 0.0
+            values[nulls] = 0.0
+            kind, payload = b"f", [values.tobytes()]
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            values = col.dt.tz_localize(None) if getattr(dtype, "tz", None) else col
+            kind, payload = b"t", [values.to_numpy(dtype="datetime64[ns]").view(np.int64).tobytes()]
+        else:
+            text = col.astype(object).where(~nulls, "").map(str)
+            arr = pa.array(text.to_numpy(dtype=object), type=pa.large_string())
+            _, offsets, data = arr.buffers()
+            kind, payload = b"s", [offsets.to_pybytes(), data.to_pybytes() if data else b""]
+        h.update(b"\x00col\x00" + str(name).encode() + b"\x00" + kind)
+        h.update(np.packbits(nulls).tobytes())
+        for part in payload:
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    seed: int
+    test_size: float
+    stratified: bool
+
+
+def split_frame(
+    df: pd.DataFrame, *, target: str, test_size: float, seed: int, stratify: bool
+) -> Split:
+    """Seeded train/test split, stratified on the target when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    counts = df[target].value_counts()
+    n_test = int(np.ceil(test_size * len(df)))
+    can_stratify = stratify and counts.min() >= 2 and n_test >= len(counts)
+    if len(df) - n_test < 2 or n_test < 1:
+        raise DataError(f"{len(df)} rows are too few for a test share of {test_size}")
+    train, test = train_test_split(
+        df, test_size=test_size, random_state=seed, stratify=df[target] if can_stratify else None
+    )
+    return Split(
+        train=train.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        seed=seed,
+        test_size=test_size,
+        stratified=bool(can_stratify),
+    )

@@ -1,0 +1,256 @@
+"""The risk policy: a risk register (YAML) whose risks are each treated by a control.
+
+Every mitigated risk names a control from :data:`CONTROLS`, its parameters and its
+severity (``error`` = blocking gate, ``warn`` = warning). Unknown controls, missing
+thresholds and contradictory settings fail at load with the key named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from risk_assets._yaml import format_validation_error, read_yaml_mapping
+from risk_assets.errors import PolicyError
+
+__all__ = [
+    "CONTROLS",
+    "CATEGORIES",
+    "METRICS",
+    "ControlInfo",
+    "LoadedPolicy",
+    "Policy",
+    "Risk",
+    "load_policy",
+]
+
+CATEGORIES = (
+    "data_quality",
+    "data_privacy",
+    "data_integrity",
+    "drift",
+    "model_performance",
+    "fairness",
+    "robustness",
+    "privacy_leakage",
+    "explainability",
+    "operational",
+)
+
+#: Metrics a threshold may name; each is "higher is better" and lies in [0, 1].
+METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1", "precision", "recall")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExpectationsParams(_Strict):
+    """The expectation suite named by the spec runs; no parameters."""
+
+
+class MetricThresholdsParams(_Strict):
+    thresholds: dict[Literal[METRICS], float] = Field(  # type: ignore[valid-type]
+        description="minimum value per metric on the held-out test set", min_length=1
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, bound in value.items():
+            if not 0.0 <= bound <= 1.0:
+                raise ValueError(f"threshold for {metric} must lie in [0, 1], found {bound}")
+        return value
+
+
+class ChampionChallengerParams(_Strict):
+    metric: Literal[METRICS] = "roc_auc"  # type: ignore[valid-type]
+    tolerance: float = Field(ge=0.0, le=1.0, description="largest allowed drop below the champion")
+
+
+@dataclass(frozen=True)
+class ControlInfo:
+    """What a control is: its parameters, the asset its check sits on and the check's name."""
+
+    params: type[BaseModel]
+    asset: Literal["validated_data", "candidate_model"]
+    check_name: str
+    description: str
+
+
+#: The catalogue of controls a policy may name.
+CONTROLS: dict[str, ControlInfo] = {
+    "expectations": ControlInfo(
+        ExpectationsParams,
+        "validated_data",
+        "meets_expectations",
+        "Great Expectations suite on the training data",
+    ),
+    "metric_thresholds": ControlInfo(
+        MetricThresholdsParams,
+        "candidate_model",
+        "meets_metric_thresholds",
+        "held-out metrics at or above their thresholds",
+    ),
+    "champion_challenger": ControlInfo(
+        ChampionChallengerParams,
+        "candidate_model",
+        "no_worse_than_champion",
+        "candidate not worse than the production champion by more than the tolerance",
+    ),
+}
+
+
+class Control(_Strict):
+    name: str
+    severity: Literal["error", "warn"] = "error"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in CONTROLS:
+            raise ValueError(f"unknown control {value!r}; known controls: {sorted(CONTROLS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _params_valid(self) -> Control:
+        model = CONTROLS[self.name].params
+        try:
+            model.model_validate(self.params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"params.{'.'.join(str(p) for p in e['loc'])}: "
+                + ("required key is missing" if e["type"] == "missing" else e["msg"])
+                for e in exc.errors()
+            )
+            raise ValueError(f"control {self.name!r}: {problems}") from None
+        return self
+
+    def parsed_params(self) -> BaseModel:
+        return CONTROLS[self.name].params.model_validate(self.params)
+
+    @property
+    def check_name(self) -> str:
+        return CONTROLS[self.name].check_name
+
+    @property
+    def asset(self) -> str:
+        return CONTROLS[self.name].asset
+
+
+class Risk(_Strict):
+    """One entry of the risk register."""
+
+    id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,40}$")
+    title: str = Field(min_length=1)
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    description: str = ""
+    likelihood: int = Field(default=3, ge=1, le=5)
+    impact: int = Field(default=3, ge=1, le=5)
+    owner: str = "unassigned"
+    treatment: Literal["mitigate", "accept", "transfer", "avoid"] = "mitigate"
+    justification: str | None = None
+    accepted_by: str | None = None
+    control: Control | None = None
+
+    @model_validator(mode="after")
+    def _treatment_consistent(self) -> Risk:
+        if self.treatment == "mitigate" and self.control is None:
+            raise ValueError("a mitigated risk needs a control")
+        if self.treatment == "accept":
+            if not self.justification or not self.accepted_by:
+                raise ValueError("an accepted risk needs 'justification' and 'accepted_by'")
+            if self.control is not None and self.control.severity == "error":
+                raise ValueError(
+                    "an accepted risk runs its control as a warning; set control.severity: warn"
+                )
+        return self
+
+    @property
+    def score(self) -> int:
+        return self.likelihood * self.impact
+
+    @property
+    def rating(self) -> str:
+        s = self.score
+        return "critical" if s >= 17 else "high" if s >= 10 else "medium" if s >= 5 else "low"
+
+    @property
+    def blocking(self) -> bool:
+        return self.control is not None and self.control.severity == "error"
+
+
+class Promotion(_Strict):
+    auto_promote: bool = Field(
+        default=False,
+        description="move the champion alias automatically once the gates pass (low tier only)",
+    )
+
+
+class Policy(_Strict):
+    """The validated content of a policy file."""
+
+    name: str = Field(min_length=1)
+    version: str | int = 1
+    tier: Literal["low", "medium", "high"] = "medium"
+    promotion: Promotion = Field(default_factory=Promotion)
+    risks: list[Risk] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        ids = [r.id for r in self.risks]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"risk ids must be unique; repeated: {dupes}")
+        seen: dict[str, str] = {}
+        for risk in self.risks:
+            if risk.control is None:
+                continue
+            if risk.control.name in seen:
+                raise ValueError(
+                    f"control {risk.control.name!r} treats both {seen[risk.control.name]!r} and "
+                    f"{risk.id!r}; each control treats one risk"
+                )
+            seen[risk.control.name] = risk.id
+        if self.promotion.auto_promote and self.tier != "low":
+            raise ValueError(
+                f"promotion.auto_promote is only allowed for tier 'low' (tier is {self.tier!r}); "
+                "higher tiers need an approval"
+            )
+        return self
+
+    def controlled_risks(self) -> list[Risk]:
+        return [r for r in self.risks if r.control is not None]
+
+    def risk_for_control(self, control: str) -> Risk | None:
+        for risk in self.risks:
+            if risk.control is not None and risk.control.name == control:
+                return risk
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    path: Path
+    sha256: str
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Load and validate a policy file.
+
+    Raises:
+        PolicyError: the file is missing or invalid; the message names the file and the key.
+    """
+    path = Path(path).resolve()
+    raw = read_yaml_mapping(path, error=PolicyError, what="policy")
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(path, exc)) from None
+    return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())

@@ -1,0 +1,37 @@
+"""MLflow and snapshot storage: lineage tags, dataset inputs, gated registration, safe loading."""
+
+from risk_assets.registry._mlflow import (
+    CHALLENGER,
+    CHAMPION,
+    GateRecord,
+    Registration,
+    candidates_name,
+    find_champion,
+    lineage,
+    load_version_model,
+    log_gate,
+    register_candidate,
+    verify_gate_evidence,
+)
+from risk_assets.registry._models import TRUSTED_TYPES, file_sha256, load_model_dir, save_model_dir
+from risk_assets.registry._snapshots import SnapshotRef, SnapshotStore
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "TRUSTED_TYPES",
+    "GateRecord",
+    "Registration",
+    "SnapshotRef",
+    "SnapshotStore",
+    "candidates_name",
+    "file_sha256",
+    "find_champion",
+    "lineage",
+    "load_model_dir",
+    "load_version_model",
+    "log_gate",
+    "register_candidate",
+    "save_model_dir",
+    "verify_gate_evidence",
+]

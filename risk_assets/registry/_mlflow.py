@@ -1,0 +1,439 @@
+"""MLflow as the home of lineage and the gated model registry (a thin adapter over MlflowClient).
+
+Layout: ``<name>-candidates`` holds every model that passed its blocking gates (alias
+``challenger``); ``<name>`` holds production versions, copied from the candidates with
+``copy_model_version`` (alias ``champion``). Tags use the ``risk_assets.`` prefix; gate
+evidence is a JSON tag per check, ``risk_assets.gate.<check>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from risk_assets.policy import Policy
+    from risk_assets.registry._snapshots import SnapshotRef
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "GateRecord",
+    "Registration",
+    "candidates_name",
+    "find_champion",
+    "lineage",
+    "log_gate",
+    "register_candidate",
+    "verify_gate_evidence",
+]
+
+P = "risk_assets."
+GATE_TAG = P + "gate."
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+def candidates_name(model_name: str) -> str:
+    return f"{model_name}-candidates"
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """The evidence one gate leaves: verdict, figures and what it was about."""
+
+    check: str
+    risk_id: str
+    asset: str
+    blocking: bool
+    passed: bool
+    value: float | None
+    threshold: float | None
+    summary: str
+    subject_sha256: str
+    policy_sha256: str
+    suite_sha256: str | None = None
+    dagster_run_id: str | None = None
+    evaluated_at: float = field(default_factory=time.time)
+    figures: Mapping[str, float | None] = field(default_factory=dict)
+    sample_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["figures"] = dict(self.figures)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GateRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
+    """Put a gate's verdict and figures on the MLflow run: one JSON tag plus metrics."""
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"gate.{record.check}.passed", float(record.passed), now, 0)]
+    if record.value is not None:
+        metrics.append(Metric(f"gate.{record.check}.value", float(record.value), now, 0))
+    for name, val in record.figures.items():
+        if val is not None:
+            metrics.append(Metric(f"gate.{record.check}.{_metric_key(name)}", float(val), now, 0))
+    tags = [
+        RunTag(GATE_TAG + record.check, json.dumps(record.to_dict(), sort_keys=True)[:7900]),
+        RunTag(f"{P}risk.{record.risk_id}", f"{record.check}: {'passed' if record.passed else 'FAILED'}"),
+    ]
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def _metric_key(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
+
+
+def gate_records(run: Any) -> dict[str, GateRecord]:
+    out = {}
+    for key, value in run.data.tags.items():
+        if key.startswith(GATE_TAG):
+            try:
+                out[key[len(GATE_TAG):]] = GateRecord.from_dict(json.loads(value))
+            except (ValueError, TypeError):
+                continue  # an unreadable record counts as missing evidence
+    return out
+
+
+def verify_gate_evidence(
+    client: MlflowClient, run_id: str, *, policy: Policy, policy_sha256: str
+) -> tuple[Any, str]:
+    """Check, for this exact candidate, that every blocking gate of the policy passed.
+
+    Re-hashes the model artefact and compares it with the run's recorded hash; then each
+    blocking gate's record must exist, have passed, be about this model (or this data
+    snapshot for data gates) and have been evaluated under this policy (and suite).
+
+    Returns:
+        The MLflow run and the verified model SHA-256.
+
+    Raises:
+        GateEvidenceError: naming every gate whose evidence is missing, failed or stale.
+        IntegrityError: the model artefact does not match its recorded hash.
+    """
+    from risk_assets.registry._models import MODEL_FILE, file_sha256
+
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    recorded_model = tags.get(P + "model_sha256")
+    if not recorded_model:
+        raise GateEvidenceError(f"run {run_id} records no model hash; it is not a risk-assets candidate")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+        actual = file_sha256(local)
+    if actual != recorded_model:
+        raise IntegrityError(
+            f"run {run_id}: model artefact SHA-256 {actual} does not match the recorded {recorded_model}"
+        )
+    if tags.get(P + "policy_sha256") != policy_sha256:
+        raise GateEvidenceError(
+            f"run {run_id} was gated under policy {tags.get(P + 'policy_sha256')}, "
+            f"not the policy in force ({policy_sha256})"
+        )
+    subjects = {"candidate_model": actual, "validated_data": tags.get(P + "snapshot_sha256")}
+    records = gate_records(run)
+    problems: list[str] = []
+    failed: list[str] = []
+    for risk in policy.controlled_risks():
+        if not risk.blocking:
+            continue
+        check = risk.control.check_name
+        rec = records.get(check)
+        if rec is None:
+            problems.append(f"{check} ({risk.id}): no evidence")
+        elif not rec.passed:
+            problems.append(f"{check} ({risk.id}): failed: {rec.summary}")
+        elif rec.subject_sha256 != subjects.get(risk.control.asset):
+            problems.append(f"{check} ({risk.id}): evidence is about another {risk.control.asset}")
+        elif rec.policy_sha256 != policy_sha256:
+            problems.append(f"{check} ({risk.id}): evidence is from another policy")
+        elif rec.suite_sha256 is not None and rec.suite_sha256 != tags.get(P + "suite_sha256"):
+            problems.append(f"{check} ({risk.id}): evidence is from another expectation suite")
+        else:
+            continue
+        failed.append(check)
+    if problems:
+        raise GateEvidenceError(
+            "registration refused, blocking gates lack passing evidence for this candidate:\n  "
+            + "\n  ".join(problems),
+            gates=failed,
+        )
+    return run, actual
+
+
+@dataclass(frozen=True)
+class Registration:
+    candidates_model: str
+    candidate_version: str
+    model: str
+    version: str | None
+    aliases: list[str]
+    model_sha256: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(name, description=description)
+        except MlflowException:
+            client.get_registered_model(name)  # created concurrently: fine if it exists now
+
+
+def _wait_ready(client: MlflowClient, name: str, version: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        mv = client.get_model_version(name, version)
+        if mv.status == "READY":
+            return mv
+        if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+            raise RiskAssetsError(f"model version {name}/{version} is {mv.status}")
+        time.sleep(0.2)
+
+
+def register_candidate(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    model_name: str,
+    policy: Policy,
+    policy_sha256: str,
+    registered_by: str | None = None,
+) -> Registration:
+    """Register a gated candidate, refusing it unless its gate evidence checks out.
+
+    Creates (or reuses) a version of ``<model_name>-candidates`` with the ``challenger``
+    alias; if the policy allows automatic promotion, copies it into ``<model_name>`` and
+    moves ``champion``. Registering the same run again returns the existing versions.
+
+    Raises:
+        GateEvidenceError, IntegrityError: see :func:`verify_gate_evidence`.
+    """
+    run, model_sha = verify_gate_evidence(client, run_id, policy=policy, policy_sha256=policy_sha256)
+    who = registered_by or _user()
+    cand = candidates_name(model_name)
+    _ensure_registered_model(client, cand, f"Gated candidates of {model_name} (risk-assets)")
+    existing = [
+        mv for mv in client.search_model_versions(f"name='{cand}' and run_id='{run_id}'")
+        if mv.tags.get(P + "model_sha256") == model_sha
+    ]
+    evidence = {
+        P + "model_sha256": model_sha,
+        P + "run_id": run_id,
+        P + "policy_sha256": policy_sha256,
+        P + "snapshot_sha256": run.data.tags.get(P + "snapshot_sha256", ""),
+        P + "suite_sha256": run.data.tags.get(P + "suite_sha256", ""),
+        P + "gates_passed": ",".join(sorted(gate_records(run))),
+        P + "registered_by": who,
+        P + "policy_tier": policy.tier,
+    }
+    if existing:
+        mv = existing[0]
+    else:
+        mv = client.create_model_version(
+            cand, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=evidence,
+            description=f"Gated candidate from run {run_id}",
+        )
+        mv = _wait_ready(client, cand, mv.version)
+    client.set_registered_model_alias(cand, CHALLENGER, mv.version)
+    client.set_tag(run_id, P + "candidate_version", f"{cand}/{mv.version}")
+    version = None
+    aliases = [CHALLENGER]
+    if policy.promotion.auto_promote:
+        version = _promote(client, cand, mv.version, model_name, evidence, run_id, model_sha,
+                           reason=f"automatic promotion: policy tier {policy.tier!r} allows it")
+        aliases.append(CHAMPION)
+    return Registration(
+        candidates_model=cand, candidate_version=str(mv.version), model=model_name,
+        version=None if version is None else str(version), aliases=aliases,
+        model_sha256=model_sha, run_id=run_id,
+    )
+
+
+def _promote(client, cand, cand_version, model_name, evidence, run_id, model_sha, *, reason) -> str:
+    _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
+    existing = [
+        mv for mv in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+        if mv.tags.get(P + "model_sha256") == model_sha
+    ]
+    if existing:
+        pv = existing[0]
+    else:
+        pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
+        pv = _wait_ready(client, model_name, pv.version)
+        for key, value in {**evidence, P + "candidate_version": f"{cand}/{cand_version}",
+                           P + "promoted_by": _user(), P + "promotion_reason": reason}.items():
+            client.set_model_version_tag(model_name, pv.version, key, value)
+    client.set_registered_model_alias(model_name, CHAMPION, pv.version)
+    return str(pv.version)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def find_champion(client: MlflowClient, model_name: str) -> Any | None:
+    """The model version under the ``champion`` alias, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def load_version_model(client: MlflowClient, mv: Any) -> Any:
+    """Load a registered version's model safely, verifying its recorded SHA-256."""
+    from risk_assets.registry._models import load_model_dir
+
+    expected = mv.tags.get(P + "model_sha256")
+    if not expected:
+        raise IntegrityError(f"model version {mv.name}/{mv.version} records no model hash")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(mv.run_id, "model", tmp)
+        return load_model_dir(local, expected_sha256=expected)
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``MODEL``, ``MODEL@ALIAS`` or ``MODEL/VERSION`` into (model, alias, version)."""
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        return name, alias, None
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if version.isdigit():
+            return name, None, version
+    return ref, None, None
+
+
+def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
+    """Answer "why is this model here?" from MLflow alone.
+
+    Follows version -> run -> data snapshots -> suite and policy hashes -> every gate
+    result -> code version -> when and by whom. ``ref`` is ``MODEL``, ``MODEL@ALIAS`` or
+    ``MODEL/VERSION``; a bare ``MODEL`` means its champion, else its latest version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_model_ref(ref)
+    try:
+        if alias:
+            mv = client.get_model_version_by_alias(name, alias)
+        elif version:
+            mv = client.get_model_version(name, version)
+        else:
+            mv = find_champion(client, name)
+            if mv is None:
+                versions = client.search_model_versions(f"name='{name}'")
+                if not versions:
+                    raise RiskAssetsError(f"no registered model versions named {name!r}")
+                mv = max(versions, key=lambda v: int(v.version))
+    except MlflowException as exc:
+        raise RiskAssetsError(f"cannot find {ref!r} in the model registry: {exc.message}") from None
+    reg = client.get_registered_model(mv.name)
+    aliases = sorted(a for a, v in (reg.aliases or {}).items() if str(v) == str(mv.version))
+    run = client.get_run(mv.run_id)
+    tags = run.data.tags
+    datasets = []
+    for di in run.inputs.dataset_inputs if run.inputs else []:
+        ds = di.dataset
+        context = next((t.value for t in di.tags if t.key == "mlflow.data.context"), None)
+        try:
+            source = json.loads(ds.source)
+        except ValueError:
+            source = {"uri": ds.source}
+        datasets.append({"name": ds.name, "context": context, "digest": ds.digest, **source})
+    gates = [
+        {
+            "name": r.check, "risk_id": r.risk_id, "asset": r.asset, "passed": r.passed,
+            "blocking": r.blocking, "value": r.value, "threshold": r.threshold,
+            "summary": r.summary, "evaluated_at": _iso(r.evaluated_at),
+        }
+        for r in sorted(gate_records(run).values(), key=lambda r: (r.asset != "validated_data", r.check))
+    ]
+    return {
+        "model": mv.name,
+        "version": str(mv.version),
+        "aliases": aliases,
+        "model_sha256": mv.tags.get(P + "model_sha256"),
+        "candidate_version": mv.tags.get(P + "candidate_version"),
+        "registered_at": _iso(mv.creation_timestamp / 1000),
+        "registered_by": mv.tags.get(P + "registered_by") or mv.user_id or None,
+        "promoted_by": mv.tags.get(P + "promoted_by"),
+        "promotion_reason": mv.tags.get(P + "promotion_reason"),
+        "run": {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "started_at": _iso(run.info.start_time / 1000),
+            "user": tags.get("mlflow.user") or run.info.user_id,
+            "dagster_run_id": tags.get("dagster.run_id"),
+            "partition": tags.get("dagster.partition"),
+        },
+        "data": {
+            "source": tags.get(P + "source"),
+            "snapshot_sha256": tags.get(P + "snapshot_sha256"),
+            "raw_snapshot_sha256": tags.get(P + "raw_snapshot_sha256"),
+            "split": {k: run.data.params.get(f"split.{k}") for k in ("seed", "test_size", "stratified")},
+            "datasets": datasets,
+        },
+        "suite_sha256": tags.get(P + "suite_sha256"),
+        "policy_sha256": tags.get(P + "policy_sha256"),
+        "policy": tags.get(P + "policy_name"),
+        "spec_sha256": tags.get(P + "spec_sha256"),
+        "code_version": tags.get(P + "code_version"),
+        "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test.")},
+        "gates": gates,
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin: str) -> Any:
+    """An MLflow DatasetInput whose digest is our SHA-256 (MLflow stores at most 36 chars)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = json.dumps({"sha256": ref.sha256, "scheme": ref.scheme, "uri": Path(ref.path).as_uri(),
+                         "origin": origin, "rows": ref.rows})
+    schema = json.dumps({"columns": ref.columns})
+    return DatasetInput(
+        dataset=Dataset(name=name, digest=ref.sha256[:36], source_type="risk_assets", source=source,
+                        schema=schema, profile=json.dumps({"num_rows": ref.rows})),
+        tags=[InputTag("mlflow.data.context", context)],
+    )
+
+
+def iter_param_items(prefix: str, params: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    for key, value in sorted(params.items()):
+        text = json.dumps(value) if not isinstance(value, str) else value
+        yield f"{prefix}{key}", text[:6000]

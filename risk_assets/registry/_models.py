@@ -1,0 +1,96 @@
+"""Saving and loading models safely: skops only, our own trusted types, hashes verified."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from risk_assets.errors import IntegrityError
+
+__all__ = ["MODEL_FILE", "TRUSTED_TYPES", "file_sha256", "load_model_dir", "save_model_dir"]
+
+MODEL_FILE = "model.skops"
+
+#: Types beyond skops' own defaults that risk-assets trusts when loading a model. This list
+#: is ours: the one stored in a model's MLmodel file is never used.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:
+    """Save a fitted sklearn model as an MLflow model folder in skops format.
+
+    The signature records column names and types only; no input example is stored, so no
+    data values travel with the model. Returns the SHA-256 of the skops file.
+    """
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    path = Path(path)
+    signature = infer_signature(X_sample, model.predict(X_sample))
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=list(TRUSTED_TYPES),
+        signature=signature,
+    )
+    model_file = path / MODEL_FILE
+    if not model_file.is_file():
+        raise IntegrityError(f"MLflow did not write {MODEL_FILE} in {path}")
+    return file_sha256(model_file)
+
+
+def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
+    """Load a model folder written by :func:`save_model_dir`, refusing anything unsafe.
+
+    Refused: a model that is not in skops format, a model path that leaves the folder,
+    ``code`` paths, a file whose SHA-256 differs from ``expected_sha256``, and any type
+    outside skops' defaults and :data:`TRUSTED_TYPES`.
+
+    Raises:
+        IntegrityError: naming the file and the reason.
+    """
+    import skops.io as sio
+
+    root = Path(path).resolve()
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        raise IntegrityError(f"{root}: no MLmodel file")
+    meta = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    flavor = (meta.get("flavors") or {}).get("sklearn") or {}
+    if flavor.get("serialization_format") != "skops":
+        raise IntegrityError(
+            f"{mlmodel}: serialization_format is {flavor.get('serialization_format')!r}; "
+            "only 'skops' models are loaded"
+        )
+    if flavor.get("code") or (meta.get("flavors") or {}).get("python_function", {}).get("code"):
+        raise IntegrityError(f"{mlmodel}: models with code paths are refused")
+    model_file = (root / str(flavor.get("pickled_model", ""))).resolve()
+    if root not in model_file.parents:
+        raise IntegrityError(f"{mlmodel}: model path {flavor.get('pickled_model')!r} leaves the model folder")
+    if not model_file.is_file():
+        raise IntegrityError(f"{model_file}: model file missing")
+    actual = file_sha256(model_file)
+    if actual != expected_sha256:
+        raise IntegrityError(
+            f"{model_file}: SHA-256 {actual} does not match the recorded {expected_sha256}"
+        )
+    untrusted = sorted(set(sio.get_untrusted_types(file=model_file)) - set(TRUSTED_TYPES))
+    if untrusted:
+        raise IntegrityError(f"{model_file}: untrusted types {untrusted}")
+    return sio.load(model_file, trusted=list(TRUSTED_TYPES))

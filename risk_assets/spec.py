@@ -1,0 +1,197 @@
+"""The pipeline spec: a YAML file that names the data, the model and the files that govern it.
+
+Example::
+
+    name: credit_risk
+    source: {path: data/german_credit.csv}
+    target: risk
+    protected_attributes: [sex, age]
+    estimator:
+      class: sklearn.linear_model.LogisticRegression
+      params: {max_iter: 1000}
+    expectations: ../expectations/credit_risk.json
+    policy: policies/credit_risk.yaml
+    registered_model: credit_risk
+
+Relative paths are resolved against the folder of the spec file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from risk_assets._yaml import format_validation_error, read_yaml_mapping
+from risk_assets.errors import SpecError
+
+__all__ = ["EstimatorSpec", "LoadedSpec", "PipelineSpec", "SourceSpec", "SplitSpec", "load_spec"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceSpec(_Strict):
+    """Where the training data comes from: one CSV or Parquet file."""
+
+    path: str = Field(min_length=1, description="CSV or Parquet file, relative to the spec")
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="file format; inferred from the suffix when omitted"
+    )
+
+    @model_validator(mode="after")
+    def _infer_format(self) -> SourceSpec:
+        if self.format is None:
+            suffix = Path(self.path).suffix.lower()
+            fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
+            if fmt is None:
+                raise ValueError(
+                    f"cannot infer the format of {self.path!r} from its suffix; "
+                    "set source.format to 'csv' or 'parquet'"
+                )
+            object.__setattr__(self, "format", fmt)
+        return self
+
+
+class EstimatorSpec(_Strict):
+    """A scikit-learn classifier by class path, with its parameters."""
+
+    class_path: str = Field(alias="class", description="e.g. sklearn.linear_model.LogisticRegression")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not _CLASS_PATH.match(value):
+            raise ValueError("expected a dotted class path such as sklearn.ensemble.RandomForestClassifier")
+        return value
+
+
+class SplitSpec(_Strict):
+    """The seeded train/test split."""
+
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
+    seed: int = Field(default=42, ge=0)
+    stratify: bool = True
+
+
+class PipelineSpec(_Strict):
+    """The validated content of a pipeline spec file."""
+
+    name: str = Field(description="pipeline name: lower case letters, digits and underscores")
+    description: str = ""
+    owner: str | None = None
+    source: SourceSpec
+    target: str = Field(min_length=1)
+    positive_label: int | str | None = None
+    features: list[str] | None = None
+    categorical_features: list[str] | None = None
+    protected_attributes: list[str] = Field(default_factory=list)
+    estimator: EstimatorSpec = Field(
+        default_factory=lambda: EstimatorSpec(
+            class_path="sklearn.linear_model.LogisticRegression", params={"max_iter": 1000}
+        )
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    expectations: str = Field(min_length=1, description="Great Expectations suite (JSON)")
+    policy: str = Field(min_length=1, description="risk policy (YAML)")
+    registered_model: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("expected lower case letters, digits and underscores, starting with a letter")
+        return value
+
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not _MODEL_NAME.match(value):
+            raise ValueError("expected letters, digits, '_', '-' or '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> PipelineSpec:
+        for key in ("features", "categorical_features", "protected_attributes"):
+            cols = getattr(self, key) or []
+            dupes = sorted({c for c in cols if cols.count(c) > 1})
+            if dupes:
+                raise ValueError(f"{key} lists {dupes} more than once")
+            if self.target in cols:
+                raise ValueError(f"{key} must not contain the target column {self.target!r}")
+        if self.features is not None:
+            if not self.features:
+                raise ValueError("features is empty; omit it to use every column but the target")
+            for key in ("categorical_features",):
+                extra = sorted(set(getattr(self, key) or []) - set(self.features))
+                if extra:
+                    raise ValueError(f"{key} names columns that are not features: {extra}")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """Name of the production registered model (candidates go to ``<name>-candidates``)."""
+        return self.registered_model or self.name
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A spec with its file, its resolved paths and the SHA-256 of its bytes."""
+
+    spec: PipelineSpec
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def source_path(self) -> Path:
+        return _resolve(self.path, self.spec.source.path)
+
+    @property
+    def suite_path(self) -> Path:
+        return _resolve(self.path, self.spec.expectations)
+
+    @property
+    def policy_path(self) -> Path:
+        return _resolve(self.path, self.spec.policy)
+
+
+def _resolve(spec_path: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (spec_path.parent / p).resolve()
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Load and validate a pipeline spec.
+
+    Raises:
+        SpecError: the file is missing or invalid; the message names the file and the key.
+    """
+    path = Path(path).resolve()
+    raw = read_yaml_mapping(path, error=SpecError, what="spec")
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(path, exc)) from None
+    loaded = LoadedSpec(spec=spec, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    for key, target in (
+        ("source.path", loaded.source_path),
+        ("expectations", loaded.suite_path),
+        ("policy", loaded.policy_path),
+    ):
+        if not target.is_file():
+            raise SpecError(f"{path}: {key}: file not found: {target}")
+    return loaded
