@@ -95,6 +95,15 @@ def _code_version(folder: Path) -> str:
         return f"risk-assets {version('risk-assets')} (no git)"
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _check_metadata(risk: Risk, result: ControlResult, *, extra: dict[str, Any] | None = None) -> dict:
     md: dict[str, Any] = {
         "risk/id": risk.id,
@@ -319,6 +328,7 @@ def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict
         _TAG + "spec_path": str(loaded.path),
         _TAG + "code_version": _code_version(loaded.path.parent),
         "mlflow.source.name": str(loaded.path),
+        "mlflow.user": _user(),
     }
     run = client.create_run(experiment_id, run_name=f"{spec.name}-{context.run.run_id[:8]}", tags=tags)
     run_id = run.info.run_id

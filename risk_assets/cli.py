@@ -1,0 +1,250 @@
+"""The ``risk-assets`` command line: a stable contract for people, scripts and other tools.
+
+Exit codes: 0 success (for ``run``: a model version was registered), 1 anything
+unexpected, 2 a bad spec, policy, suite or data file, 3 a blocking gate stopped the model.
+Heavy libraries are imported inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="risk-assets",
+        description="ML risk controls as Dagster asset checks; lineage and a gated registry in MLflow.",
+        epilog="Exit codes: 0 ok / registered, 1 unexpected error, 2 bad spec, policy, suite or "
+        "data file, 3 blocked by a gate. State: RISK_ASSETS_HOME (default ./.risk-assets), "
+        "DAGSTER_HOME, MLFLOW_TRACKING_URI.",
+    )
+    from risk_assets import __version__
+
+    p.add_argument("--version", action="version", version=f"risk-assets {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="onboard a data set: write a spec, a profiled suite and a policy")
+    init.add_argument("data", metavar="DATA", help="CSV or Parquet file")
+    init.add_argument("--target", required=True, metavar="COL", help="the column to predict")
+    init.add_argument("--protected", nargs="+", default=[], metavar="COL",
+                      help="protected attributes (for fairness controls)")
+    init.add_argument("--name", help="pipeline name (default: from the file name)")
+    init.add_argument("--out", default="pipelines", metavar="DIR",
+                      help="folder for the spec (default: ./pipelines)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    run = sub.add_parser("run", help="materialise a pipeline and its gates in one process")
+    run.add_argument("spec", metavar="SPEC", help="pipeline spec (YAML)")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+
+    lin = sub.add_parser("lineage", help="why is this model here? (from MLflow alone)")
+    lin.add_argument("ref", metavar="MODEL[@ALIAS|/VERSION]")
+    lin.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sub.add_parser("env", help="print shell exports that point dagster dev and mlflow ui at the state")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from risk_assets.errors import ConfigError, RiskAssetsError
+
+    try:
+        if args.command == "init":
+            return _cmd_init(args)
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "lineage":
+            return _cmd_lineage(args)
+        if args.command == "env":
+            from risk_assets.settings import current_settings
+
+            print("\n".join(current_settings().env_lines()))
+            return EXIT_OK
+    except ConfigError as exc:
+        return _fail(args, EXIT_CONFIG, str(exc))
+    except RiskAssetsError as exc:
+        return _fail(args, EXIT_UNEXPECTED, str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_UNEXPECTED
+
+
+def _fail(args: argparse.Namespace, code: int, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"status": "error", "exit_code": code, "error": message}))
+    print(f"risk-assets: error: {message}", file=sys.stderr)
+    return code
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import logging
+
+    for name in ("mlflow", "alembic", "great_expectations"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from risk_assets.dagster._runner import run_pipeline
+
+    outcome = run_pipeline(args.spec, log_to_console=not args.json)
+    if args.json:
+        print(json.dumps(outcome.to_json(), indent=None))
+    else:
+        print(outcome.render())
+    return outcome.exit_code
+
+
+# ---------------------------------------------------------------------------- lineage
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from mlflow import MlflowClient
+
+    from risk_assets.registry._mlflow import lineage
+    from risk_assets.settings import current_settings
+
+    s = current_settings()
+    info = lineage(MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri), args.ref)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(render_lineage(info))
+    return EXIT_OK
+
+
+def render_lineage(info: dict[str, Any]) -> str:
+    d, r = info["data"], info["run"]
+    lines = [
+        f"{info['model']} version {info['version']}"
+        + (f"  [{', '.join(info['aliases'])}]" if info["aliases"] else ""),
+        f"  registered   {info['registered_at']} by {info['registered_by'] or 'unknown'}",
+    ]
+    if info.get("candidate_version"):
+        lines.append(f"  copied from  {info['candidate_version']}")
+    if info.get("promoted_by"):
+        lines.append(f"  promoted by  {info['promoted_by']}: {info.get('promotion_reason') or ''}")
+    lines += [
+        f"  model sha256 {info['model_sha256']}",
+        f"  run          {r['run_id']} (experiment {r['experiment_id']}) started {r['started_at']} "
+        f"by {r['user']}",
+        f"  dagster run  {r['dagster_run_id']}  partition {r['partition']}",
+        f"  code version {info['code_version']}",
+        f"  data source  {d['source']}",
+        f"    raw snapshot sha256       {d['raw_snapshot_sha256']}",
+        f"    validated snapshot sha256 {d['snapshot_sha256']}",
+        f"    split seed {d['split']['seed']}, test size {d['split']['test_size']}, "
+        f"stratified {d['split']['stratified']}",
+    ]
+    for ds in d["datasets"]:
+        lines.append(f"    dataset {ds['context']:<9} {ds['name']}: {ds.get('rows')} rows, sha256 {ds.get('sha256')}")
+    lines += [
+        f"  suite sha256  {info['suite_sha256']}",
+        f"  policy sha256 {info['policy_sha256']} ({info['policy']})",
+        f"  spec sha256   {info['spec_sha256']}",
+        "  metrics       " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(info["metrics"].items())),
+        "  gates:",
+    ]
+    for g in info["gates"]:
+        lines.append(
+            f"    {'PASS' if g['passed'] else 'FAIL'} {g['name']:<26} {g['risk_id']:<10} "
+            f"{'blocking' if g['blocking'] else 'warning '} value {_num(g['value'])} "
+            f"threshold {_num(g['threshold'])}  {g['summary']}"
+        )
+    return "\n".join(lines)
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    import re
+
+    from risk_assets.controls._expectations import profile_suite
+    from risk_assets.data import read_source, select_columns
+    from risk_assets.errors import DataError, SpecError
+
+    data = Path(args.data).resolve()
+    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(data.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{data}: expected a .csv or .parquet file")
+    df = read_source(data, fmt)
+    df, features = select_columns(df, target=args.target, features=None, source=data)
+    missing = [c for c in args.protected if c not in df.columns]
+    if missing:
+        raise DataError(f"{data}: protected column(s) {missing} not found; the file has {list(df.columns)}")
+    if args.target in args.protected:
+        raise DataError(f"--protected must not name the target column {args.target!r}")
+    name = args.name or re.sub(r"[^a-z0-9_]+", "_", data.stem.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"pipeline_{name}"
+    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+        raise SpecError(f"--name {name!r}: expected lower case letters, digits and underscores")
+    out = Path(args.out).resolve()
+    spec_path = out / f"{name}.yaml"
+    suite_path = out / "expectations" / f"{name}.json"
+    policy_path = out / "policies" / f"{name}.yaml"
+    existing = [p for p in (spec_path, suite_path, policy_path) if p.exists()]
+    if existing and not args.force:
+        raise SpecError(f"would overwrite {', '.join(map(str, existing))}; use --force")
+
+    import pandas as pd
+
+    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(df[c].dtype)]
+    labels = sorted(df[args.target].dropna().unique().tolist(), key=str)
+    positive = 1 if set(labels) == {0, 1} else None
+    suite = profile_suite(df, name=name, target=args.target, categorical=categorical)
+    majority = float(df[args.target].value_counts(normalize=True).max())
+    template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
+    policy_text = template.format(name=name, majority_share=majority,
+                                  accuracy_threshold=int(majority * 100) / 100)
+    spec = {
+        "name": name,
+        "description": f"Predicts {args.target} from {data.name} (written by risk-assets init).",
+        "source": {"path": os.path.relpath(data, out), "format": fmt},
+        "target": args.target,
+        **({"positive_label": positive} if positive is not None else {}),
+        "protected_attributes": list(args.protected),
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 1000}},
+        "split": {"test_size": 0.25, "seed": 42, "stratify": True},
+        "expectations": os.path.relpath(suite_path, out),
+        "policy": os.path.relpath(policy_path, out),
+        "registered_model": name,
+    }
+    import yaml
+
+    suite_path.parent.mkdir(parents=True, exist_ok=True)
+    policy_path.parent.mkdir(parents=True, exist_ok=True)
+    suite_path.write_text(json.dumps(suite, indent=2) + "\n", encoding="utf-8")
+    policy_path.write_text(policy_text, encoding="utf-8")
+    spec_path.write_text(
+        "# Pipeline spec written by `risk-assets init`; paths are relative to this file.\n"
+        + yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    from risk_assets.dagster._factory import load_pipeline
+
+    load_pipeline(spec_path)  # what init writes must load
+    print(f"wrote {spec_path}\nwrote {suite_path} ({len(suite['expectations'])} expectations)\n"
+          f"wrote {policy_path}\n\nrun it:  risk-assets run {os.path.relpath(spec_path)}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
