@@ -19,7 +19,9 @@ def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read {what} file: {exc}") from exc
     if not isinstance(loaded, dict):
-        raise error(f"{path}: expected a mapping of keys at the top level, found {type(loaded).__name__}")
+        raise error(
+            f"{path}: expected a mapping of keys at the top level, found {type(loaded).__name__}"
+        )
     return loaded
 
 

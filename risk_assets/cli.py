@@ -20,7 +20,7 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="risk-assets",
-        description="ML risk controls as Dagster asset checks; lineage and a gated registry in MLflow.",
+        description="ML risk controls as Dagster asset checks; lineage and gated registry in MLflow.",
         epilog="Exit codes: 0 ok / registered, 1 unexpected error, 2 bad spec, policy, suite or "
         "data file, 3 blocked by a gate. State: RISK_ASSETS_HOME (default ./.risk-assets), "
         "DAGSTER_HOME, MLFLOW_TRACKING_URI.",
@@ -30,14 +30,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"risk-assets {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = sub.add_parser("init", help="onboard a data set: write a spec, a profiled suite and a policy")
+    init = sub.add_parser(
+        "init", help="onboard a data set: write a spec, a profiled suite and a policy"
+    )
     init.add_argument("data", metavar="DATA", help="CSV or Parquet file")
     init.add_argument("--target", required=True, metavar="COL", help="the column to predict")
-    init.add_argument("--protected", nargs="+", default=[], metavar="COL",
-                      help="protected attributes (for fairness controls)")
+    init.add_argument(
+        "--protected",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="protected attributes (for fairness controls)",
+    )
     init.add_argument("--name", help="pipeline name (default: from the file name)")
-    init.add_argument("--out", default="pipelines", metavar="DIR",
-                      help="folder for the spec (default: ./pipelines)")
+    init.add_argument(
+        "--out",
+        default="pipelines",
+        metavar="DIR",
+        help="folder for the spec (default: ./pipelines)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     run = sub.add_parser("run", help="materialise a pipeline and its gates in one process")
@@ -48,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     lin.add_argument("ref", metavar="MODEL[@ALIAS|/VERSION]")
     lin.add_argument("--json", action="store_true", help="print one JSON object")
 
-    sub.add_parser("env", help="print shell exports that point dagster dev and mlflow ui at the state")
+    sub.add_parser(
+        "env", help="print shell exports that point dagster dev and mlflow ui at the state"
+    )
     return p
 
 
@@ -151,12 +164,16 @@ def render_lineage(info: dict[str, Any]) -> str:
         f"stratified {d['split']['stratified']}",
     ]
     for ds in d["datasets"]:
-        lines.append(f"    dataset {ds['context']:<9} {ds['name']}: {ds.get('rows')} rows, sha256 {ds.get('sha256')}")
+        lines.append(
+            f"    dataset {ds['context']:<9} {ds['name']}: {ds.get('rows')} rows, "
+            f"sha256 {ds.get('sha256')}"
+        )
     lines += [
         f"  suite sha256  {info['suite_sha256']}",
         f"  policy sha256 {info['policy_sha256']} ({info['policy']})",
         f"  spec sha256   {info['spec_sha256']}",
-        "  metrics       " + ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(info["metrics"].items())),
+        "  metrics       "
+        + ", ".join(f"{k[5:]} {v:.4f}" for k, v in sorted(info["metrics"].items())),
         "  gates:",
     ]
     for g in info["gates"]:
@@ -190,7 +207,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
     df, features = select_columns(df, target=args.target, features=None, source=data)
     missing = [c for c in args.protected if c not in df.columns]
     if missing:
-        raise DataError(f"{data}: protected column(s) {missing} not found; the file has {list(df.columns)}")
+        raise DataError(
+            f"{data}: protected column(s) {missing} not found; the file has {list(df.columns)}"
+        )
     if args.target in args.protected:
         raise DataError(f"--protected must not name the target column {args.target!r}")
     name = args.name or re.sub(r"[^a-z0-9_]+", "_", data.stem.lower()).strip("_")
@@ -214,8 +233,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
     suite = profile_suite(df, name=name, target=args.target, categorical=categorical)
     majority = float(df[args.target].value_counts(normalize=True).max())
     template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
-    policy_text = template.format(name=name, majority_share=majority,
-                                  accuracy_threshold=int(majority * 100) / 100)
+    policy_text = template.format(
+        name=name, majority_share=majority, accuracy_threshold=int(majority * 100) / 100
+    )
     spec = {
         "name": name,
         "description": f"Predicts {args.target} from {data.name} (written by risk-assets init).",
@@ -223,7 +243,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
         "target": args.target,
         **({"positive_label": positive} if positive is not None else {}),
         "protected_attributes": list(args.protected),
-        "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 1000}},
+        "estimator": {
+            "class": "sklearn.linear_model.LogisticRegression",
+            "params": {"max_iter": 1000},
+        },
         "split": {"test_size": 0.25, "seed": 42, "stratify": True},
         "expectations": os.path.relpath(suite_path, out),
         "policy": os.path.relpath(policy_path, out),
@@ -237,12 +260,16 @@ def _cmd_init(args: argparse.Namespace) -> int:
     policy_path.write_text(policy_text, encoding="utf-8")
     spec_path.write_text(
         "# Pipeline spec written by `risk-assets init`; paths are relative to this file.\n"
-        + yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        + yaml.safe_dump(spec, sort_keys=False),
+        encoding="utf-8",
+    )
     from risk_assets.dagster._factory import load_pipeline
 
     load_pipeline(spec_path)  # what init writes must load
-    print(f"wrote {spec_path}\nwrote {suite_path} ({len(suite['expectations'])} expectations)\n"
-          f"wrote {policy_path}\n\nrun it:  risk-assets run {os.path.relpath(spec_path)}")
+    print(
+        f"wrote {spec_path}\nwrote {suite_path} ({len(suite['expectations'])} expectations)\n"
+        f"wrote {policy_path}\n\nrun it:  risk-assets run {os.path.relpath(spec_path)}"
+    )
     return EXIT_OK
 
 

@@ -15,7 +15,14 @@ from risk_assets.errors import DataError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FRAME_HASH_SCHEME", "Split", "frame_sha256", "read_source", "select_columns", "split_frame"]
+__all__ = [
+    "FRAME_HASH_SCHEME",
+    "Split",
+    "frame_sha256",
+    "read_source",
+    "select_columns",
+    "split_frame",
+]
 
 #: Name of the canonical serialisation hashed by :func:`frame_sha256`; recorded beside hashes.
 FRAME_HASH_SCHEME = "risk-assets-frame-v1"

@@ -29,7 +29,9 @@ def resolve_estimator_class(class_path: str, *, where: str = "estimator.class") 
     return cls
 
 
-def categorical_columns(df: pd.DataFrame, features: list[str], declared: list[str] | None) -> list[str]:
+def categorical_columns(
+    df: pd.DataFrame, features: list[str], declared: list[str] | None
+) -> list[str]:
     """Features treated as categories: the declared ones plus every non-numeric column."""
     import pandas as pd
 
@@ -70,7 +72,9 @@ def build_pipeline(
         transformers.append(
             (
                 "numeric",
-                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
                 numeric,
             )
         )

@@ -253,4 +253,6 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         raise PolicyError(format_validation_error(path, exc)) from None
-    return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    return LoadedPolicy(
+        policy=policy, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest()
+    )

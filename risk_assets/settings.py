@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "current_settings"]
+__all__ = ["Settings", "current_settings", "current_user"]
 
 STATE_ENV = "RISK_ASSETS_HOME"
 
@@ -57,3 +57,13 @@ def current_settings(environ: dict[str, str] | None = None) -> Settings:
         artifact_root=(state / "mlflow" / "artifacts").as_uri(),
         snapshot_dir=state / "snapshots",
     )
+
+
+def current_user() -> str:
+    """The local user name recorded as "who" (with the embedded store, identity is local)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

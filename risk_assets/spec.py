@@ -65,14 +65,18 @@ class SourceSpec(_Strict):
 class EstimatorSpec(_Strict):
     """A scikit-learn classifier by class path, with its parameters."""
 
-    class_path: str = Field(alias="class", description="e.g. sklearn.linear_model.LogisticRegression")
+    class_path: str = Field(
+        alias="class", description="e.g. sklearn.linear_model.LogisticRegression"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("class_path")
     @classmethod
     def _dotted(cls, value: str) -> str:
         if not _CLASS_PATH.match(value):
-            raise ValueError("expected a dotted class path such as sklearn.ensemble.RandomForestClassifier")
+            raise ValueError(
+                "expected a dotted class path such as sklearn.ensemble.RandomForestClassifier"
+            )
         return value
 
 
@@ -110,7 +114,9 @@ class PipelineSpec(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError("expected lower case letters, digits and underscores, starting with a letter")
+            raise ValueError(
+                "expected lower case letters, digits and underscores, starting with a letter"
+            )
         return value
 
     @field_validator("registered_model")

@@ -73,10 +73,14 @@ def _build_suite(suite: dict[str, Any], source: str) -> Any:
             ],
         )
     except Exception as exc:  # GX raises many types for unknown expectation types / kwargs
-        raise SuiteError(f"{source}: invalid expectation suite: {type(exc).__name__}: {exc}") from exc
+        raise SuiteError(
+            f"{source}: invalid expectation suite: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def run_expectation_suite(df: pd.DataFrame, suite: dict[str, Any], *, source: str = "suite") -> ControlResult:
+def run_expectation_suite(
+    df: pd.DataFrame, suite: dict[str, Any], *, source: str = "suite"
+) -> ControlResult:
     """Validate a DataFrame against a suite in an ephemeral GX context.
 
     The context is ephemeral on purpose: GX Cloud credentials in the environment must
@@ -142,8 +146,11 @@ def run_expectation_suite(df: pd.DataFrame, suite: dict[str, Any], *, source: st
         value=passed_n / total,
         threshold=1.0,
         summary=summary,
-        figures={"expectations_total": total, "expectations_failed": len(failed),
-                 "success_share": passed_n / total},
+        figures={
+            "expectations_total": total,
+            "expectations_failed": len(failed),
+            "success_share": passed_n / total,
+        },
         table=rows,
         sample_size=len(df),
     )
@@ -166,10 +173,14 @@ def profile_suite(
     import pandas as pd
 
     exps: list[dict[str, Any]] = [
-        {"type": "expect_table_columns_to_match_set",
-         "kwargs": {"column_set": [str(c) for c in df.columns], "exact_match": True}},
-        {"type": "expect_table_row_count_to_be_between",
-         "kwargs": {"min_value": int(min(len(df), 100)), "max_value": None}},
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {"column_set": [str(c) for c in df.columns], "exact_match": True},
+        },
+        {
+            "type": "expect_table_row_count_to_be_between",
+            "kwargs": {"min_value": int(min(len(df), 100)), "max_value": None},
+        },
     ]
     for col in df.columns:
         s = df[col]
@@ -179,17 +190,29 @@ def profile_suite(
         elif null_share < 1.0:
             mostly = max(0.0, math.floor((1.0 - null_share - 0.05) * 100) / 100)
             if mostly > 0:
-                exps.append({"type": "expect_column_values_to_not_be_null",
-                             "kwargs": {"column": col, "mostly": mostly}})
+                exps.append(
+                    {
+                        "type": "expect_column_values_to_not_be_null",
+                        "kwargs": {"column": col, "mostly": mostly},
+                    }
+                )
         values = s.dropna()
         is_cat = col == target or col in categorical or not pd.api.types.is_numeric_dtype(s.dtype)
         if is_cat:
             uniques = values.unique()
             if 0 < len(uniques) <= max_categories:
                 value_set = sorted((_plain(v) for v in uniques), key=lambda v: (str(type(v)), v))
-                exps.append({"type": "expect_column_values_to_be_in_set",
-                             "kwargs": {"column": col, "value_set": value_set}})
-        elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype) and len(values):
+                exps.append(
+                    {
+                        "type": "expect_column_values_to_be_in_set",
+                        "kwargs": {"column": col, "value_set": value_set},
+                    }
+                )
+        elif (
+            pd.api.types.is_numeric_dtype(s.dtype)
+            and not pd.api.types.is_bool_dtype(s.dtype)
+            and len(values)
+        ):
             lo, hi = float(values.min()), float(values.max())
             pad = 0.1 * (hi - lo) if hi > lo else max(abs(hi) * 0.1, 1.0)
             low = lo - pad
@@ -198,8 +221,12 @@ def profile_suite(
             integer = pd.api.types.is_integer_dtype(s.dtype)
             low_v = math.floor(low) if integer else round(low, 6)
             high_v = math.ceil(hi + pad) if integer else round(hi + pad, 6)
-            exps.append({"type": "expect_column_values_to_be_between",
-                         "kwargs": {"column": col, "min_value": low_v, "max_value": high_v}})
+            exps.append(
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": col, "min_value": low_v, "max_value": high_v},
+                }
+            )
     for e in exps:
         e["meta"] = {}
     return {"name": name, "expectations": exps, "meta": {"generated_by": "risk-assets init"}}

@@ -12,7 +12,9 @@ from risk_assets.controls._result import ControlResult
 __all__ = ["compare_to_champion", "evaluate_classifier", "meets_metric_thresholds"]
 
 
-def evaluate_classifier(model: Any, X: Any, y: Any, *, positive_label: Any = None) -> dict[str, float]:
+def evaluate_classifier(
+    model: Any, X: Any, y: Any, *, positive_label: Any = None
+) -> dict[str, float]:
     """Held-out metrics of a fitted binary or multiclass classifier (all "higher is better").
 
     ``roc_auc`` is one-vs-rest macro for more than two classes; it is left out when the
@@ -59,8 +61,13 @@ def meets_metric_thresholds(
         value = metrics.get(name)
         ok = value is not None and np.isfinite(value) and value >= bound
         rows.append(
-            {"metric": name, "value": value, "threshold": float(bound), "passed": bool(ok),
-             "margin": None if value is None else float(value - bound)}
+            {
+                "metric": name,
+                "value": value,
+                "threshold": float(bound),
+                "passed": bool(ok),
+                "margin": None if value is None else float(value - bound),
+            }
         )
     worst = min(rows, key=lambda r: -np.inf if r["margin"] is None else r["margin"])
     failed = [r["metric"] for r in rows if not r["passed"]]
@@ -86,7 +93,11 @@ def meets_metric_thresholds(
 
 
 def compare_to_champion(
-    *, metric: str, candidate: float | None, champion: float | None, tolerance: float,
+    *,
+    metric: str,
+    candidate: float | None,
+    champion: float | None,
+    tolerance: float,
     champion_ref: str | None = None,
 ) -> ControlResult:
     """The candidate must not fall below the champion by more than ``tolerance``.
@@ -97,7 +108,9 @@ def compare_to_champion(
     """
     if champion_ref is None:
         return ControlResult(
-            passed=True, value=None, threshold=-tolerance,
+            passed=True,
+            value=None,
+            threshold=-tolerance,
             summary="no champion in production yet: nothing to compare against, gate passes",
             figures={f"candidate_{metric}": candidate} if candidate is not None else {},
         )
@@ -116,5 +129,8 @@ def compare_to_champion(
             f"(difference {delta:+.4f}, allowed drop {tolerance:.4f})"
         ),
         figures={f"candidate_{metric}": candidate, f"champion_{metric}": champion, "delta": delta},
-        table=[{"model": "candidate", metric: candidate}, {"model": f"champion ({champion_ref})", metric: champion}],
+        table=[
+            {"model": "candidate", metric: candidate},
+            {"model": f"champion ({champion_ref})", metric: champion},
+        ],
     )

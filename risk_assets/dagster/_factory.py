@@ -6,7 +6,6 @@ effects. Asset values are small JSON references (snapshot hashes, MLflow run ids
 lives in the snapshot store and models in MLflow.
 """
 
-
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ from risk_assets.controls._result import ControlResult, markdown_table
 from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
 from risk_assets.errors import SpecError
 from risk_assets.policy import LoadedPolicy, Risk, load_policy
+from risk_assets.settings import current_user
 from risk_assets.spec import LoadedSpec, load_spec
 
 __all__ = [
@@ -32,7 +32,13 @@ __all__ = [
     "load_pipeline",
 ]
 
-ASSET_NAMES = ("raw_snapshot", "validated_data", "train_test_split", "candidate_model", "registered_model")
+ASSET_NAMES = (
+    "raw_snapshot",
+    "validated_data",
+    "train_test_split",
+    "candidate_model",
+    "registered_model",
+)
 _TAG = "risk_assets."
 
 
@@ -61,7 +67,9 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
     spec = load_spec(spec_path)
     policy = load_policy(spec.policy_path)
     load_suite(spec.suite_path)
-    if not any(r.control is not None and r.control.name == "expectations" for r in policy.policy.risks):
+    if not any(
+        r.control is not None and r.control.name == "expectations" for r in policy.policy.risks
+    ):
         raise SpecError(
             f"{policy.path}: no risk uses the 'expectations' control, so the suite named by "
             f"{spec.path} would never run"
@@ -81,12 +89,18 @@ def _code_version(folder: Path) -> str:
     """The git commit of the folder holding the spec (``+dirty`` with local changes)."""
     try:
         head = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -95,16 +109,9 @@ def _code_version(folder: Path) -> str:
         return f"risk-assets {version('risk-assets')} (no git)"
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _check_metadata(risk: Risk, result: ControlResult, *, extra: dict[str, Any] | None = None) -> dict:
+def _check_metadata(
+    risk: Risk, result: ControlResult, *, extra: dict[str, Any] | None = None
+) -> dict:
     md: dict[str, Any] = {
         "risk/id": risk.id,
         "risk/title": risk.title,
@@ -153,7 +160,9 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
     owners = [f"team:{spec.owner}"] if spec.owner and " " not in spec.owner else None
 
     @dg.asset(
-        name="raw_snapshot", **common, owners=owners,
+        name="raw_snapshot",
+        **common,
+        owners=owners,
         description=f"Content-addressed snapshot of {spec.source.path} (SHA-256 as data version).",
     )
     def raw_snapshot(context: dg.AssetExecutionContext, snapshots: SnapshotStoreResource):
@@ -174,22 +183,34 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         )
 
     @dg.asset(
-        name="validated_data", ins=ins("raw_snapshot"), **common, owners=owners,
+        name="validated_data",
+        ins=ins("raw_snapshot"),
+        **common,
+        owners=owners,
         description="Target and feature columns of the snapshot; gated by the expectation suite.",
     )
-    def validated_data(context: dg.AssetExecutionContext, raw_snapshot: dict, snapshots: SnapshotStoreResource):
+    def validated_data(
+        context: dg.AssetExecutionContext, raw_snapshot: dict, snapshots: SnapshotStoreResource
+    ):
         from risk_assets.data import select_columns
         from risk_assets.estimator import categorical_columns
 
         store = snapshots.get_store()
         raw = store.get(raw_snapshot["sha256"])
-        df, features = select_columns(raw, target=spec.target, features=spec.features,
-                                      source=raw_snapshot["source"])
+        df, features = select_columns(
+            raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
+        )
         ref = store.put(df)
         categorical = categorical_columns(df, features, spec.categorical_features)
         return dg.Output(
-            {**ref.to_dict(), "raw_sha256": raw_snapshot["sha256"], "source": raw_snapshot["source"],
-             "target": spec.target, "features": features, "categorical": categorical},
+            {
+                **ref.to_dict(),
+                "raw_sha256": raw_snapshot["sha256"],
+                "source": raw_snapshot["source"],
+                "target": spec.target,
+                "features": features,
+                "categorical": categorical,
+            },
             data_version=dg.DataVersion(ref.sha256),
             metadata={
                 "risk/snapshot_sha256": ref.sha256,
@@ -200,63 +221,106 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         )
 
     @dg.asset(
-        name="train_test_split", ins=ins("validated_data"), **common, owners=owners,
+        name="train_test_split",
+        ins=ins("validated_data"),
+        **common,
+        owners=owners,
         description="Seeded train/test split of the validated data, each part content-addressed.",
     )
-    def train_test_split(context: dg.AssetExecutionContext, validated_data: dict,
-                         snapshots: SnapshotStoreResource):
+    def train_test_split(
+        context: dg.AssetExecutionContext, validated_data: dict, snapshots: SnapshotStoreResource
+    ):
         from risk_assets.data import split_frame
 
         store = snapshots.get_store()
         df = store.get(validated_data["sha256"])
-        split = split_frame(df, target=spec.target, test_size=spec.split.test_size,
-                            seed=spec.split.seed, stratify=spec.split.stratify)
+        split = split_frame(
+            df,
+            target=spec.target,
+            test_size=spec.split.test_size,
+            seed=spec.split.seed,
+            stratify=spec.split.stratify,
+        )
         train, test = store.put(split.train), store.put(split.test)
-        value = {"train": train.to_dict(), "test": test.to_dict(), "seed": split.seed,
-                 "test_size": split.test_size, "stratified": split.stratified,
-                 "validated_sha256": validated_data["sha256"]}
-        return dg.Output(value, metadata={
-            "risk/train_sha256": train.sha256, "risk/test_sha256": test.sha256,
-            "seed": split.seed, "test_size": split.test_size, "stratified": split.stratified,
-            "train_rows": dg.MetadataValue.int(train.rows), "test_rows": dg.MetadataValue.int(test.rows),
-        })
+        value = {
+            "train": train.to_dict(),
+            "test": test.to_dict(),
+            "seed": split.seed,
+            "test_size": split.test_size,
+            "stratified": split.stratified,
+            "validated_sha256": validated_data["sha256"],
+        }
+        return dg.Output(
+            value,
+            metadata={
+                "risk/train_sha256": train.sha256,
+                "risk/test_sha256": test.sha256,
+                "seed": split.seed,
+                "test_size": split.test_size,
+                "stratified": split.stratified,
+                "train_rows": dg.MetadataValue.int(train.rows),
+                "test_rows": dg.MetadataValue.int(test.rows),
+            },
+        )
 
     @dg.asset(
-        name="candidate_model", ins=ins("validated_data", "train_test_split"), **common, owners=owners,
+        name="candidate_model",
+        ins=ins("validated_data", "train_test_split"),
+        **common,
+        owners=owners,
         description=f"{spec.estimator.class_path} fitted on the training split, logged to MLflow.",
     )
-    def candidate_model(context: dg.AssetExecutionContext, validated_data: dict, train_test_split: dict,
-                        mlflow: MlflowResource, snapshots: SnapshotStoreResource):
+    def candidate_model(
+        context: dg.AssetExecutionContext,
+        validated_data: dict,
+        train_test_split: dict,
+        mlflow: MlflowResource,
+        snapshots: SnapshotStoreResource,
+    ):
         return _fit_and_log(context, pipeline, validated_data, train_test_split, mlflow, snapshots)
 
     @dg.asset(
-        name="registered_model", ins=ins("candidate_model"), **common, owners=owners,
+        name="registered_model",
+        ins=ins("candidate_model"),
+        **common,
+        owners=owners,
         description="The candidate in the MLflow registry; only after every blocking gate passed.",
     )
-    def registered_model(context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource):
+    def registered_model(
+        context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
+    ):
         from risk_assets.registry._mlflow import register_candidate
 
         reg = register_candidate(
-            mlflow.get_client(), candidate_model["run_id"], model_name=spec.model_name,
-            policy=policy, policy_sha256=lpolicy.sha256,
+            mlflow.get_client(),
+            candidate_model["run_id"],
+            model_name=spec.model_name,
+            policy=policy,
+            policy_sha256=lpolicy.sha256,
         )
         context.log.info(
             f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
         )
-        return dg.Output(reg.to_dict(), data_version=dg.DataVersion(reg.model_sha256), metadata={
-            "risk/model_sha256": reg.model_sha256,
-            "candidate_version": f"{reg.candidates_model}/{reg.candidate_version}",
-            "production_version": f"{reg.model}/{reg.version}" if reg.version else "awaiting promotion",
-            "aliases": ", ".join(reg.aliases),
-            "mlflow_run_id": reg.run_id,
-        })
+        return dg.Output(
+            reg.to_dict(),
+            data_version=dg.DataVersion(reg.model_sha256),
+            metadata={
+                "risk/model_sha256": reg.model_sha256,
+                "candidate_version": f"{reg.candidates_model}/{reg.candidate_version}",
+                "production_version": f"{reg.model}/{reg.version}"
+                if reg.version
+                else "awaiting promotion",
+                "aliases": ", ".join(reg.aliases),
+                "mlflow_run_id": reg.run_id,
+            },
+        )
 
     checks = [
-        _build_check(pipeline, risk, key(risk.control.asset))
-        for risk in policy.controlled_risks()
+        _build_check(pipeline, risk, key(risk.control.asset)) for risk in policy.controlled_risks()
     ]
     job = dg.define_asset_job(
-        job_name(name), selection=dg.AssetSelection.groups(name),
+        job_name(name),
+        selection=dg.AssetSelection.groups(name),
         description=f"The gated pipeline {name}: data, gates, candidate, registration.",
         tags={"risk_assets/pipeline": name},
     )
@@ -268,8 +332,14 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
     )
 
 
-def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict,
-                 mlflow: MlflowResource, snapshots: SnapshotStoreResource) -> dg.Output:
+def _fit_and_log(
+    context,
+    pipeline: LoadedPipeline,
+    validated: dict,
+    split: dict,
+    mlflow: MlflowResource,
+    snapshots: SnapshotStoreResource,
+) -> dg.Output:
     import tempfile
 
     from mlflow.entities import Metric, Param, RunTag
@@ -288,27 +358,38 @@ def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict
     loaded, lpolicy = pipeline.spec, pipeline.policy
     spec = loaded.spec
     store = snapshots.get_store()
-    train_ref, test_ref = SnapshotRef.from_dict(split["train"]), SnapshotRef.from_dict(split["test"])
+    train_ref, test_ref = (
+        SnapshotRef.from_dict(split["train"]),
+        SnapshotRef.from_dict(split["test"]),
+    )
     train, test = store.get(train_ref), store.get(test_ref)
     features, categorical = validated["features"], validated["categorical"]
     numeric = [c for c in features if c not in categorical]
-    model = build_pipeline(class_path=spec.estimator.class_path, params=spec.estimator.params,
-                           numeric=numeric, categorical=categorical)
+    model = build_pipeline(
+        class_path=spec.estimator.class_path,
+        params=spec.estimator.params,
+        numeric=numeric,
+        categorical=categorical,
+    )
     started = time.perf_counter()
     model.fit(train[features], train[spec.target])
     fit_seconds = time.perf_counter() - started
-    metrics = evaluate_classifier(model, test[features], test[spec.target],
-                                  positive_label=spec.positive_label)
+    metrics = evaluate_classifier(
+        model, test[features], test[spec.target], positive_label=spec.positive_label
+    )
 
     client = mlflow.get_client()
     experiment_id = mlflow.ensure_experiment(spec.name)
     partition = context.partition_key if context.has_partition_key else None
     data_records = {
         r.control.check_name: store.get_evidence(validated["sha256"], r.control.check_name)
-        for r in lpolicy.policy.controlled_risks() if r.control.asset == "validated_data"
+        for r in lpolicy.policy.controlled_risks()
+        if r.control.asset == "validated_data"
     }
-    suite_sha = next((r["suite_sha256"] for r in data_records.values() if r and r.get("suite_sha256")),
-                     pipeline.suite_sha256)
+    suite_sha = next(
+        (r["suite_sha256"] for r in data_records.values() if r and r.get("suite_sha256")),
+        pipeline.suite_sha256,
+    )
     tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.partition": partition or "none",
@@ -328,40 +409,71 @@ def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict
         _TAG + "spec_path": str(loaded.path),
         _TAG + "code_version": _code_version(loaded.path.parent),
         "mlflow.source.name": str(loaded.path),
-        "mlflow.user": _user(),
+        "mlflow.user": current_user(),
     }
-    run = client.create_run(experiment_id, run_name=f"{spec.name}-{context.run.run_id[:8]}", tags=tags)
+    run = client.create_run(
+        experiment_id, run_name=f"{spec.name}-{context.run.run_id[:8]}", tags=tags
+    )
     run_id = run.info.run_id
     status = "FAILED"
     try:
         now = int(time.time() * 1000)
         params = [Param("estimator.class", spec.estimator.class_path)]
         params += [Param(k, v) for k, v in iter_param_items("estimator.", spec.estimator.params)]
-        params += [Param(k, str(v)) for k, v in {
-            "split.seed": split["seed"], "split.test_size": split["test_size"],
-            "split.stratified": split["stratified"], "target": spec.target,
-            "n_train": train_ref.rows, "n_test": test_ref.rows,
-            "features": ",".join(features)[:6000], "categorical": ",".join(categorical)[:6000],
-        }.items()]
-        client.log_batch(run_id, params=params, metrics=[
-            *(Metric(f"test.{k}", v, now, 0) for k, v in metrics.items()),
-            Metric("fit_seconds", fit_seconds, now, 0),
-        ], tags=[RunTag(_TAG + "model_class", spec.estimator.class_path)])
-        client.log_inputs(run_id, datasets=[
-            snapshot_dataset_input(SnapshotRef.from_dict({k: validated[k] for k in
-                                   ("sha256", "path", "rows", "columns", "scheme")}),
-                                   name=f"{spec.name}-validated", context="source",
-                                   origin=validated["source"]),
-            snapshot_dataset_input(train_ref, name=f"{spec.name}-train", context="training",
-                                   origin=validated["source"]),
-            snapshot_dataset_input(test_ref, name=f"{spec.name}-test", context="testing",
-                                   origin=validated["source"]),
-        ])
+        params += [
+            Param(k, str(v))
+            for k, v in {
+                "split.seed": split["seed"],
+                "split.test_size": split["test_size"],
+                "split.stratified": split["stratified"],
+                "target": spec.target,
+                "n_train": train_ref.rows,
+                "n_test": test_ref.rows,
+                "features": ",".join(features)[:6000],
+                "categorical": ",".join(categorical)[:6000],
+            }.items()
+        ]
+        client.log_batch(
+            run_id,
+            params=params,
+            metrics=[
+                *(Metric(f"test.{k}", v, now, 0) for k, v in metrics.items()),
+                Metric("fit_seconds", fit_seconds, now, 0),
+            ],
+            tags=[RunTag(_TAG + "model_class", spec.estimator.class_path)],
+        )
+        client.log_inputs(
+            run_id,
+            datasets=[
+                snapshot_dataset_input(
+                    SnapshotRef.from_dict(
+                        {k: validated[k] for k in ("sha256", "path", "rows", "columns", "scheme")}
+                    ),
+                    name=f"{spec.name}-validated",
+                    context="source",
+                    origin=validated["source"],
+                ),
+                snapshot_dataset_input(
+                    train_ref,
+                    name=f"{spec.name}-train",
+                    context="training",
+                    origin=validated["source"],
+                ),
+                snapshot_dataset_input(
+                    test_ref,
+                    name=f"{spec.name}-test",
+                    context="testing",
+                    origin=validated["source"],
+                ),
+            ],
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            model_sha = save_model_dir(model, Path(tmp) / "model", X_sample=train[features].head(50))
+            model_sha = save_model_dir(
+                model, Path(tmp) / "model", X_sample=train[features].head(50)
+            )
             client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         client.set_tag(run_id, _TAG + "model_sha256", model_sha)
-        for check, record in data_records.items():
+        for record in data_records.values():
             if record is not None:
                 log_gate(client, run_id, GateRecord.from_dict(record))
         status = "FINISHED"
@@ -378,31 +490,50 @@ def _fit_and_log(context, pipeline: LoadedPipeline, validated: dict, split: dict
     if url:
         md["mlflow_run"] = dg.MetadataValue.url(url)
     return dg.Output(
-        {"run_id": run_id, "experiment_id": experiment_id, "model_sha256": model_sha,
-         "metrics": metrics, "test": test_ref.to_dict(), "features": features,
-         "target": spec.target},
+        {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "model_sha256": model_sha,
+            "metrics": metrics,
+            "test": test_ref.to_dict(),
+            "features": features,
+            "target": spec.target,
+        },
         data_version=dg.DataVersion(model_sha),
         metadata=md,
     )
 
 
-def _build_check(pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
+def _build_check(
+    pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey
+) -> dg.AssetChecksDefinition:
     control = risk.control
     assert control is not None
     spec, lpolicy = pipeline.spec.spec, pipeline.policy
     params = control.parsed_params()
-    description = f"[{risk.id}] {risk.title}: {control.name} ({'blocking' if risk.blocking else 'warning'})"
+    description = (
+        f"[{risk.id}] {risk.title}: {control.name} ({'blocking' if risk.blocking else 'warning'})"
+    )
     asset_name = asset_key.path[-1]
 
     def record_for(context, result: ControlResult, subject: str, suite_sha: str | None):
         from risk_assets.registry._mlflow import GateRecord
 
         return GateRecord(
-            check=control.check_name, risk_id=risk.id, asset=asset_name, blocking=risk.blocking,
-            passed=result.passed, value=result.value, threshold=result.threshold,
-            summary=result.summary, subject_sha256=subject, policy_sha256=lpolicy.sha256,
-            suite_sha256=suite_sha, dagster_run_id=context.run.run_id,
-            figures=dict(result.figures), sample_size=result.sample_size,
+            check=control.check_name,
+            risk_id=risk.id,
+            asset=asset_name,
+            blocking=risk.blocking,
+            passed=result.passed,
+            value=result.value,
+            threshold=result.threshold,
+            summary=result.summary,
+            subject_sha256=subject,
+            policy_sha256=lpolicy.sha256,
+            suite_sha256=suite_sha,
+            dagster_run_id=context.run.run_id,
+            figures=dict(result.figures),
+            sample_size=result.sample_size,
         )
 
     def finish(result: ControlResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
@@ -414,10 +545,17 @@ def _build_check(pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey) -
 
     if asset_name == "validated_data":
 
-        @dg.asset_check(asset=asset_key, name=control.check_name, blocking=risk.blocking,
-                        description=description)
-        def data_check(context: dg.AssetCheckExecutionContext, validated_data: dict,
-                       snapshots: SnapshotStoreResource) -> dg.AssetCheckResult:
+        @dg.asset_check(
+            asset=asset_key,
+            name=control.check_name,
+            blocking=risk.blocking,
+            description=description,
+        )
+        def data_check(
+            context: dg.AssetCheckExecutionContext,
+            validated_data: dict,
+            snapshots: SnapshotStoreResource,
+        ) -> dg.AssetCheckResult:
             store = snapshots.get_store()
             suite_sha = None
 
@@ -429,20 +567,32 @@ def _build_check(pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey) -
                 path = pipeline.spec.suite_path
                 suite_sha = file_sha256(path) if path.is_file() else None
                 suite = load_suite(path)
-                return run_expectation_suite(store.get(validated_data["sha256"]), suite, source=str(path))
+                return run_expectation_suite(
+                    store.get(validated_data["sha256"]), suite, source=str(path)
+                )
 
             result = _run_control(run, context.log, control.check_name)
             record = record_for(context, result, validated_data["sha256"], suite_sha)
             store.put_evidence(validated_data["sha256"], control.check_name, record.to_dict())
-            return finish(result, {"risk/suite_sha256": suite_sha or "unreadable",
-                                   "risk/snapshot_sha256": validated_data["sha256"]})
+            return finish(
+                result,
+                {
+                    "risk/suite_sha256": suite_sha or "unreadable",
+                    "risk/snapshot_sha256": validated_data["sha256"],
+                },
+            )
 
         return data_check
 
-    @dg.asset_check(asset=asset_key, name=control.check_name, blocking=risk.blocking,
-                    description=description)
-    def model_check(context: dg.AssetCheckExecutionContext, candidate_model: dict,
-                    mlflow: MlflowResource, snapshots: SnapshotStoreResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=asset_key, name=control.check_name, blocking=risk.blocking, description=description
+    )
+    def model_check(
+        context: dg.AssetCheckExecutionContext,
+        candidate_model: dict,
+        mlflow: MlflowResource,
+        snapshots: SnapshotStoreResource,
+    ) -> dg.AssetCheckResult:
         from risk_assets.registry._mlflow import log_gate
 
         client = mlflow.get_client()
@@ -458,8 +608,11 @@ def _build_check(pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey) -
             raise SpecError(f"control {control.name!r} has no model check")  # guarded by the policy
 
         result = _run_control(run, context.log, control.check_name)
-        log_gate(client, candidate_model["run_id"],
-                 record_for(context, result, candidate_model["model_sha256"], None))
+        log_gate(
+            client,
+            candidate_model["run_id"],
+            record_for(context, result, candidate_model["model_sha256"], None),
+        )
         return finish(result, extra)
 
     return model_check
@@ -473,21 +626,39 @@ def _champion_gate(client, spec, params, candidate: dict, snapshots, extra: dict
     champion = find_champion(client, spec.model_name)
     cand_value = candidate["metrics"].get(metric)
     if champion is None:
-        return compare_to_champion(metric=metric, candidate=cand_value, champion=None,
-                                   tolerance=tolerance, champion_ref=None)
+        return compare_to_champion(
+            metric=metric,
+            candidate=cand_value,
+            champion=None,
+            tolerance=tolerance,
+            champion_ref=None,
+        )
     ref = f"{champion.name}/{champion.version}"
     extra["champion_version"] = ref
     model = load_version_model(client, champion)
     test = snapshots.get_store().get(candidate["test"]["sha256"])
-    scores = evaluate_classifier(model, test[candidate["features"]], test[candidate["target"]],
-                                 positive_label=spec.positive_label)
-    return compare_to_champion(metric=metric, candidate=cand_value, champion=scores.get(metric),
-                               tolerance=tolerance, champion_ref=ref)
+    scores = evaluate_classifier(
+        model,
+        test[candidate["features"]],
+        test[candidate["target"]],
+        positive_label=spec.positive_label,
+    )
+    return compare_to_champion(
+        metric=metric,
+        candidate=cand_value,
+        champion=scores.get(metric),
+        tolerance=tolerance,
+        champion_ref=ref,
+    )
 
 
 def default_resources() -> dict[str, Any]:
     """Resources on embedded defaults, moved by the environment (see risk_assets.settings)."""
-    return {"mlflow": MlflowResource(), "snapshots": SnapshotStoreResource(), "io_manager": JsonIOManager()}
+    return {
+        "mlflow": MlflowResource(),
+        "snapshots": SnapshotStoreResource(),
+        "io_manager": JsonIOManager(),
+    }
 
 
 def build_definitions(
@@ -504,7 +675,9 @@ def build_definitions(
         pipeline = load_pipeline(path)
         pname = pipeline.spec.name
         if pname in seen:
-            raise SpecError(f"{pipeline.spec.path}: name {pname!r} is already used by {seen[pname]}")
+            raise SpecError(
+                f"{pipeline.spec.path}: name {pname!r} is already used by {seen[pname]}"
+            )
         seen[pname] = pipeline.spec.path
         defs.append(build_pipeline_definitions(pipeline))
     return dg.Definitions(
@@ -519,7 +692,7 @@ def build_definitions(
 
 
 def spec_files(folder: str | Path) -> Sequence[Path]:
-    """Pipeline specs in a folder: every ``*.yaml`` / ``*.yml`` directly in it with a ``source`` key."""
+    """Pipeline specs in a folder: each ``*.yaml`` / ``*.yml`` directly in it with a ``source`` key."""
     import yaml
 
     out = []

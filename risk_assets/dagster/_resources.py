@@ -27,11 +27,12 @@ class MlflowResource(dg.ConfigurableResource):
         description="MLflow tracking URI; default MLFLOW_TRACKING_URI or the embedded SQLite store",
     )
     registry_uri: str | None = Field(
-        default=None, description="MLflow registry URI; default MLFLOW_REGISTRY_URI or the tracking URI"
+        default=None,
+        description="MLflow registry URI; default MLFLOW_REGISTRY_URI or the tracking URI",
     )
     artifact_root: str | None = Field(
         default=None,
-        description="artefact location for new experiments on a local store; a server picks its own",
+        description="artefact location of new experiments on a local store (a server picks its own)",
     )
     _client: Any = PrivateAttr(default=None)
 
@@ -46,7 +47,7 @@ class MlflowResource(dg.ConfigurableResource):
             settings = current_settings()
             tracking = self.tracking_uri or settings.tracking_uri
             if tracking.startswith("sqlite:///"):
-                Path(tracking[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+                Path(tracking[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             default_registry = settings.registry_uri if self.tracking_uri is None else tracking
             self._client = MlflowClient(
                 tracking_uri=tracking, registry_uri=self.registry_uri or default_registry
@@ -107,15 +108,22 @@ class JsonIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        path = self._path(context.asset_key, context.partition_key if context.has_partition_key else None)
+        path = self._path(
+            context.asset_key, context.partition_key if context.has_partition_key else None
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(obj, sort_keys=True, indent=1), encoding="utf-8")
         os.replace(tmp, path)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context.asset_key, context.partition_key if context.has_partition_key else None)
+        path = self._path(
+            context.asset_key, context.partition_key if context.has_partition_key else None
+        )
         if not path.is_file():
-            raise dg.Failure(f"no stored value for {context.asset_key.to_user_string()} at {path}; "
-                             "materialise it first", allow_retries=False)
+            raise dg.Failure(
+                f"no stored value for {context.asset_key.to_user_string()} at {path}; "
+                "materialise it first",
+                allow_retries=False,
+            )
         return json.loads(path.read_text(encoding="utf-8"))

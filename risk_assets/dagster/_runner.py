@@ -27,9 +27,16 @@ class GateOutcome:
     summary: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "risk_id": self.risk_id, "asset": self.asset,
-                "passed": self.passed, "blocking": self.blocking, "value": self.value,
-                "threshold": self.threshold, "summary": self.summary}
+        return {
+            "name": self.name,
+            "risk_id": self.risk_id,
+            "asset": self.asset,
+            "passed": self.passed,
+            "blocking": self.blocking,
+            "value": self.value,
+            "threshold": self.threshold,
+            "summary": self.summary,
+        }
 
 
 @dataclass
@@ -48,10 +55,16 @@ class RunOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "status": self.status, "model": self.model, "version": self.version,
-            "aliases": self.aliases, "gates": [g.to_json() for g in self.gates],
-            "pipeline": self.pipeline, "dagster_run_id": self.dagster_run_id,
-            "candidate": self.candidate, "blocked_by": self.blocked_by, "error": self.error,
+            "status": self.status,
+            "model": self.model,
+            "version": self.version,
+            "aliases": self.aliases,
+            "gates": [g.to_json() for g in self.gates],
+            "pipeline": self.pipeline,
+            "dagster_run_id": self.dagster_run_id,
+            "candidate": self.candidate,
+            "blocked_by": self.blocked_by,
+            "error": self.error,
         }
 
     def render(self) -> str:
@@ -66,9 +79,14 @@ class RunOutcome:
             )
         if self.status == "registered":
             cand = self.candidate or {}
-            lines.append(f"registered: {cand.get('model')}/{cand.get('version')} (challenger)"
-                         + (f", {self.model}/{self.version} (champion)" if "champion" in self.aliases
-                            else "; awaiting promotion to production"))
+            lines.append(
+                f"registered: {cand.get('model')}/{cand.get('version')} (challenger)"
+                + (
+                    f", {self.model}/{self.version} (champion)"
+                    if "champion" in self.aliases
+                    else "; awaiting promotion to production"
+                )
+            )
         elif self.status == "blocked":
             lines.append(f"BLOCKED by {', '.join(self.blocked_by)}: nothing was registered")
         else:
@@ -86,13 +104,17 @@ def preflight(pipeline: LoadedPipeline) -> None:
     from risk_assets.estimator import resolve_estimator_class
 
     spec = pipeline.spec.spec
-    resolve_estimator_class(spec.estimator.class_path, where=f"{pipeline.spec.path}: estimator.class")
+    resolve_estimator_class(
+        spec.estimator.class_path, where=f"{pipeline.spec.path}: estimator.class"
+    )
     df = read_source(pipeline.spec.source_path, spec.source.format)
     select_columns(df, target=spec.target, features=spec.features, source=pipeline.spec.source_path)
     missing = [c for c in spec.protected_attributes if c not in df.columns]
     if missing:
-        raise DataError(f"{pipeline.spec.source_path}: protected attribute column(s) {missing} not found "
-                        f"(spec {pipeline.spec.path}: protected_attributes)")
+        raise DataError(
+            f"{pipeline.spec.source_path}: protected attribute column(s) {missing} not found "
+            f"(spec {pipeline.spec.path}: protected_attributes)"
+        )
 
 
 def _instance() -> dg.DagsterInstance:
@@ -116,8 +138,13 @@ def _error_chain(error: Any):
         error = error.cause or error.context
 
 
-def run_pipeline(spec_path: str | Path, *, instance: dg.DagsterInstance | None = None,
-                 resources: dict[str, Any] | None = None, log_to_console: bool = True) -> RunOutcome:
+def run_pipeline(
+    spec_path: str | Path,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    log_to_console: bool = True,
+) -> RunOutcome:
     """Materialise every asset and gate of a pipeline; classify the result for the CLI.
 
     Raises:
@@ -143,15 +170,27 @@ def run_pipeline(spec_path: str | Path, *, instance: dg.DagsterInstance | None =
 
         def figure(key: str, md=md) -> float | None:
             v = md.get(key)
-            return float(v.value) if isinstance(v, dg.FloatMetadataValue) and v.value is not None else None
+            return (
+                float(v.value)
+                if isinstance(v, dg.FloatMetadataValue) and v.value is not None
+                else None
+            )
 
         summary = md.get("risk/summary")
-        gates.append(GateOutcome(
-            name=check, risk_id=risk.id, asset=risk.control.asset,
-            passed=None if ev is None else bool(ev.passed), blocking=risk.blocking,
-            value=figure("risk/value"), threshold=figure("risk/threshold"),
-            summary=summary.value if summary is not None else "did not run: an earlier step stopped",
-        ))
+        gates.append(
+            GateOutcome(
+                name=check,
+                risk_id=risk.id,
+                asset=risk.control.asset,
+                passed=None if ev is None else bool(ev.passed),
+                blocking=risk.blocking,
+                value=figure("risk/value"),
+                threshold=figure("risk/threshold"),
+                summary=summary.value
+                if summary is not None
+                else "did not run: an earlier step stopped",
+            )
+        )
     blocked_by = [g.name for g in gates if g.blocking and g.passed is False]
 
     registration = None
@@ -180,16 +219,34 @@ def run_pipeline(spec_path: str | Path, *, instance: dg.DagsterInstance | None =
         prod = str(registration["production_version"])
         promoted = "champion" in aliases
         model, _, version = prod.rpartition("/") if promoted else (cand_model, "/", cand_version)
-        return RunOutcome(status="registered", exit_code=0, model=model, version=version,
-                          aliases=["champion"] if promoted else ["challenger"],
-                          candidate={"model": cand_model, "version": cand_version,
-                                     "aliases": ["challenger"]}, **base)
+        return RunOutcome(
+            status="registered",
+            exit_code=0,
+            model=model,
+            version=version,
+            aliases=["champion"] if promoted else ["challenger"],
+            candidate={"model": cand_model, "version": cand_version, "aliases": ["challenger"]},
+            **base,
+        )
     if config_error:
         raise ConfigError(config_error)
     if blocked_by or evidence_error:
-        return RunOutcome(status="blocked", exit_code=3, model=spec.model_name, version=None,
-                          aliases=[], blocked_by=blocked_by or ["registration: gate evidence"],
-                          error=evidence_error, **base)
-    return RunOutcome(status="error", exit_code=1, model=spec.model_name, version=None, aliases=[],
-                      error=other_error or "the run did not register a model and no gate failed",
-                      **base)
+        return RunOutcome(
+            status="blocked",
+            exit_code=3,
+            model=spec.model_name,
+            version=None,
+            aliases=[],
+            blocked_by=blocked_by or ["registration: gate evidence"],
+            error=evidence_error,
+            **base,
+        )
+    return RunOutcome(
+        status="error",
+        exit_code=1,
+        model=spec.model_name,
+        version=None,
+        aliases=[],
+        error=other_error or "the run did not register a model and no gate failed",
+        **base,
+    )

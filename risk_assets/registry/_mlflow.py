@@ -8,7 +8,6 @@ evidence is a JSON tag per check, ``risk_assets.gate.<check>``.
 
 from __future__ import annotations
 
-import getpass
 import json
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
+from risk_assets.settings import current_user
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -92,7 +92,10 @@ def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
             metrics.append(Metric(f"gate.{record.check}.{_metric_key(name)}", float(val), now, 0))
     tags = [
         RunTag(GATE_TAG + record.check, json.dumps(record.to_dict(), sort_keys=True)[:7900]),
-        RunTag(f"{P}risk.{record.risk_id}", f"{record.check}: {'passed' if record.passed else 'FAILED'}"),
+        RunTag(
+            f"{P}risk.{record.risk_id}",
+            f"{record.check}: {'passed' if record.passed else 'FAILED'}",
+        ),
     ]
     client.log_batch(run_id, metrics=metrics, tags=tags)
 
@@ -106,7 +109,7 @@ def gate_records(run: Any) -> dict[str, GateRecord]:
     for key, value in run.data.tags.items():
         if key.startswith(GATE_TAG):
             try:
-                out[key[len(GATE_TAG):]] = GateRecord.from_dict(json.loads(value))
+                out[key[len(GATE_TAG) :]] = GateRecord.from_dict(json.loads(value))
             except (ValueError, TypeError):
                 continue  # an unreadable record counts as missing evidence
     return out
@@ -134,13 +137,15 @@ def verify_gate_evidence(
     tags = run.data.tags
     recorded_model = tags.get(P + "model_sha256")
     if not recorded_model:
-        raise GateEvidenceError(f"run {run_id} records no model hash; it is not a risk-assets candidate")
+        raise GateEvidenceError(
+            f"run {run_id} records no model hash; it is not a risk-assets candidate"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
         actual = file_sha256(local)
     if actual != recorded_model:
         raise IntegrityError(
-            f"run {run_id}: model artefact SHA-256 {actual} does not match the recorded {recorded_model}"
+            f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded_model}"
         )
     if tags.get(P + "policy_sha256") != policy_sha256:
         raise GateEvidenceError(
@@ -233,12 +238,15 @@ def register_candidate(
     Raises:
         GateEvidenceError, IntegrityError: see :func:`verify_gate_evidence`.
     """
-    run, model_sha = verify_gate_evidence(client, run_id, policy=policy, policy_sha256=policy_sha256)
-    who = registered_by or _user()
+    run, model_sha = verify_gate_evidence(
+        client, run_id, policy=policy, policy_sha256=policy_sha256
+    )
+    who = registered_by or current_user()
     cand = candidates_name(model_name)
     _ensure_registered_model(client, cand, f"Gated candidates of {model_name} (risk-assets)")
     existing = [
-        mv for mv in client.search_model_versions(f"name='{cand}' and run_id='{run_id}'")
+        mv
+        for mv in client.search_model_versions(f"name='{cand}' and run_id='{run_id}'")
         if mv.tags.get(P + "model_sha256") == model_sha
     ]
     evidence = {
@@ -255,7 +263,10 @@ def register_candidate(
         mv = existing[0]
     else:
         mv = client.create_model_version(
-            cand, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=evidence,
+            cand,
+            source=f"{run.info.artifact_uri}/model",
+            run_id=run_id,
+            tags=evidence,
             description=f"Gated candidate from run {run_id}",
         )
         mv = _wait_ready(client, cand, mv.version)
@@ -264,20 +275,33 @@ def register_candidate(
     version = None
     aliases = [CHALLENGER]
     if policy.promotion.auto_promote:
-        version = _promote(client, cand, mv.version, model_name, evidence, run_id, model_sha,
-                           reason=f"automatic promotion: policy tier {policy.tier!r} allows it")
+        version = _promote(
+            client,
+            cand,
+            mv.version,
+            model_name,
+            evidence,
+            run_id,
+            model_sha,
+            reason=f"automatic promotion: policy tier {policy.tier!r} allows it",
+        )
         aliases.append(CHAMPION)
     return Registration(
-        candidates_model=cand, candidate_version=str(mv.version), model=model_name,
-        version=None if version is None else str(version), aliases=aliases,
-        model_sha256=model_sha, run_id=run_id,
+        candidates_model=cand,
+        candidate_version=str(mv.version),
+        model=model_name,
+        version=None if version is None else str(version),
+        aliases=aliases,
+        model_sha256=model_sha,
+        run_id=run_id,
     )
 
 
 def _promote(client, cand, cand_version, model_name, evidence, run_id, model_sha, *, reason) -> str:
     _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
     existing = [
-        mv for mv in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+        mv
+        for mv in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
         if mv.tags.get(P + "model_sha256") == model_sha
     ]
     if existing:
@@ -285,18 +309,15 @@ def _promote(client, cand, cand_version, model_name, evidence, run_id, model_sha
     else:
         pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
         pv = _wait_ready(client, model_name, pv.version)
-        for key, value in {**evidence, P + "candidate_version": f"{cand}/{cand_version}",
-                           P + "promoted_by": _user(), P + "promotion_reason": reason}.items():
+        for key, value in {
+            **evidence,
+            P + "candidate_version": f"{cand}/{cand_version}",
+            P + "promoted_by": current_user(),
+            P + "promotion_reason": reason,
+        }.items():
             client.set_model_version_tag(model_name, pv.version, key, value)
     client.set_registered_model_alias(model_name, CHAMPION, pv.version)
     return str(pv.version)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def find_champion(client: MlflowClient, model_name: str) -> Any | None:
@@ -372,11 +393,19 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
         datasets.append({"name": ds.name, "context": context, "digest": ds.digest, **source})
     gates = [
         {
-            "name": r.check, "risk_id": r.risk_id, "asset": r.asset, "passed": r.passed,
-            "blocking": r.blocking, "value": r.value, "threshold": r.threshold,
-            "summary": r.summary, "evaluated_at": _iso(r.evaluated_at),
+            "name": r.check,
+            "risk_id": r.risk_id,
+            "asset": r.asset,
+            "passed": r.passed,
+            "blocking": r.blocking,
+            "value": r.value,
+            "threshold": r.threshold,
+            "summary": r.summary,
+            "evaluated_at": _iso(r.evaluated_at),
         }
-        for r in sorted(gate_records(run).values(), key=lambda r: (r.asset != "validated_data", r.check))
+        for r in sorted(
+            gate_records(run).values(), key=lambda r: (r.asset != "validated_data", r.check)
+        )
     ]
     return {
         "model": mv.name,
@@ -400,7 +429,9 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             "source": tags.get(P + "source"),
             "snapshot_sha256": tags.get(P + "snapshot_sha256"),
             "raw_snapshot_sha256": tags.get(P + "raw_snapshot_sha256"),
-            "split": {k: run.data.params.get(f"split.{k}") for k in ("seed", "test_size", "stratified")},
+            "split": {
+                k: run.data.params.get(f"split.{k}") for k in ("seed", "test_size", "stratified")
+            },
             "datasets": datasets,
         },
         "suite_sha256": tags.get(P + "suite_sha256"),
@@ -423,12 +454,25 @@ def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin:
     """An MLflow DatasetInput whose digest is our SHA-256 (MLflow stores at most 36 chars)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    source = json.dumps({"sha256": ref.sha256, "scheme": ref.scheme, "uri": Path(ref.path).as_uri(),
-                         "origin": origin, "rows": ref.rows})
+    source = json.dumps(
+        {
+            "sha256": ref.sha256,
+            "scheme": ref.scheme,
+            "uri": Path(ref.path).as_uri(),
+            "origin": origin,
+            "rows": ref.rows,
+        }
+    )
     schema = json.dumps({"columns": ref.columns})
     return DatasetInput(
-        dataset=Dataset(name=name, digest=ref.sha256[:36], source_type="risk_assets", source=source,
-                        schema=schema, profile=json.dumps({"num_rows": ref.rows})),
+        dataset=Dataset(
+            name=name,
+            digest=ref.sha256[:36],
+            source_type="risk_assets",
+            source=source,
+            schema=schema,
+            profile=json.dumps({"num_rows": ref.rows}),
+        ),
         tags=[InputTag("mlflow.data.context", context)],
     )
 

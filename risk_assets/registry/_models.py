@@ -82,7 +82,9 @@ def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
         raise IntegrityError(f"{mlmodel}: models with code paths are refused")
     model_file = (root / str(flavor.get("pickled_model", ""))).resolve()
     if root not in model_file.parents:
-        raise IntegrityError(f"{mlmodel}: model path {flavor.get('pickled_model')!r} leaves the model folder")
+        raise IntegrityError(
+            f"{mlmodel}: model path {flavor.get('pickled_model')!r} leaves the model folder"
+        )
     if not model_file.is_file():
         raise IntegrityError(f"{model_file}: model file missing")
     actual = file_sha256(model_file)

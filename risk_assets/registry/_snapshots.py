@@ -66,7 +66,9 @@ class SnapshotStore:
         path = self._path(digest)
         if not path.exists():
             _atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
-        return SnapshotRef(sha256=digest, path=str(path), rows=len(df), columns=[str(c) for c in df.columns])
+        return SnapshotRef(
+            sha256=digest, path=str(path), rows=len(df), columns=[str(c) for c in df.columns]
+        )
 
     def get(self, ref: SnapshotRef | str) -> pd.DataFrame:
         import pandas as pd
@@ -78,7 +80,9 @@ class SnapshotStore:
         df = pd.read_parquet(path)
         actual = frame_sha256(df)
         if actual != digest:
-            raise IntegrityError(f"snapshot {path} changed: content hash {actual} != recorded {digest}")
+            raise IntegrityError(
+                f"snapshot {path} changed: content hash {actual} != recorded {digest}"
+            )
         return df
 
     def _evidence_path(self, subject_sha256: str, check: str) -> Path:
