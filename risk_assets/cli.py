@@ -20,7 +20,7 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="risk-assets",
-        description="ML risk controls as Dagster asset checks; lineage and gated registry in MLflow.",
+        description="ML risk controls as Dagster asset checks, with lineage in MLflow.",
         epilog="Exit codes: 0 ok / registered, 1 unexpected error, 2 bad spec, policy, suite or "
         "data file, 3 blocked by a gate. State: RISK_ASSETS_HOME (default ./.risk-assets), "
         "DAGSTER_HOME, MLFLOW_TRACKING_URI.",

@@ -692,7 +692,7 @@ def build_definitions(
 
 
 def spec_files(folder: str | Path) -> Sequence[Path]:
-    """Pipeline specs in a folder: each ``*.yaml`` / ``*.yml`` directly in it with a ``source`` key."""
+    """Pipeline specs in a folder: each ``*.yaml`` or ``*.yml`` in it with a ``source`` key."""
     import yaml
 
     out = []

@@ -32,7 +32,7 @@ class MlflowResource(dg.ConfigurableResource):
     )
     artifact_root: str | None = Field(
         default=None,
-        description="artefact location of new experiments on a local store (a server picks its own)",
+        description="artefact location of new experiments on a local store",
     )
     _client: Any = PrivateAttr(default=None)
 
