@@ -210,7 +210,8 @@ def run_pipeline(
             e = next(e for e in _error_chain(err) if e.cls_name == "GateEvidenceError")
             evidence_error = evidence_error or e.message.strip()
         elif not any("AssetCheckFailed" in n or "Blocking" in n for n in names) and not blocked_by:
-            other_error = other_error or f"{ev.step_key}: {err.message.strip()}"
+            root = list(_error_chain(err))[-1]
+            other_error = other_error or f"{ev.step_key}: {root.message.strip()}"
 
     base = {"pipeline": spec.name, "gates": gates, "dagster_run_id": result.run_id}
     if registration is not None:

@@ -41,7 +41,11 @@ def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:
     from mlflow.models import infer_signature
 
     path = Path(path)
-    signature = infer_signature(X_sample, model.predict(X_sample))
+    # Integer columns are declared as doubles: a missing value at scoring time turns an
+    # integer column into floats, which an integer schema would reject.
+    ints = [c for c in X_sample.columns if X_sample[c].dtype.kind in "iu"]
+    schema_sample = X_sample.astype({c: "float64" for c in ints})
+    signature = infer_signature(schema_sample, model.predict(X_sample))
     mlflow.sklearn.save_model(
         model,
         str(path),

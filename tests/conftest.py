@@ -1,0 +1,137 @@
+"""Shared fixtures: real data, a throwaway state folder (Dagster home + MLflow SQLite store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ROOT / "pipelines"
+CREDIT_SPEC = PIPELINES / "credit_risk.yaml"
+CREDIT_DATA = PIPELINES / "data" / "german_credit.csv"
+CREDIT_POLICY = PIPELINES / "policies" / "credit_risk.yaml"
+CREDIT_SUITE = ROOT / "expectations" / "credit_risk.json"
+CLI = Path(sys.executable).parent / "risk-assets"
+
+_STATE_VARS = ("RISK_ASSETS_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def state_env(state: Path) -> dict[str, str]:
+    """Environment that puts every store of risk-assets under ``state``."""
+    home = state / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {"RISK_ASSETS_HOME": str(state), "DAGSTER_HOME": str(home)}
+
+
+@contextmanager
+def using_state(state: Path) -> Iterator[dict[str, str]]:
+    """Point this process at ``state`` for the duration (for session-scoped fixtures)."""
+    saved = {k: os.environ.get(k) for k in _STATE_VARS}
+    for k in _STATE_VARS:
+        os.environ.pop(k, None)
+    env = state_env(state)
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty state folder for one test; the user's stores are never touched."""
+    for k in _STATE_VARS:
+        monkeypatch.delenv(k, raising=False)
+    st = tmp_path / "state"
+    for k, v in state_env(st).items():
+        monkeypatch.setenv(k, v)
+    return st
+
+
+@pytest.fixture(scope="session")
+def credit() -> pd.DataFrame:
+    return pd.read_csv(CREDIT_DATA)
+
+
+def make_pipeline(
+    folder: Path,
+    *,
+    data: pd.DataFrame | None = None,
+    spec: dict | None = None,
+    policy: dict | None = None,
+    suite: dict | None = None,
+    name: str = "credit_risk",
+) -> Path:
+    """Copy the credit_risk pipeline into ``folder`` with overrides; return the spec path.
+
+    ``spec`` and ``policy`` are merged into the shipped files (``policy`` may carry
+    ``risk_params``: {risk id: params} to replace one control's parameters).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_doc = yaml.safe_load(CREDIT_SPEC.read_text())
+    policy_doc = yaml.safe_load(CREDIT_POLICY.read_text())
+    suite_doc = json.loads(CREDIT_SUITE.read_text()) if suite is None else suite
+    data_path = folder / "data.csv"
+    if data is None:
+        shutil.copy(CREDIT_DATA, data_path)
+    else:
+        data.to_csv(data_path, index=False)
+    policy = dict(policy or {})
+    for risk_id, params in policy.pop("risk_params", {}).items():
+        risk = next(r for r in policy_doc["risks"] if r["id"] == risk_id)
+        risk["control"]["params"] = params
+    policy_doc.update(policy)
+    spec_doc.update({"source": {"path": "data.csv"}, "expectations": "suite.json",
+                     "policy": "policy.yaml", "name": name, "registered_model": name})
+    spec_doc.update(spec or {})
+    (folder / "suite.json").write_text(json.dumps(suite_doc))
+    (folder / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False))
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec_doc, sort_keys=False))
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the installed ``risk-assets`` command as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _STATE_VARS}
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=900
+    )
+
+
+def mlflow_client():
+    from mlflow import MlflowClient
+
+    from risk_assets.settings import current_settings
+
+    s = current_settings()
+    return MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
+
+
+def registered_versions(client) -> list[tuple[str, str]]:
+    return sorted((mv.name, str(mv.version)) for mv in client.search_model_versions())
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped credit_risk pipeline run once through the real CLI on a fresh state."""
+    state = tmp_path_factory.mktemp("clean") / "state"
+    env = state_env(state)
+    proc = run_cli("run", str(CREDIT_SPEC), "--json", env=env)
+    return {"proc": proc, "state": state, "env": env}

@@ -1,0 +1,241 @@
+"""End to end: the gated pipeline on a real Dagster instance, MLflow store and GX."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import (
+    CREDIT_POLICY,
+    CREDIT_SPEC,
+    make_pipeline,
+    mlflow_client,
+    registered_versions,
+    run_cli,
+    using_state,
+)
+from risk_assets.cli import main
+
+
+def _run_json(spec, capsys) -> tuple[int, dict]:
+    code = main(["run", str(spec), "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+def _gates(payload: dict) -> dict[str, dict]:
+    return {g["name"]: g for g in payload["gates"]}
+
+
+def test_clean_credit_run_registers_champion(clean_run):
+    proc = clean_run["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert payload["status"] == "registered"
+    assert (payload["model"], payload["version"], payload["aliases"]) == ("credit_risk", "1", ["champion"])
+    assert payload["candidate"] == {"model": "credit_risk-candidates", "version": "1",
+                                    "aliases": ["challenger"]}
+    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    expected = {r["id"] for r in policy["risks"]}
+    gates = _gates(payload)
+    assert {g["risk_id"] for g in gates.values()} == expected
+    assert all(g["passed"] is True and g["blocking"] is True for g in gates.values())
+    assert gates["meets_expectations"]["value"] == 1.0
+    thresholds = policy["risks"][1]["control"]["params"]["thresholds"]
+    assert gates["meets_metric_thresholds"]["threshold"] == min(thresholds.values())
+    assert gates["meets_metric_thresholds"]["value"] >= gates["meets_metric_thresholds"]["threshold"]
+    assert "no champion" in gates["no_worse_than_champion"]["summary"]
+
+
+def test_lineage_answers_from_mlflow(clean_run):
+    proc = run_cli("lineage", "credit_risk@champion", "--json", env=clean_run["env"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout)
+    from risk_assets.data import frame_sha256
+    from risk_assets.registry import file_sha256
+    import pandas as pd
+    from conftest import CREDIT_DATA, CREDIT_SUITE
+
+    assert info["data"]["raw_snapshot_sha256"] == frame_sha256(pd.read_csv(CREDIT_DATA))
+    assert info["suite_sha256"] == file_sha256(CREDIT_SUITE)
+    assert info["policy_sha256"] == file_sha256(CREDIT_POLICY)
+    assert info["spec_sha256"] == file_sha256(CREDIT_SPEC)
+    assert info["candidate_version"] == "credit_risk-candidates/1"
+    assert {g["name"] for g in info["gates"]} == {
+        "meets_expectations", "meets_metric_thresholds", "no_worse_than_champion"}
+    assert all(g["passed"] for g in info["gates"])
+    assert {d["context"] for d in info["data"]["datasets"]} == {"source", "training", "testing"}
+    for d in info["data"]["datasets"]:
+        assert len(d["sha256"]) == 64 and d["digest"] == d["sha256"][:36]
+    assert info["data"]["split"]["seed"] == "42"
+    assert info["run"]["dagster_run_id"] and info["code_version"]
+    assert info["registered_by"] and info["promoted_by"]
+    human = run_cli("lineage", "credit_risk/1", env=clean_run["env"])
+    assert human.returncode == 0 and "meets_metric_thresholds" in human.stdout
+    assert info["model_sha256"] in human.stdout
+
+
+def test_out_of_range_values_blocked_by_expectations(state, tmp_path, credit, capsys):
+    bad = credit.copy()
+    rows = bad.sample(frac=0.1, random_state=0).index
+    bad.loc[rows, "age"] = 500  # impossible ages in 10 % of rows
+    spec = make_pipeline(tmp_path / "p", data=bad)
+    code, payload = _run_json(spec, capsys)
+    assert code == 3 and payload["status"] == "blocked"
+    gates = _gates(payload)
+    assert gates["meets_expectations"]["passed"] is False
+    assert gates["meets_expectations"]["risk_id"] == "DQ-001"
+    assert payload["version"] is None and payload["blocked_by"] == ["meets_expectations"]
+    # downstream of a failed blocking data gate nothing ran, nothing was registered
+    assert gates["meets_metric_thresholds"]["passed"] is None
+    assert registered_versions(mlflow_client()) == []
+    assert mlflow_client().search_experiments(filter_string="name = 'credit_risk'") == []
+
+
+def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, tmp_path, capsys):
+    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    policy_thr = {"thresholds": {"roc_auc": 0.99, "accuracy": 0.70}}
+    spec = make_pipeline(tmp_path / "p", policy={"risk_params": {"PERF-001": policy_thr}})
+    code, payload = _run_json(spec, capsys)
+    assert code == 3 and payload["blocked_by"] == ["meets_metric_thresholds"], json.dumps(payload)
+    gate = _gates(payload)["meets_metric_thresholds"]
+    assert gate["passed"] is False and gate["threshold"] == 0.99 and gate["value"] < 0.99
+    client = mlflow_client()
+    assert registered_versions(client) == []
+
+    # The blocked candidate's run carries the failed evidence; registering it through the
+    # library's API, or by materialising registered_model in a later run, is refused.
+    from risk_assets.dagster import load_pipeline
+    from risk_assets.errors import GateEvidenceError
+    from risk_assets.registry import register_candidate
+
+    (run,) = client.search_runs(client.get_experiment_by_name("credit_risk").experiment_id)
+    tags = run.data.tags
+    assert json.loads(tags["risk_assets.gate.meets_metric_thresholds"])["passed"] is False
+    assert run.data.metrics["gate.meets_metric_thresholds.passed"] == 0.0
+    loaded = load_pipeline(spec)
+    with pytest.raises(GateEvidenceError) as err:
+        register_candidate(client, run.info.run_id, model_name="credit_risk",
+                           policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+    assert err.value.gates == ["meets_metric_thresholds"]
+
+    import dagster as dg
+
+    from risk_assets.dagster import build_definitions
+
+    job = build_definitions([spec]).resolve_job_def("credit_risk_job")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        asset_selection=[dg.AssetKey(["credit_risk", "registered_model"])],
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "meets_metric_thresholds" in str(failure.step_failure_data.error.to_string())
+    assert registered_versions(client) == []
+
+
+def test_worse_challenger_blocked_by_champion_gate(clean_run, tmp_path, capsys):
+    assert clean_run["proc"].returncode == 0
+    spec = make_pipeline(
+        tmp_path / "worse",
+        spec={"estimator": {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}},
+        policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.5, "accuracy": 0.6}}}},
+    )
+    with using_state(clean_run["state"]):
+        client = mlflow_client()
+        before = registered_versions(client)
+        code, payload = _run_json(spec, capsys)
+        after = registered_versions(client)
+    assert code == 3 and payload["blocked_by"] == ["no_worse_than_champion"]
+    gates = _gates(payload)
+    assert gates["meets_metric_thresholds"]["passed"] is True
+    champ = gates["no_worse_than_champion"]
+    assert champ["passed"] is False and champ["threshold"] == -0.02
+    assert champ["value"] < -0.2  # a constant scorer has ROC AUC 0.5 against the champion's ~0.77
+    assert "credit_risk/1" in champ["summary"]
+    assert before == after and ("credit_risk", "1") in after
+
+
+def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_path):
+    from risk_assets.dagster import load_pipeline
+    from risk_assets.errors import GateEvidenceError, IntegrityError
+    from risk_assets.registry import register_candidate
+    from risk_assets.registry._mlflow import candidates_name
+
+    with using_state(clean_run["state"]):
+        client = mlflow_client()
+        mv = client.get_model_version_by_alias(candidates_name("credit_risk"), "challenger")
+        loaded = load_pipeline(CREDIT_SPEC)
+        # The same candidate under another policy: its evidence does not count.
+        other = make_pipeline(tmp_path / "p", policy={"risk_params": {
+            "PERF-002": {"metric": "roc_auc", "tolerance": 0.05}}})
+        other_policy = load_pipeline(other).policy
+        with pytest.raises(GateEvidenceError, match="not the policy in force"):
+            register_candidate(client, mv.run_id, model_name="credit_risk",
+                               policy=other_policy.policy, policy_sha256=other_policy.sha256)
+        # A changed model artefact is refused by its hash.
+        run = client.get_run(mv.run_id)
+        from pathlib import Path
+        from urllib.parse import urlparse
+
+        model_file = Path(urlparse(run.info.artifact_uri).path) / "model" / "model.skops"
+        original = model_file.read_bytes()
+        try:
+            model_file.write_bytes(original + b"\0")
+            with pytest.raises(IntegrityError, match="SHA-256"):
+                register_candidate(client, mv.run_id, model_name="credit_risk",
+                                   policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+        finally:
+            model_file.write_bytes(original)
+        # Unchanged, the same call is idempotent: it returns the existing versions.
+        reg = register_candidate(client, mv.run_id, model_name="credit_risk",
+                                 policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+        assert (reg.candidate_version, reg.version) == (mv.version, "1")
+
+
+def test_champion_that_cannot_score_fails_closed(clean_run, tmp_path, capsys):
+    spec = make_pipeline(tmp_path / "fewer", spec={"features": ["duration", "credit_amount", "age"],
+                                                   "categorical_features": []})
+    suite = json.loads((tmp_path / "fewer" / "suite.json").read_text())
+    suite["expectations"] = [e for e in suite["expectations"]
+                             if e["type"] != "expect_table_columns_to_match_set"
+                             and e["kwargs"].get("column") in (None, "risk", "duration",
+                                                               "credit_amount", "age")]
+    (tmp_path / "fewer" / "suite.json").write_text(json.dumps(suite))
+    with using_state(clean_run["state"]):
+        code, payload = _run_json(spec, capsys)
+    gate = _gates(payload)["no_worse_than_champion"]
+    assert code == 3 and gate["passed"] is False
+    assert gate["summary"].startswith("could not decide")
+
+
+def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsys):
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    df = bunch.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    rng = np.random.default_rng(0)
+    df["sex"] = rng.choice(["female", "male"], size=len(df))
+    data = tmp_path / "incoming" / "tumours.csv"
+    data.parent.mkdir()
+    df.to_csv(data, index=False)
+    out = tmp_path / "pipelines"
+    code = main(["init", str(data), "--target", "target", "--protected", "sex", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "risk-assets run" in text
+    spec = out / "tumours.yaml"
+    assert spec.is_file() and (out / "expectations" / "tumours.json").is_file()
+    suite = json.loads((out / "expectations" / "tumours.json").read_text())
+    kinds = {e["type"] for e in suite["expectations"]}
+    assert {"expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
+            "expect_column_values_to_not_be_null"} <= kinds
+    code, payload = _run_json(spec, capsys)
+    assert code == 0 and payload["status"] == "registered", payload
+    assert (payload["model"], payload["version"]) == ("tumours", "1")
+    # init refuses to overwrite what it wrote
+    assert main(["init", str(data), "--target", "target", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
