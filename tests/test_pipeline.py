@@ -193,7 +193,7 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
         # Unchanged, the same call is idempotent: it returns the existing versions.
         reg = register_candidate(client, mv.run_id, model_name="credit_risk",
                                  policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
-        assert (reg.candidate_version, reg.version) == (mv.version, "1")
+        assert (reg.candidate_version, reg.version) == (str(mv.version), "1")
 
 
 def test_champion_that_cannot_score_fails_closed(clean_run, tmp_path, capsys):
