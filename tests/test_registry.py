@@ -1,0 +1,148 @@
+"""Content addresses, the snapshot store and safe model loading."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from risk_assets.data import frame_sha256, split_frame
+from risk_assets.errors import IntegrityError
+from risk_assets.registry import SnapshotStore, load_model_dir, save_model_dir
+
+
+def test_frame_hash_is_canonical(credit, tmp_path):
+    h = frame_sha256(credit)
+    assert len(h) == 64 and h == frame_sha256(credit.copy())
+    credit.to_parquet(tmp_path / "c.parquet", index=False)
+    assert frame_sha256(pd.read_parquet(tmp_path / "c.parquet")) == h  # format independent
+    changed = credit.copy()
+    changed.loc[500, "age"] += 1
+    assert frame_sha256(changed) != h
+    assert frame_sha256(credit[list(reversed(credit.columns))]) != h
+    assert frame_sha256(credit.iloc[::-1]) != h
+    # "ab" + "c" must not hash like "a" + "bc"
+    a = pd.DataFrame({"x": ["ab", "c"]})
+    b = pd.DataFrame({"x": ["a", "bc"]})
+    assert frame_sha256(a) != frame_sha256(b)
+    nulls = pd.DataFrame({"x": [1.0, np.nan]})
+    zeros = pd.DataFrame({"x": [1.0, 0.0]})
+    assert frame_sha256(nulls) != frame_sha256(zeros)
+
+
+def test_snapshot_store_verifies_on_read(credit, tmp_path):
+    store = SnapshotStore(tmp_path)
+    ref = store.put(credit)
+    assert ref.sha256 == frame_sha256(credit) and ref.rows == 1000
+    pd.testing.assert_frame_equal(store.get(ref), credit, check_dtype=False)
+    tampered = credit.copy()
+    tampered.loc[0, "credit_amount"] = 1
+    tampered.to_parquet(ref.path, index=False)
+    with pytest.raises(IntegrityError, match="changed"):
+        store.get(ref)
+
+
+def test_split_is_seeded_and_stratified(credit):
+    a = split_frame(credit, target="risk", test_size=0.25, seed=7, stratify=True)
+    b = split_frame(credit, target="risk", test_size=0.25, seed=7, stratify=True)
+    assert frame_sha256(a.test) == frame_sha256(b.test) and a.stratified
+    assert len(a.test) == 250
+    assert a.test["risk"].mean() == pytest.approx(credit["risk"].mean(), abs=0.005)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, credit):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from risk_assets.estimator import build_pipeline
+
+    feats = [c for c in credit.columns if c != "risk"]
+    cats = ["sex", "housing", "saving_accounts", "checking_account", "purpose", "job"]
+    model = build_pipeline(
+        class_path="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 5,
+                                                                      "random_state": 0},
+        numeric=[c for c in feats if c not in cats], categorical=cats,
+    ).fit(credit[feats], credit["risk"])
+    assert isinstance(model[-1], RandomForestClassifier)
+    path = tmp_path_factory.mktemp("m") / "model"
+    sha = save_model_dir(model, path, X_sample=credit[feats].head(20))
+    return path, sha, model, credit[feats]
+
+
+def test_model_round_trip(saved_model):
+    path, sha, model, X = saved_model
+    loaded = load_model_dir(path, expected_sha256=sha)
+    assert (loaded.predict(X) == model.predict(X)).all()
+    mlmodel = yaml.safe_load((path / "MLmodel").read_text())
+    assert "input_example" not in mlmodel["flavors"]["python_function"]
+    assert not list(path.glob("input_example*"))  # no data values travel with the model
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_tampered_model_refused(saved_model, tmp_path):
+    path, sha, _, _ = saved_model
+    copy = _copy(path, tmp_path / "m")
+    with open(copy / "model.skops", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(IntegrityError, match="does not match"):
+        load_model_dir(copy, expected_sha256=sha)
+
+
+def test_pickle_and_escaping_paths_refused(saved_model, tmp_path):
+    path, sha, model, _ = saved_model
+    copy = _copy(path, tmp_path / "m")
+    meta = yaml.safe_load((copy / "MLmodel").read_text())
+    meta["flavors"]["sklearn"]["serialization_format"] = "cloudpickle"
+    (copy / "model.pkl").write_bytes(pickle.dumps(model))
+    meta["flavors"]["sklearn"]["pickled_model"] = "model.pkl"
+    (copy / "MLmodel").write_text(yaml.safe_dump(meta))
+    with pytest.raises(IntegrityError, match="only 'skops'"):
+        load_model_dir(copy, expected_sha256=sha)
+    meta["flavors"]["sklearn"].update(serialization_format="skops", pickled_model="../../etc/x")
+    (copy / "MLmodel").write_text(yaml.safe_dump(meta))
+    with pytest.raises(IntegrityError, match="leaves the model folder"):
+        load_model_dir(copy, expected_sha256=sha)
+    meta["flavors"]["sklearn"].update(pickled_model="model.skops", code="code")
+    (copy / "MLmodel").write_text(yaml.safe_dump(meta))
+    with pytest.raises(IntegrityError, match="code paths"):
+        load_model_dir(copy, expected_sha256=sha)
+
+
+def test_untrusted_type_refused(tmp_path):
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from risk_assets.registry._models import MODEL_FILE, file_sha256
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    sio.dump(FunctionTransformer(func=os.system), folder / MODEL_FILE)
+    (folder / "MLmodel").write_text(yaml.safe_dump({"flavors": {"sklearn": {
+        "serialization_format": "skops", "pickled_model": MODEL_FILE}}}))
+    with pytest.raises(IntegrityError, match="untrusted types"):
+        load_model_dir(folder, expected_sha256=file_sha256(folder / MODEL_FILE))
+
+
+def test_settings_follow_environment(tmp_path, monkeypatch):
+    from risk_assets.settings import current_settings
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("RISK_ASSETS_HOME", str(tmp_path / "st"))
+    s = current_settings()
+    assert s.dagster_home == tmp_path / "st" / "dagster"
+    assert s.tracking_uri == f"sqlite:///{tmp_path / 'st' / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert current_settings().tracking_uri == "http://127.0.0.1:5000"
+    assert current_settings().registry_uri == "http://127.0.0.1:5000"
