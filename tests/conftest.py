@@ -96,8 +96,15 @@ def make_pipeline(
         risk = next(r for r in policy_doc["risks"] if r["id"] == risk_id)
         risk["control"]["params"] = params
     policy_doc.update(policy)
-    spec_doc.update({"source": {"path": "data.csv"}, "expectations": "suite.json",
-                     "policy": "policy.yaml", "name": name, "registered_model": name})
+    spec_doc.update(
+        {
+            "source": {"path": "data.csv"},
+            "expectations": "suite.json",
+            "policy": "policy.yaml",
+            "name": name,
+            "registered_model": name,
+        }
+    )
     spec_doc.update(spec or {})
     (folder / "suite.json").write_text(json.dumps(suite_doc))
     (folder / "policy.yaml").write_text(yaml.safe_dump(policy_doc, sort_keys=False))

@@ -33,7 +33,10 @@ def _run_exit(spec, capsys) -> tuple[int, str]:
         (lambda d: d.update(name="Credit Risk"), "name: Value error, expected lower case"),
         (lambda d: d.update(split={"test_size": 1.5}), "split.test_size"),
         (lambda d: d.update(features=["risk", "age"]), "must not contain the target column"),
-        (lambda d: d.update(source={"path": "data.xlsx"}), "source: Value error, cannot infer the format"),
+        (
+            lambda d: d.update(source={"path": "data.xlsx"}),
+            "source: Value error, cannot infer the format",
+        ),
         (lambda d: d.update(policy="missing.yaml"), "policy: file not found"),
     ],
 )
@@ -50,18 +53,28 @@ def test_bad_spec_names_key(tmp_path, state, capsys, edit, expected):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda d: d["risks"][0]["control"].update(name="crystal_ball"),
-         "unknown control 'crystal_ball'"),
-        (lambda d: d["risks"][1]["control"].update(params={}),
-         "params.thresholds: required key is missing"),
-        (lambda d: d["risks"][1]["control"].update(params={"thresholds": {"roc_auc": 7}}),
-         "must lie in [0, 1]"),
-        (lambda d: d["risks"][1]["control"].update(params={"thresholds": {"vibes": 0.5}}),
-         "params.thresholds.vibes"),
+        (
+            lambda d: d["risks"][0]["control"].update(name="crystal_ball"),
+            "unknown control 'crystal_ball'",
+        ),
+        (
+            lambda d: d["risks"][1]["control"].update(params={}),
+            "params.thresholds: required key is missing",
+        ),
+        (
+            lambda d: d["risks"][1]["control"].update(params={"thresholds": {"roc_auc": 7}}),
+            "must lie in [0, 1]",
+        ),
+        (
+            lambda d: d["risks"][1]["control"].update(params={"thresholds": {"vibes": 0.5}}),
+            "params.thresholds.vibes",
+        ),
         (lambda d: d.update(tier="high"), "auto_promote is only allowed for tier 'low'"),
         (lambda d: d["risks"][2].update(id="DQ-001"), "risk ids must be unique"),
-        (lambda d: d["risks"][1].update(treatment="accept"),
-         "an accepted risk needs 'justification' and 'accepted_by'"),
+        (
+            lambda d: d["risks"][1].update(treatment="accept"),
+            "an accepted risk needs 'justification' and 'accepted_by'",
+        ),
         (lambda d: d["risks"][1].update(likelihood=9), "risks.1.likelihood"),
     ],
 )

@@ -37,8 +37,10 @@ def test_unknown_category_and_nulls_fail(credit, suite):
     result = run_expectation_suite(bad, suite)
     assert not result.passed
     failed = {(r["expectation"], r.get("column")) for r in result.table if not r["success"]}
-    assert failed == {("expect_column_values_to_be_in_set", "housing"),
-                      ("expect_column_values_to_not_be_null", "duration")}
+    assert failed == {
+        ("expect_column_values_to_be_in_set", "housing"),
+        ("expect_column_values_to_not_be_null", "duration"),
+    }
     housing = next(r for r in result.table if r.get("column") == "housing" and not r["success"])
     assert housing["unexpected_count"] == 20 and housing["unexpected_percent"] == 2.0
 
@@ -53,9 +55,13 @@ def test_results_carry_counts_not_values(credit, suite, monkeypatch):
     bad.loc[5:9, "age"] = 987654
     result = run_expectation_suite(bad, suite)
     assert not result.passed
-    rendered = json.dumps(result.to_dict()) + json.dumps(list(result.table)) + markdown_table(result.table)
+    rendered = (
+        json.dumps(result.to_dict()) + json.dumps(list(result.table)) + markdown_table(result.table)
+    )
     assert secret not in rendered and "987654" not in rendered
-    assert all("partial_unexpected_list" not in r and "observed_value" not in r for r in result.table)
+    assert all(
+        "partial_unexpected_list" not in r and "observed_value" not in r for r in result.table
+    )
 
 
 def test_empty_suite_is_not_a_pass(credit):
@@ -73,9 +79,13 @@ def test_profile_then_validate_catches_injected_range_fault(credit):
 
 
 def test_metric_thresholds():
-    ok = meets_metric_thresholds({"roc_auc": 0.8, "accuracy": 0.75}, {"roc_auc": 0.7, "accuracy": 0.7})
+    ok = meets_metric_thresholds(
+        {"roc_auc": 0.8, "accuracy": 0.75}, {"roc_auc": 0.7, "accuracy": 0.7}
+    )
     assert ok.passed and ok.value == 0.75 and ok.threshold == 0.7  # smallest margin is headline
-    bad = meets_metric_thresholds({"roc_auc": 0.65, "accuracy": 0.75}, {"roc_auc": 0.7, "accuracy": 0.7})
+    bad = meets_metric_thresholds(
+        {"roc_auc": 0.65, "accuracy": 0.75}, {"roc_auc": 0.7, "accuracy": 0.7}
+    )
     assert not bad.passed and bad.value == 0.65 and "roc_auc 0.6500 < 0.7000" in bad.summary
     missing = meets_metric_thresholds({"accuracy": 0.9}, {"roc_auc": 0.7})
     assert not missing.passed and "not measured" in missing.summary
@@ -83,17 +93,21 @@ def test_metric_thresholds():
 
 
 def test_champion_comparison():
-    none = compare_to_champion(metric="roc_auc", candidate=0.7, champion=None, tolerance=0.02,
-                               champion_ref=None)
+    none = compare_to_champion(
+        metric="roc_auc", candidate=0.7, champion=None, tolerance=0.02, champion_ref=None
+    )
     assert none.passed and "no champion" in none.summary
-    within = compare_to_champion(metric="roc_auc", candidate=0.75, champion=0.76, tolerance=0.02,
-                                 champion_ref="m/1")
+    within = compare_to_champion(
+        metric="roc_auc", candidate=0.75, champion=0.76, tolerance=0.02, champion_ref="m/1"
+    )
     assert within.passed and within.value == pytest.approx(-0.01)
-    worse = compare_to_champion(metric="roc_auc", candidate=0.70, champion=0.76, tolerance=0.02,
-                                champion_ref="m/1")
+    worse = compare_to_champion(
+        metric="roc_auc", candidate=0.70, champion=0.76, tolerance=0.02, champion_ref="m/1"
+    )
     assert not worse.passed and worse.value == pytest.approx(-0.06)
-    unscored = compare_to_champion(metric="roc_auc", candidate=0.8, champion=None, tolerance=0.02,
-                                   champion_ref="m/1")
+    unscored = compare_to_champion(
+        metric="roc_auc", candidate=0.8, champion=None, tolerance=0.02, champion_ref="m/1"
+    )
     assert not unscored.passed
 
 

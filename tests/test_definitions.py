@@ -18,12 +18,22 @@ def test_code_location_has_assets_gates_and_job():
     defs = definitions_from_folder(PIPELINES)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {f"credit_risk/{n}" for n in (
-        "raw_snapshot", "validated_data", "train_test_split", "candidate_model", "registered_model")}
+    assert keys == {
+        f"credit_risk/{n}"
+        for n in (
+            "raw_snapshot",
+            "validated_data",
+            "train_test_split",
+            "candidate_model",
+            "registered_model",
+        )
+    }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert checks == {("credit_risk/validated_data", "meets_expectations"),
-                      ("credit_risk/candidate_model", "meets_metric_thresholds"),
-                      ("credit_risk/candidate_model", "no_worse_than_champion")}
+    assert checks == {
+        ("credit_risk/validated_data", "meets_expectations"),
+        ("credit_risk/candidate_model", "meets_metric_thresholds"),
+        ("credit_risk/candidate_model", "no_worse_than_champion"),
+    }
     job = defs.resolve_job_def("credit_risk_job")
     assert job.name == "credit_risk_job"
 
@@ -49,15 +59,28 @@ def test_dropping_a_spec_into_the_folder_adds_a_pipeline(tmp_path):
     spec["registered_model"] = "beta"
     (folder / "beta.yaml").write_text(yaml.safe_dump(spec))
     defs = definitions_from_folder(folder)
-    assert {j for j in ("alpha_job", "beta_job") if defs.resolve_job_def(j)} == {"alpha_job", "beta_job"}
+    assert {j for j in ("alpha_job", "beta_job") if defs.resolve_job_def(j)} == {
+        "alpha_job",
+        "beta_job",
+    }
 
 
 def test_workspace_loads_with_dagster_cli(tmp_path):
     env = {"DAGSTER_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
-         "workspace.yaml"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "risk_assets_pipelines" in proc.stdout + proc.stderr
@@ -65,9 +88,11 @@ def test_workspace_loads_with_dagster_cli(tmp_path):
 
 def test_cli_help_is_light():
     # --help must not import the heavy libraries (fast start, see benchmarks/)
-    code = ("import sys; from risk_assets import cli\n"
-            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('mlflow', 'great_expectations', 'sklearn', 'dagster', 'skops') "
-            "if m in sys.modules]\nprint(heavy)")
+    code = (
+        "import sys; from risk_assets import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('mlflow', 'great_expectations', 'sklearn', 'dagster', 'skops') "
+        "if m in sys.modules]\nprint(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]"

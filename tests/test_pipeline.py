@@ -35,9 +35,16 @@ def test_clean_credit_run_registers_champion(clean_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["status"] == "registered"
-    assert (payload["model"], payload["version"], payload["aliases"]) == ("credit_risk", "1", ["champion"])
-    assert payload["candidate"] == {"model": "credit_risk-candidates", "version": "1",
-                                    "aliases": ["challenger"]}
+    assert (payload["model"], payload["version"], payload["aliases"]) == (
+        "credit_risk",
+        "1",
+        ["champion"],
+    )
+    assert payload["candidate"] == {
+        "model": "credit_risk-candidates",
+        "version": "1",
+        "aliases": ["challenger"],
+    }
     policy = yaml.safe_load(CREDIT_POLICY.read_text())
     expected = {r["id"] for r in policy["risks"]}
     gates = _gates(payload)
@@ -46,7 +53,9 @@ def test_clean_credit_run_registers_champion(clean_run):
     assert gates["meets_expectations"]["value"] == 1.0
     thresholds = policy["risks"][1]["control"]["params"]["thresholds"]
     assert gates["meets_metric_thresholds"]["threshold"] == min(thresholds.values())
-    assert gates["meets_metric_thresholds"]["value"] >= gates["meets_metric_thresholds"]["threshold"]
+    assert (
+        gates["meets_metric_thresholds"]["value"] >= gates["meets_metric_thresholds"]["threshold"]
+    )
     assert "no champion" in gates["no_worse_than_champion"]["summary"]
 
 
@@ -65,7 +74,10 @@ def test_lineage_answers_from_mlflow(clean_run):
     assert info["spec_sha256"] == file_sha256(CREDIT_SPEC)
     assert info["candidate_version"] == "credit_risk-candidates/1"
     assert {g["name"] for g in info["gates"]} == {
-        "meets_expectations", "meets_metric_thresholds", "no_worse_than_champion"}
+        "meets_expectations",
+        "meets_metric_thresholds",
+        "no_worse_than_champion",
+    }
     assert all(g["passed"] for g in info["gates"])
     assert {d["context"] for d in info["data"]["datasets"]} == {"source", "training", "testing"}
     for d in info["data"]["datasets"]:
@@ -118,8 +130,13 @@ def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, t
     assert run.data.metrics["gate.meets_metric_thresholds.passed"] == 0.0
     loaded = load_pipeline(spec)
     with pytest.raises(GateEvidenceError) as err:
-        register_candidate(client, run.info.run_id, model_name="credit_risk",
-                           policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+        register_candidate(
+            client,
+            run.info.run_id,
+            model_name="credit_risk",
+            policy=loaded.policy.policy,
+            policy_sha256=loaded.policy.sha256,
+        )
     assert err.value.gates == ["meets_metric_thresholds"]
 
     import dagster as dg
@@ -128,7 +145,8 @@ def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, t
 
     job = build_definitions([spec]).resolve_job_def("credit_risk_job")
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        instance=dg.DagsterInstance.get(),
+        raise_on_error=False,
         asset_selection=[dg.AssetKey(["credit_risk", "registered_model"])],
     )
     assert not result.success
@@ -141,7 +159,9 @@ def test_worse_challenger_blocked_by_champion_gate(clean_run, tmp_path, capsys):
     assert clean_run["proc"].returncode == 0
     spec = make_pipeline(
         tmp_path / "worse",
-        spec={"estimator": {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}},
+        spec={
+            "estimator": {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}
+        },
         policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.5, "accuracy": 0.6}}}},
     )
     with using_state(clean_run["state"]):
@@ -170,12 +190,19 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
         mv = client.get_model_version_by_alias(candidates_name("credit_risk"), "challenger")
         loaded = load_pipeline(CREDIT_SPEC)
         # The same candidate under another policy: its evidence does not count.
-        other = make_pipeline(tmp_path / "p", policy={"risk_params": {
-            "PERF-002": {"metric": "roc_auc", "tolerance": 0.05}}})
+        other = make_pipeline(
+            tmp_path / "p",
+            policy={"risk_params": {"PERF-002": {"metric": "roc_auc", "tolerance": 0.05}}},
+        )
         other_policy = load_pipeline(other).policy
         with pytest.raises(GateEvidenceError, match="not the policy in force"):
-            register_candidate(client, mv.run_id, model_name="credit_risk",
-                               policy=other_policy.policy, policy_sha256=other_policy.sha256)
+            register_candidate(
+                client,
+                mv.run_id,
+                model_name="credit_risk",
+                policy=other_policy.policy,
+                policy_sha256=other_policy.sha256,
+            )
         # A changed model artefact is refused by its hash.
         run = client.get_run(mv.run_id)
         from pathlib import Path
@@ -186,24 +213,38 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
         try:
             model_file.write_bytes(original + b"\0")
             with pytest.raises(IntegrityError, match="SHA-256"):
-                register_candidate(client, mv.run_id, model_name="credit_risk",
-                                   policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+                register_candidate(
+                    client,
+                    mv.run_id,
+                    model_name="credit_risk",
+                    policy=loaded.policy.policy,
+                    policy_sha256=loaded.policy.sha256,
+                )
         finally:
             model_file.write_bytes(original)
         # Unchanged, the same call is idempotent: it returns the existing versions.
-        reg = register_candidate(client, mv.run_id, model_name="credit_risk",
-                                 policy=loaded.policy.policy, policy_sha256=loaded.policy.sha256)
+        reg = register_candidate(
+            client,
+            mv.run_id,
+            model_name="credit_risk",
+            policy=loaded.policy.policy,
+            policy_sha256=loaded.policy.sha256,
+        )
         assert (reg.candidate_version, reg.version) == (str(mv.version), "1")
 
 
 def test_champion_that_cannot_score_fails_closed(clean_run, tmp_path, capsys):
-    spec = make_pipeline(tmp_path / "fewer", spec={"features": ["duration", "credit_amount", "age"],
-                                                   "categorical_features": []})
+    spec = make_pipeline(
+        tmp_path / "fewer",
+        spec={"features": ["duration", "credit_amount", "age"], "categorical_features": []},
+    )
     suite = json.loads((tmp_path / "fewer" / "suite.json").read_text())
-    suite["expectations"] = [e for e in suite["expectations"]
-                             if e["type"] != "expect_table_columns_to_match_set"
-                             and e["kwargs"].get("column") in (None, "risk", "duration",
-                                                               "credit_amount", "age")]
+    suite["expectations"] = [
+        e
+        for e in suite["expectations"]
+        if e["type"] != "expect_table_columns_to_match_set"
+        and e["kwargs"].get("column") in (None, "risk", "duration", "credit_amount", "age")
+    ]
     (tmp_path / "fewer" / "suite.json").write_text(json.dumps(suite))
     with using_state(clean_run["state"]):
         code, payload = _run_json(spec, capsys)
@@ -231,8 +272,11 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
     assert spec.is_file() and (out / "expectations" / "tumours.json").is_file()
     suite = json.loads((out / "expectations" / "tumours.json").read_text())
     kinds = {e["type"] for e in suite["expectations"]}
-    assert {"expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
-            "expect_column_values_to_not_be_null"} <= kinds
+    assert {
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_null",
+    } <= kinds
     code, payload = _run_json(spec, capsys)
     assert code == 0 and payload["status"] == "registered", payload
     assert (payload["model"], payload["version"]) == ("tumours", "1")

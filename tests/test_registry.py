@@ -63,9 +63,10 @@ def saved_model(tmp_path_factory, credit):
     feats = [c for c in credit.columns if c != "risk"]
     cats = ["sex", "housing", "saving_accounts", "checking_account", "purpose", "job"]
     model = build_pipeline(
-        class_path="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 5,
-                                                                      "random_state": 0},
-        numeric=[c for c in feats if c not in cats], categorical=cats,
+        class_path="sklearn.ensemble.RandomForestClassifier",
+        params={"n_estimators": 5, "random_state": 0},
+        numeric=[c for c in feats if c not in cats],
+        categorical=cats,
     ).fit(credit[feats], credit["risk"])
     assert isinstance(model[-1], RandomForestClassifier)
     path = tmp_path_factory.mktemp("m") / "model"
@@ -127,8 +128,11 @@ def test_untrusted_type_refused(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
     sio.dump(FunctionTransformer(func=os.system), folder / MODEL_FILE)
-    (folder / "MLmodel").write_text(yaml.safe_dump({"flavors": {"sklearn": {
-        "serialization_format": "skops", "pickled_model": MODEL_FILE}}}))
+    (folder / "MLmodel").write_text(
+        yaml.safe_dump(
+            {"flavors": {"sklearn": {"serialization_format": "skops", "pickled_model": MODEL_FILE}}}
+        )
+    )
     with pytest.raises(IntegrityError, match="untrusted types"):
         load_model_dir(folder, expected_sha256=file_sha256(folder / MODEL_FILE))
 
