@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import yaml
 
 from conftest import CREDIT_POLICY, PIPELINES, ROOT, make_pipeline

@@ -63,10 +63,11 @@ def test_lineage_answers_from_mlflow(clean_run):
     proc = run_cli("lineage", "credit_risk@champion", "--json", env=clean_run["env"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout)
+    import pandas as pd
+
+    from conftest import CREDIT_DATA, CREDIT_SUITE
     from risk_assets.data import frame_sha256
     from risk_assets.registry import file_sha256
-    import pandas as pd
-    from conftest import CREDIT_DATA, CREDIT_SUITE
 
     assert info["data"]["raw_snapshot_sha256"] == frame_sha256(pd.read_csv(CREDIT_DATA))
     assert info["suite_sha256"] == file_sha256(CREDIT_SUITE)
@@ -108,7 +109,6 @@ def test_out_of_range_values_blocked_by_expectations(state, tmp_path, credit, ca
 
 
 def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, tmp_path, capsys):
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
     policy_thr = {"thresholds": {"roc_auc": 0.99, "accuracy": 0.70}}
     spec = make_pipeline(tmp_path / "p", policy={"risk_params": {"PERF-001": policy_thr}})
     code, payload = _run_json(spec, capsys)
