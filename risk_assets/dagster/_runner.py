@@ -156,9 +156,8 @@ def run_pipeline(
     defs = build_definitions([pipeline.spec.path], resources=resources)
     job = defs.resolve_job_def(job_name(spec.name))
     inst = instance or _instance()
-    run_config = None
-    if not log_to_console:
-        run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    level = "INFO" if log_to_console else "CRITICAL"
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=run_config)
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
