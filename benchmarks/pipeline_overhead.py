@@ -50,8 +50,12 @@ def bare(path: Path, spec: dict) -> float:
     feats = [c for c in df.columns if c != spec["target"]]
     cats = categorical_columns(df, feats, spec.get("categorical_features"))
     train, test = train_test_split(df, test_size=0.25, random_state=42)
-    model = build_pipeline(class_path=spec["estimator"]["class"], params=spec["estimator"]["params"],
-                           numeric=[c for c in feats if c not in cats], categorical=cats)
+    model = build_pipeline(
+        class_path=spec["estimator"]["class"],
+        params=spec["estimator"]["params"],
+        numeric=[c for c in feats if c not in cats],
+        categorical=cats,
+    )
     model.fit(train[feats], train[spec["target"]])
     model.predict_proba(test[feats])
     return time.perf_counter() - t0
@@ -73,16 +77,21 @@ def gated(spec_path: Path, state: Path) -> float:
 
 def main(sizes: list[int]) -> None:
     spec = yaml.safe_load((ROOT / "pipelines" / "credit_risk.yaml").read_text())
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    )
     print(f"{'rows':>9} {'bare s':>8} {'gated s':>8} {'ratio':>6}")
     for n in sizes:
         work = Path(tempfile.mkdtemp(prefix="ra-bench-"))
         try:
             data = work / "data.csv"
             make_data(n, data)
-            s = dict(spec, source={"path": str(data)},
-                     expectations=str(ROOT / "expectations" / "credit_risk.json"),
-                     policy=str(ROOT / "pipelines" / "policies" / "credit_risk.yaml"))
+            s = dict(
+                spec,
+                source={"path": str(data)},
+                expectations=str(ROOT / "expectations" / "credit_risk.json"),
+                policy=str(ROOT / "pipelines" / "policies" / "credit_risk.yaml"),
+            )
             spec_path = work / "credit_risk.yaml"
             spec_path.write_text(yaml.safe_dump(s))
             # a warm-up (imports, MLflow store creation, a first champion), not timed; the

@@ -39,8 +39,10 @@ def main() -> None:
         ("risk-assets --help", timed([str(BIN / "risk-assets"), "--help"])),
         ("load code location pipelines/definitions.py", timed([sys.executable, "-c", load])),
     ]
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()}, median of {REPEAT}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"python {platform.python_version()}, median of {REPEAT}"
+    )
     for name, secs in rows:
         print(f"{secs:8.3f} s  {name}")
 

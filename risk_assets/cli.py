@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, EXIT_UNEXPECTED, str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the contract: exit 1 (and one JSON object with --json)
+        return _fail(args, EXIT_UNEXPECTED, f"{type(exc).__name__}: {exc}")
     return EXIT_UNEXPECTED
 
 
@@ -99,9 +101,13 @@ def _fail(args: argparse.Namespace, code: int, message: str) -> int:
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     import logging
+    import warnings
 
+    # Dagster marks Output(data_version=...) as beta; users need not see that on every run.
+    warnings.filterwarnings("ignore", message=r".*is currently in beta.*")
     for name in ("mlflow", "alembic", "great_expectations"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -198,9 +204,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from risk_assets.controls._expectations import profile_suite
     from risk_assets.data import read_source, select_columns
     from risk_assets.errors import DataError, SpecError
+    from risk_assets.spec import FORMATS, NAME_PATTERN
 
     data = Path(args.data).resolve()
-    fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(data.suffix.lower())
+    fmt = FORMATS.get(data.suffix.lower())
     if fmt is None:
         raise DataError(f"{data}: expected a .csv or .parquet file")
     df = read_source(data, fmt)
@@ -215,7 +222,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     name = args.name or re.sub(r"[^a-z0-9_]+", "_", data.stem.lower()).strip("_")
     if not name or not name[0].isalpha():
         name = f"pipeline_{name}"
-    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+    if not NAME_PATTERN.match(name):
         raise SpecError(f"--name {name!r}: expected lower case letters, digits and underscores")
     out = Path(args.out).resolve()
     spec_path = out / f"{name}.yaml"

@@ -31,7 +31,10 @@ from risk_assets.errors import SpecError
 
 __all__ = ["EstimatorSpec", "LoadedSpec", "PipelineSpec", "SourceSpec", "SplitSpec", "load_spec"]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: Pipeline names: lower case letters, digits and underscores, starting with a letter.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: File suffixes and the source format they mean.
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
 
@@ -52,7 +55,7 @@ class SourceSpec(_Strict):
     def _infer_format(self) -> SourceSpec:
         if self.format is None:
             suffix = Path(self.path).suffix.lower()
-            fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
+            fmt = FORMATS.get(suffix)
             if fmt is None:
                 raise ValueError(
                     f"cannot infer the format of {self.path!r} from its suffix; "
@@ -113,7 +116,7 @@ class PipelineSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not NAME_PATTERN.match(value):
             raise ValueError(
                 "expected lower case letters, digits and underscores, starting with a letter"
             )

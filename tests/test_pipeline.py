@@ -283,3 +283,81 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
     # init refuses to overwrite what it wrote
     assert main(["init", str(data), "--target", "target", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_promotion_only_past_the_champion_the_gate_compared_with(state, tmp_path, capsys):
+    """A candidate gated against champion v1 is not promoted once v2 has become champion."""
+    import dagster as dg
+
+    from risk_assets.dagster import build_definitions, load_pipeline
+    from risk_assets.registry import register_candidate
+
+    spec = make_pipeline(tmp_path / "p")
+    assert _run_json(spec, capsys)[0] == 0  # champion credit_risk/1
+    job = build_definitions([spec]).resolve_job_def("credit_risk_job")
+    upto_candidate = [
+        dg.AssetKey(["credit_risk", n])
+        for n in ("raw_snapshot", "validated_data", "train_test_split", "candidate_model")
+    ]
+    partial = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=upto_candidate
+    )
+    evaluations = {e.check_name: e for e in partial.get_asset_check_evaluations()}
+    assert evaluations["no_worse_than_champion"].passed
+    client = mlflow_client()
+    (late_run,) = [
+        r
+        for r in client.search_runs(client.get_experiment_by_name("credit_risk").experiment_id)
+        if r.data.tags.get("dagster.run_id") == partial.run_id
+    ]
+    assert _run_json(spec, capsys)[0] == 0  # champion moves on to credit_risk/2
+    assert str(client.get_model_version_by_alias("credit_risk", "champion").version) == "2"
+    loaded = load_pipeline(spec)
+    reg = register_candidate(
+        client,
+        late_run.info.run_id,
+        model_name="credit_risk",
+        policy=loaded.policy.policy,
+        policy_sha256=loaded.policy.sha256,
+        suite_sha256=loaded.suite_sha256,
+    )
+    assert reg.version is None and reg.aliases == ["challenger"]
+    assert "compared with credit_risk/1" in reg.note and "credit_risk/2" in reg.note
+    assert str(client.get_model_version_by_alias("credit_risk", "champion").version) == "2"
+
+
+def test_stale_suite_evidence_does_not_count(state, tmp_path, capsys):
+    """Data-gate evidence made under another suite is not carried into a new candidate."""
+    from risk_assets.dagster import load_pipeline
+    from risk_assets.errors import GateEvidenceError
+    from risk_assets.registry import register_candidate
+
+    spec = make_pipeline(
+        tmp_path / "p", policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.99}}}}
+    )
+    assert _run_json(spec, capsys)[0] == 3  # blocked: only to get a gated run on record
+    client = mlflow_client()
+    (run,) = client.search_runs(client.get_experiment_by_name("credit_risk").experiment_id)
+    loaded = load_pipeline(spec)
+    with pytest.raises(GateEvidenceError, match="not the suite in force"):
+        register_candidate(
+            client,
+            run.info.run_id,
+            model_name="credit_risk",
+            policy=loaded.policy.policy,
+            policy_sha256=loaded.policy.sha256,
+            suite_sha256="0" * 64,
+        )
+
+
+def test_unreachable_registry_is_not_no_champion(monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from risk_assets.registry import find_champion
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    client = MlflowClient(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")
+    with pytest.raises(MlflowException):
+        find_champion(client, "credit_risk")

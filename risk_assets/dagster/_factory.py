@@ -17,7 +17,7 @@ import dagster as dg
 
 from risk_assets.controls._result import ControlResult, markdown_table
 from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
-from risk_assets.errors import SpecError
+from risk_assets.errors import RiskAssetsError, SpecError
 from risk_assets.policy import LoadedPolicy, Risk, load_policy
 from risk_assets.settings import current_user
 from risk_assets.spec import LoadedSpec, load_spec
@@ -135,12 +135,19 @@ def _check_metadata(
 
 
 def _run_control(fn: Callable[[], ControlResult], log: Any, check: str) -> ControlResult:
-    """Run a control; an exception is a failed gate that names the error (fail closed)."""
+    """Run a control; an exception is a failed gate (fail closed).
+
+    The evidence names our own errors in full (they name files, keys and columns, never
+    values); for any other exception only its type, because library messages may quote
+    data values. The full message goes to the run log.
+    """
     try:
         return fn()
     except Exception as exc:
         log.error(f"{check}: the control raised {type(exc).__name__}: {exc}")
-        return ControlResult.undecided(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, RiskAssetsError):
+            return ControlResult.undecided(f"{type(exc).__name__}: {exc}")
+        return ControlResult.undecided(f"{type(exc).__name__} raised (see the run log)")
 
 
 def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
@@ -297,6 +304,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             model_name=spec.model_name,
             policy=policy,
             policy_sha256=lpolicy.sha256,
+            suite_sha256=pipeline.suite_sha256,
         )
         context.log.info(
             f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
@@ -357,6 +365,12 @@ def _fit_and_log(
 
     loaded, lpolicy = pipeline.spec, pipeline.policy
     spec = loaded.spec
+    if split["validated_sha256"] != validated["sha256"]:
+        raise dg.Failure(
+            f"the stored train_test_split was made from snapshot {split['validated_sha256']}, "
+            f"not from the validated data {validated['sha256']}; materialise train_test_split",
+            allow_retries=False,
+        )
     store = snapshots.get_store()
     train_ref, test_ref = (
         SnapshotRef.from_dict(split["train"]),
@@ -381,15 +395,18 @@ def _fit_and_log(
     client = mlflow.get_client()
     experiment_id = mlflow.ensure_experiment(spec.name)
     partition = context.partition_key if context.has_partition_key else None
-    data_records = {
-        r.control.check_name: store.get_evidence(validated["sha256"], r.control.check_name)
-        for r in lpolicy.policy.controlled_risks()
-        if r.control.asset == "validated_data"
-    }
-    suite_sha = next(
-        (r["suite_sha256"] for r in data_records.values() if r and r.get("suite_sha256")),
-        pipeline.suite_sha256,
-    )
+    # Data-gate evidence for this snapshot counts only if it was made under the policy and
+    # suite in force; stale records are left out, so registration finds no evidence.
+    data_records = []
+    for risk in lpolicy.policy.controlled_risks():
+        if risk.control.asset != "validated_data":
+            continue
+        rec = store.get_evidence(validated["sha256"], risk.control.check_name)
+        if rec is None or rec.get("policy_sha256") != lpolicy.sha256:
+            continue
+        if rec.get("suite_sha256") not in (None, pipeline.suite_sha256):
+            continue
+        data_records.append(rec)
     tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.partition": partition or "none",
@@ -400,7 +417,7 @@ def _fit_and_log(
         _TAG + "snapshot_sha256": validated["sha256"],
         _TAG + "train_sha256": train_ref.sha256,
         _TAG + "test_sha256": test_ref.sha256,
-        _TAG + "suite_sha256": suite_sha,
+        _TAG + "suite_sha256": pipeline.suite_sha256,
         _TAG + "suite_path": str(loaded.suite_path),
         _TAG + "policy_sha256": lpolicy.sha256,
         _TAG + "policy_name": lpolicy.policy.name,
@@ -473,9 +490,8 @@ def _fit_and_log(
             )
             client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         client.set_tag(run_id, _TAG + "model_sha256", model_sha)
-        for record in data_records.values():
-            if record is not None:
-                log_gate(client, run_id, GateRecord.from_dict(record))
+        for record in data_records:
+            log_gate(client, run_id, GateRecord.from_dict(record))
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -516,7 +532,9 @@ def _build_check(
     )
     asset_name = asset_key.path[-1]
 
-    def record_for(context, result: ControlResult, subject: str, suite_sha: str | None):
+    def record_for(
+        context, result: ControlResult, subject: str, suite_sha: str | None, reference=None
+    ):
         from risk_assets.registry._mlflow import GateRecord
 
         return GateRecord(
@@ -534,6 +552,7 @@ def _build_check(
             dagster_run_id=context.run.run_id,
             figures=dict(result.figures),
             sample_size=result.sample_size,
+            reference=reference,
         )
 
     def finish(result: ControlResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
@@ -599,33 +618,55 @@ def _build_check(
         extra: dict[str, Any] = {"mlflow_run_id": candidate_model["run_id"]}
 
         def run() -> ControlResult:
+            metrics = _recorded_metrics(client, candidate_model)
             if control.name == "metric_thresholds":
                 from risk_assets.controls._performance import meets_metric_thresholds
 
-                return meets_metric_thresholds(candidate_model["metrics"], params.thresholds)
+                return meets_metric_thresholds(metrics, params.thresholds)
             if control.name == "champion_challenger":
-                return _champion_gate(client, spec, params, candidate_model, snapshots, extra)
+                return _champion_gate(
+                    client, spec, params, candidate_model, metrics, snapshots, extra
+                )
             raise SpecError(f"control {control.name!r} has no model check")  # guarded by the policy
 
         result = _run_control(run, context.log, control.check_name)
         log_gate(
             client,
             candidate_model["run_id"],
-            record_for(context, result, candidate_model["model_sha256"], None),
+            record_for(
+                context,
+                result,
+                candidate_model["model_sha256"],
+                None,
+                reference=extra.get("champion_version"),
+            ),
         )
         return finish(result, extra)
 
     return model_check
 
 
-def _champion_gate(client, spec, params, candidate: dict, snapshots, extra: dict) -> ControlResult:
+def _recorded_metrics(client, candidate: dict) -> dict[str, float]:
+    """The candidate's held-out metrics as recorded in MLflow, for this exact model hash."""
+    from risk_assets.errors import IntegrityError
+
+    run = client.get_run(candidate["run_id"])
+    if run.data.tags.get(_TAG + "model_sha256") != candidate["model_sha256"]:
+        raise IntegrityError(f"MLflow run {candidate['run_id']} records another model hash")
+    return {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("test.")}
+
+
+def _champion_gate(
+    client, spec, params, candidate: dict, metrics: dict, snapshots, extra: dict
+) -> ControlResult:
     from risk_assets.controls._performance import compare_to_champion, evaluate_classifier
     from risk_assets.registry._mlflow import find_champion, load_version_model
 
     metric, tolerance = params.metric, params.tolerance
     champion = find_champion(client, spec.model_name)
-    cand_value = candidate["metrics"].get(metric)
+    cand_value = metrics.get(metric)
     if champion is None:
+        extra["champion_version"] = "none"
         return compare_to_champion(
             metric=metric,
             candidate=cand_value,
@@ -662,17 +703,21 @@ def default_resources() -> dict[str, Any]:
 
 
 def build_definitions(
-    spec_paths: Iterable[str | Path], *, resources: dict[str, Any] | None = None
+    specs: Iterable[str | Path | LoadedPipeline], *, resources: dict[str, Any] | None = None
 ) -> dg.Definitions:
     """Definitions for every spec: one asset group, its gates and its job per pipeline.
+
+    Args:
+        specs: spec paths, or pipelines already loaded with :func:`load_pipeline`.
+        resources: resources that replace the embedded defaults, by key.
 
     Raises:
         SpecError, PolicyError, SuiteError: at load time, naming the file and the key.
     """
     defs: list[PipelineDefinitions] = []
     seen: dict[str, Path] = {}
-    for path in spec_paths:
-        pipeline = load_pipeline(path)
+    for item in specs:
+        pipeline = item if isinstance(item, LoadedPipeline) else load_pipeline(item)
         pname = pipeline.spec.name
         if pname in seen:
             raise SpecError(

@@ -42,6 +42,9 @@ class MlflowResource(dg.ConfigurableResource):
     def get_client(self) -> Any:
         """A lazily created ``MlflowClient`` (created on first use, reused by this resource)."""
         if self._client is None:
+            # Models are loaded only by risk-assets' own safe loader; MLflow's loaders must
+            # not unpickle (or skops-load with the model's own trusted list) anything.
+            os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
             from mlflow import MlflowClient
 
             settings = current_settings()

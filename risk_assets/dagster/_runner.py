@@ -153,7 +153,7 @@ def run_pipeline(
     pipeline = load_pipeline(spec_path)
     preflight(pipeline)
     spec, policy = pipeline.spec.spec, pipeline.policy.policy
-    defs = build_definitions([pipeline.spec.path], resources=resources)
+    defs = build_definitions([pipeline], resources=resources)
     job = defs.resolve_job_def(job_name(spec.name))
     inst = instance or _instance()
     level = "INFO" if log_to_console else "CRITICAL"

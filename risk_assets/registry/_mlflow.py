@@ -67,6 +67,8 @@ class GateRecord:
     evaluated_at: float = field(default_factory=time.time)
     figures: Mapping[str, float | None] = field(default_factory=dict)
     sample_size: int | None = None
+    #: what the gate compared against, e.g. the champion version ("none" when there was none)
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,13 +118,20 @@ def gate_records(run: Any) -> dict[str, GateRecord]:
 
 
 def verify_gate_evidence(
-    client: MlflowClient, run_id: str, *, policy: Policy, policy_sha256: str
+    client: MlflowClient,
+    run_id: str,
+    *,
+    policy: Policy,
+    policy_sha256: str,
+    suite_sha256: str | None = None,
 ) -> tuple[Any, str]:
     """Check, for this exact candidate, that every blocking gate of the policy passed.
 
     Re-hashes the model artefact and compares it with the run's recorded hash; then each
     blocking gate's record must exist, have passed, be about this model (or this data
-    snapshot for data gates) and have been evaluated under this policy (and suite).
+    snapshot for data gates) and have been evaluated under this policy; the expectation
+    gate's record must name the suite of the run, and that suite must be ``suite_sha256``
+    when it is given (the suite in force).
 
     Returns:
         The MLflow run and the verified model SHA-256.
@@ -152,6 +161,12 @@ def verify_gate_evidence(
             f"run {run_id} was gated under policy {tags.get(P + 'policy_sha256')}, "
             f"not the policy in force ({policy_sha256})"
         )
+    run_suite = tags.get(P + "suite_sha256")
+    if suite_sha256 is not None and run_suite != suite_sha256:
+        raise GateEvidenceError(
+            f"run {run_id} was validated with suite {run_suite}, "
+            f"not the suite in force ({suite_sha256})"
+        )
     subjects = {"candidate_model": actual, "validated_data": tags.get(P + "snapshot_sha256")}
     records = gate_records(run)
     problems: list[str] = []
@@ -169,7 +184,9 @@ def verify_gate_evidence(
             problems.append(f"{check} ({risk.id}): evidence is about another {risk.control.asset}")
         elif rec.policy_sha256 != policy_sha256:
             problems.append(f"{check} ({risk.id}): evidence is from another policy")
-        elif rec.suite_sha256 is not None and rec.suite_sha256 != tags.get(P + "suite_sha256"):
+        elif (rec.suite_sha256 is not None or risk.control.name == "expectations") and (
+            not run_suite or rec.suite_sha256 != run_suite
+        ):
             problems.append(f"{check} ({risk.id}): evidence is from another expectation suite")
         else:
             continue
@@ -192,6 +209,7 @@ class Registration:
     aliases: list[str]
     model_sha256: str
     run_id: str
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,35 +245,35 @@ def register_candidate(
     model_name: str,
     policy: Policy,
     policy_sha256: str,
+    suite_sha256: str | None = None,
     registered_by: str | None = None,
 ) -> Registration:
     """Register a gated candidate, refusing it unless its gate evidence checks out.
 
     Creates (or reuses) a version of ``<model_name>-candidates`` with the ``challenger``
     alias; if the policy allows automatic promotion, copies it into ``<model_name>`` and
-    moves ``champion``. Registering the same run again returns the existing versions.
+    moves ``champion``, but only while the champion is still the one the champion gate
+    compared the candidate with. Registering the same run again returns the existing
+    versions and moves no alias of production.
 
     Raises:
         GateEvidenceError, IntegrityError: see :func:`verify_gate_evidence`.
     """
     run, model_sha = verify_gate_evidence(
-        client, run_id, policy=policy, policy_sha256=policy_sha256
+        client, run_id, policy=policy, policy_sha256=policy_sha256, suite_sha256=suite_sha256
     )
     who = registered_by or current_user()
     cand = candidates_name(model_name)
     _ensure_registered_model(client, cand, f"Gated candidates of {model_name} (risk-assets)")
-    existing = [
-        mv
-        for mv in client.search_model_versions(f"name='{cand}' and run_id='{run_id}'")
-        if mv.tags.get(P + "model_sha256") == model_sha
-    ]
+    records = gate_records(run)
+    existing = _versions_of(client, cand, run_id, model_sha)
     evidence = {
         P + "model_sha256": model_sha,
         P + "run_id": run_id,
         P + "policy_sha256": policy_sha256,
         P + "snapshot_sha256": run.data.tags.get(P + "snapshot_sha256", ""),
         P + "suite_sha256": run.data.tags.get(P + "suite_sha256", ""),
-        P + "gates_passed": ",".join(sorted(gate_records(run))),
+        P + "gates_passed": ",".join(sorted(k for k, r in records.items() if r.passed)),
         P + "registered_by": who,
         P + "policy_tier": policy.tier,
     }
@@ -274,8 +292,9 @@ def register_candidate(
     client.set_tag(run_id, P + "candidate_version", f"{cand}/{mv.version}")
     version = None
     aliases = [CHALLENGER]
+    note = None
     if policy.promotion.auto_promote:
-        version = _promote(
+        version, promoted, note = _promote(
             client,
             cand,
             mv.version,
@@ -283,9 +302,11 @@ def register_candidate(
             evidence,
             run_id,
             model_sha,
+            compared_with=_compared_champion(policy, records),
             reason=f"automatic promotion: policy tier {policy.tier!r} allows it",
         )
-        aliases.append(CHAMPION)
+        if promoted:
+            aliases.append(CHAMPION)
     return Registration(
         candidates_model=cand,
         candidate_version=str(mv.version),
@@ -294,40 +315,81 @@ def register_candidate(
         aliases=aliases,
         model_sha256=model_sha,
         run_id=run_id,
+        note=note,
     )
 
 
-def _promote(client, cand, cand_version, model_name, evidence, run_id, model_sha, *, reason) -> str:
-    _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
-    existing = [
-        mv
-        for mv in client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
-        if mv.tags.get(P + "model_sha256") == model_sha
-    ]
-    if existing:
-        pv = existing[0]
-    else:
-        pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
-        pv = _wait_ready(client, model_name, pv.version)
-        for key, value in {
-            **evidence,
-            P + "candidate_version": f"{cand}/{cand_version}",
-            P + "promoted_by": current_user(),
-            P + "promotion_reason": reason,
-        }.items():
-            client.set_model_version_tag(model_name, pv.version, key, value)
-    client.set_registered_model_alias(model_name, CHAMPION, pv.version)
-    return str(pv.version)
-
-
-def find_champion(client: MlflowClient, model_name: str) -> Any | None:
-    """The model version under the ``champion`` alias, or None when there is none."""
+def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -> list[Any]:
+    """Versions of ``name`` already made from this run and this exact model."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(model_name, CHAMPION)
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     except MlflowException:
+        return []
+    return [mv for mv in found if mv.tags.get(P + "model_sha256") == model_sha]
+
+
+def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str | None:
+    """The champion the champion gate compared with ("none"), or None without that gate."""
+    risk = policy.risk_for_control("champion_challenger")
+    if risk is None:
         return None
+    rec = records.get(risk.control.check_name)
+    return rec.reference if rec is not None and rec.reference else "unknown"
+
+
+def _promote(
+    client, cand, cand_version, model_name, evidence, run_id, model_sha, *, compared_with, reason
+) -> tuple[str | None, bool, str | None]:
+    """Copy the candidate into production and move ``champion``; see register_candidate."""
+    _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
+    existing = _versions_of(client, model_name, run_id, model_sha)
+    current = find_champion(client, model_name)
+    if existing:
+        pv = existing[0]
+        is_champion = current is not None and str(current.version) == str(pv.version)
+        return str(pv.version), is_champion, None if is_champion else "already in production"
+    current_ref = "none" if current is None else f"{current.name}/{current.version}"
+    if compared_with is not None and compared_with != current_ref:
+        return (
+            None,
+            False,
+            (
+                f"not promoted: the champion gate compared with {compared_with}, "
+                f"but the champion is now {current_ref}; re-run the gates"
+            ),
+        )
+    pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
+    pv = _wait_ready(client, model_name, pv.version)
+    for key, value in {
+        **evidence,
+        P + "candidate_version": f"{cand}/{cand_version}",
+        P + "promoted_by": current_user(),
+        P + "promotion_reason": reason,
+    }.items():
+        client.set_model_version_tag(model_name, pv.version, key, value)
+    client.set_registered_model_alias(model_name, CHAMPION, pv.version)
+    return str(pv.version), True, None
+
+
+def find_champion(client: MlflowClient, model_name: str) -> Any | None:
+    """The model version under the ``champion`` alias, or None when there is none.
+
+    Only "no such registered model" and "no such alias" mean "no champion"; any other
+    error (an unreachable store, a permission error) is raised, so a gate fails closed.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        reg = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    if CHAMPION not in (reg.aliases or {}):
+        return None
+    return client.get_model_version_by_alias(model_name, CHAMPION)
 
 
 def load_version_model(client: MlflowClient, mv: Any) -> Any:

@@ -38,6 +38,8 @@ def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:
     data values travel with the model. Returns the SHA-256 of the skops file.
     """
     import mlflow.sklearn
+    import sklearn
+    import skops
     from mlflow.models import infer_signature
 
     path = Path(path)
@@ -52,6 +54,9 @@ def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=list(TRUSTED_TYPES),
         signature=signature,
+        # stated, not inferred: MLflow infers requirements by loading the model, which
+        # risk-assets does not allow its loaders to do
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
     )
     model_file = path / MODEL_FILE
     if not model_file.is_file():
