@@ -15,6 +15,7 @@ Ratios are what to compare (the machine is noisy). Usage, from the repository ro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -76,6 +77,8 @@ def gated(spec_path: Path, state: Path) -> float:
 
 
 def main(sizes: list[int]) -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     spec = yaml.safe_load((ROOT / "pipelines" / "credit_risk.yaml").read_text())
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"

@@ -20,6 +20,7 @@ __all__ = [
     "Split",
     "frame_sha256",
     "read_source",
+    "require_columns",
     "select_columns",
     "split_frame",
 ]
@@ -28,8 +29,8 @@ __all__ = [
 FRAME_HASH_SCHEME = "risk-assets-frame-v1"
 
 
-def read_source(path: str | Path, fmt: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame.
+def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file (or its first ``nrows`` rows) into a DataFrame.
 
     Raises:
         DataError: the file is missing, unreadable, empty or has repeated column names.
@@ -41,7 +42,12 @@ def read_source(path: str | Path, fmt: str) -> pd.DataFrame:
         raise DataError(f"data file not found: {path}")
     try:
         if fmt == "csv":
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, nrows=nrows)
+        elif fmt == "parquet" and nrows is not None:
+            import pyarrow.parquet as pq
+
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=nrows), None)
+            df = batch.to_pandas() if batch is not None else pd.DataFrame()
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
@@ -62,15 +68,25 @@ def read_source(path: str | Path, fmt: str) -> pd.DataFrame:
     return df
 
 
+def require_columns(
+    columns: list[str], *, target: str, features: list[str] | None, source: str | Path
+) -> list[str]:
+    """The feature columns; raise DataError naming the file and the columns it lacks."""
+    columns = list(columns)
+    wanted = [target] + (list(features) if features else [c for c in columns if c != target])
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        role = "target column" if missing == [target] else "columns"
+        raise DataError(f"{source}: {role} {missing} not found; the file has {columns}")
+    return wanted[1:]
+
+
 def select_columns(
     df: pd.DataFrame, *, target: str, features: list[str] | None, source: str | Path
 ) -> tuple[pd.DataFrame, list[str]]:
     """Keep the target and the features; name the file and columns the data lacks."""
-    wanted = [target] + (list(features) if features else [c for c in df.columns if c != target])
-    missing = [c for c in wanted if c not in df.columns]
-    if missing:
-        role = "target column" if missing == [target] else "columns"
-        raise DataError(f"{source}: {role} {missing} not found; the file has {list(df.columns)}")
+    features = require_columns(df.columns, target=target, features=features, source=source)
+    wanted = [target, *features]
     if df[target].isna().any():
         n = int(df[target].isna().sum())
         raise DataError(f"{source}: target column {target!r} has {n} missing value(s)")
@@ -87,7 +103,6 @@ def frame_sha256(df: pd.DataFrame) -> str:
     and everything else as UTF-8 text, each with its null mask. Row order matters.
     """
     import pandas as pd
-    import pyarrow as pa
 
     h = hashlib.sha256(FRAME_HASH_SCHEME.encode())
     h.update(json.dumps([str(c) for c in df.columns]).encode())
@@ -108,16 +123,34 @@ def frame_sha256(df: pd.DataFrame) -> str:
             values = col.dt.tz_localize(None) if getattr(dtype, "tz", None) else col
             kind, payload = b"t", [values.to_numpy(dtype="datetime64[ns]").view(np.int64).tobytes()]
         else:
-            text = col.astype(object).where(~nulls, "").map(str)
-            arr = pa.array(text.to_numpy(dtype=object), type=pa.large_string())
-            _, offsets, data = arr.buffers()
-            kind, payload = b"s", [offsets.to_pybytes(), data.to_pybytes() if data else b""]
+            kind, payload = b"s", _text_payload(col, nulls)
         h.update(b"\x00col\x00" + str(name).encode() + b"\x00" + kind)
         h.update(np.packbits(nulls).tobytes())
         for part in payload:
             h.update(len(part).to_bytes(8, "little"))
             h.update(part)
     return h.hexdigest()
+
+
+def _text_payload(col: pd.Series, nulls: np.ndarray) -> list[bytes]:
+    """UTF-8 bytes of a column as text plus their offsets (from 0), nulls as empty text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:  # string columns convert without a Python loop (pandas 3 stores them in Arrow)
+        arr = pa.array(col, from_pandas=True)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            raise TypeError(arr.type)
+        arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        text = col.astype(object).where(~nulls, "").map(str)
+        arr = pa.array(text.to_numpy(dtype=object), type=pa.large_string())
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = data_buf.to_pybytes()[offsets[0] : offsets[-1]] if data_buf else b""
+    return [(offsets - offsets[0]).tobytes(), data]
 
 
 @dataclass(frozen=True)

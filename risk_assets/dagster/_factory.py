@@ -207,7 +207,9 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         df, features = select_columns(
             raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
         )
-        ref = store.put(df)
+        # the same columns in the same order are the same frame: no second hash
+        same = list(df.columns) == list(raw.columns)
+        ref = store.put(df, sha256=raw_snapshot["sha256"] if same else None)
         categorical = categorical_columns(df, features, spec.categorical_features)
         return dg.Output(
             {

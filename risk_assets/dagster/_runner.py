@@ -100,15 +100,18 @@ def preflight(pipeline: LoadedPipeline) -> None:
     Raises:
         ConfigError: naming the spec key, file or column at fault.
     """
-    from risk_assets.data import read_source, select_columns
+    from risk_assets.data import read_source, require_columns
     from risk_assets.estimator import resolve_estimator_class
 
     spec = pipeline.spec.spec
     resolve_estimator_class(
         spec.estimator.class_path, where=f"{pipeline.spec.path}: estimator.class"
     )
-    df = read_source(pipeline.spec.source_path, spec.source.format)
-    select_columns(df, target=spec.target, features=spec.features, source=pipeline.spec.source_path)
+    # the head is enough to check columns; raw_snapshot reads (and checks) the whole file
+    df = read_source(pipeline.spec.source_path, spec.source.format, nrows=1000)
+    require_columns(
+        df.columns, target=spec.target, features=spec.features, source=pipeline.spec.source_path
+    )
     missing = [c for c in spec.protected_attributes if c not in df.columns]
     if missing:
         raise DataError(
