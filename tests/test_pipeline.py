@@ -30,6 +30,22 @@ def _gates(payload: dict) -> dict[str, dict]:
     return {g["name"]: g for g in payload["gates"]}
 
 
+def _register(client, run_id, spec, **overrides):
+    """Register ``run_id`` through the library's API under the policy and suite of ``spec``."""
+    from risk_assets.dagster import load_pipeline
+    from risk_assets.registry import register_candidate
+
+    loaded = load_pipeline(spec)
+    kwargs = {
+        "model_name": "credit_risk",
+        "policy": loaded.policy.policy,
+        "policy_sha256": loaded.policy.sha256,
+        "suite_sha256": loaded.suite_sha256,
+        **overrides,
+    }
+    return register_candidate(client, run_id, **kwargs)
+
+
 def test_clean_credit_run_registers_champion(clean_run):
     proc = clean_run["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -120,23 +136,14 @@ def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, t
 
     # The blocked candidate's run carries the failed evidence; registering it through the
     # library's API, or by materialising registered_model in a later run, is refused.
-    from risk_assets.dagster import load_pipeline
     from risk_assets.errors import GateEvidenceError
-    from risk_assets.registry import register_candidate
 
     (run,) = client.search_runs(client.get_experiment_by_name("credit_risk").experiment_id)
     tags = run.data.tags
     assert json.loads(tags["risk_assets.gate.meets_metric_thresholds"])["passed"] is False
     assert run.data.metrics["gate.meets_metric_thresholds.passed"] == 0.0
-    loaded = load_pipeline(spec)
     with pytest.raises(GateEvidenceError) as err:
-        register_candidate(
-            client,
-            run.info.run_id,
-            model_name="credit_risk",
-            policy=loaded.policy.policy,
-            policy_sha256=loaded.policy.sha256,
-        )
+        _register(client, run.info.run_id, spec)
     assert err.value.gates == ["meets_metric_thresholds"]
 
     import dagster as dg
@@ -180,29 +187,19 @@ def test_worse_challenger_blocked_by_champion_gate(clean_run, tmp_path, capsys):
 
 
 def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_path):
-    from risk_assets.dagster import load_pipeline
     from risk_assets.errors import GateEvidenceError, IntegrityError
-    from risk_assets.registry import register_candidate
     from risk_assets.registry._mlflow import candidates_name
 
     with using_state(clean_run["state"]):
         client = mlflow_client()
         mv = client.get_model_version_by_alias(candidates_name("credit_risk"), "challenger")
-        loaded = load_pipeline(CREDIT_SPEC)
         # The same candidate under another policy: its evidence does not count.
         other = make_pipeline(
             tmp_path / "p",
             policy={"risk_params": {"PERF-002": {"metric": "roc_auc", "tolerance": 0.05}}},
         )
-        other_policy = load_pipeline(other).policy
         with pytest.raises(GateEvidenceError, match="not the policy in force"):
-            register_candidate(
-                client,
-                mv.run_id,
-                model_name="credit_risk",
-                policy=other_policy.policy,
-                policy_sha256=other_policy.sha256,
-            )
+            _register(client, mv.run_id, other)
         # A changed model artefact is refused by its hash.
         run = client.get_run(mv.run_id)
         from pathlib import Path
@@ -213,23 +210,11 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
         try:
             model_file.write_bytes(original + b"\0")
             with pytest.raises(IntegrityError, match="SHA-256"):
-                register_candidate(
-                    client,
-                    mv.run_id,
-                    model_name="credit_risk",
-                    policy=loaded.policy.policy,
-                    policy_sha256=loaded.policy.sha256,
-                )
+                _register(client, mv.run_id, CREDIT_SPEC)
         finally:
             model_file.write_bytes(original)
         # Unchanged, the same call is idempotent: it returns the existing versions.
-        reg = register_candidate(
-            client,
-            mv.run_id,
-            model_name="credit_risk",
-            policy=loaded.policy.policy,
-            policy_sha256=loaded.policy.sha256,
-        )
+        reg = _register(client, mv.run_id, CREDIT_SPEC)
         assert (reg.candidate_version, reg.version) == (str(mv.version), "1")
 
 
@@ -289,8 +274,7 @@ def test_promotion_only_past_the_champion_the_gate_compared_with(state, tmp_path
     """A candidate gated against champion v1 is not promoted once v2 has become champion."""
     import dagster as dg
 
-    from risk_assets.dagster import build_definitions, load_pipeline
-    from risk_assets.registry import register_candidate
+    from risk_assets.dagster import build_definitions
 
     spec = make_pipeline(tmp_path / "p")
     assert _run_json(spec, capsys)[0] == 0  # champion credit_risk/1
@@ -312,15 +296,7 @@ def test_promotion_only_past_the_champion_the_gate_compared_with(state, tmp_path
     ]
     assert _run_json(spec, capsys)[0] == 0  # champion moves on to credit_risk/2
     assert str(client.get_model_version_by_alias("credit_risk", "champion").version) == "2"
-    loaded = load_pipeline(spec)
-    reg = register_candidate(
-        client,
-        late_run.info.run_id,
-        model_name="credit_risk",
-        policy=loaded.policy.policy,
-        policy_sha256=loaded.policy.sha256,
-        suite_sha256=loaded.suite_sha256,
-    )
+    reg = _register(client, late_run.info.run_id, spec)
     assert reg.version is None and reg.aliases == ["challenger"]
     assert "compared with credit_risk/1" in reg.note and "credit_risk/2" in reg.note
     assert str(client.get_model_version_by_alias("credit_risk", "champion").version) == "2"
@@ -328,9 +304,7 @@ def test_promotion_only_past_the_champion_the_gate_compared_with(state, tmp_path
 
 def test_stale_suite_evidence_does_not_count(state, tmp_path, capsys):
     """Data-gate evidence made under another suite is not carried into a new candidate."""
-    from risk_assets.dagster import load_pipeline
     from risk_assets.errors import GateEvidenceError
-    from risk_assets.registry import register_candidate
 
     spec = make_pipeline(
         tmp_path / "p", policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.99}}}}
@@ -338,16 +312,8 @@ def test_stale_suite_evidence_does_not_count(state, tmp_path, capsys):
     assert _run_json(spec, capsys)[0] == 3  # blocked: only to get a gated run on record
     client = mlflow_client()
     (run,) = client.search_runs(client.get_experiment_by_name("credit_risk").experiment_id)
-    loaded = load_pipeline(spec)
     with pytest.raises(GateEvidenceError, match="not the suite in force"):
-        register_candidate(
-            client,
-            run.info.run_id,
-            model_name="credit_risk",
-            policy=loaded.policy.policy,
-            policy_sha256=loaded.policy.sha256,
-            suite_sha256="0" * 64,
-        )
+        _register(client, run.info.run_id, spec, suite_sha256="0" * 64)
 
 
 def test_unreachable_registry_is_not_no_champion(monkeypatch):
