@@ -20,6 +20,8 @@ from risk_assets.errors import PolicyError
 __all__ = [
     "CONTROLS",
     "CATEGORIES",
+    "Check",
+    "checks_of",
     "METRICS",
     "ControlInfo",
     "LoadedPolicy",
@@ -51,6 +53,30 @@ class _Strict(BaseModel):
 
 class ExpectationsParams(_Strict):
     """The expectation suite named by the spec runs; no parameters."""
+
+
+class PiiParams(_Strict):
+    max_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="a column blocks above this share of PII values of one kind (0: any)",
+    )
+    sample_size: int = Field(default=10_000, ge=100, description="rows scanned per run")
+
+
+class FairnessParams(_Strict):
+    min_ratio: float = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="smallest demographic parity ratio (0.8: the four-fifths rule)",
+    )
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_group_size: int = Field(default=20, ge=1, description="smaller groups are reported only")
+    attributes: list[str] | None = Field(
+        default=None, description="protected attributes to check; default: all in the spec"
+    )
 
 
 class MetricThresholdsParams(_Strict):
@@ -89,6 +115,18 @@ CONTROLS: dict[str, ControlInfo] = {
         "validated_data",
         "meets_expectations",
         "Great Expectations suite on the training data",
+    ),
+    "pii": ControlInfo(
+        PiiParams,
+        "validated_data",
+        "pii_free",
+        "no PII the spec does not allow, in values or column names",
+    ),
+    "fairness": ControlInfo(
+        FairnessParams,
+        "candidate_model",
+        "fair_across_<attribute>",
+        "demographic parity ratio and equalized odds across each protected attribute",
     ),
     "metric_thresholds": ControlInfo(
         MetricThresholdsParams,
@@ -232,6 +270,48 @@ class Policy(_Strict):
             if risk.control is not None and risk.control.name == control:
                 return risk
         return None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One asset check a policy asks for: its name, the risk it treats and its asset."""
+
+    name: str
+    risk: Risk
+    asset: str
+    attribute: str | None = None  # the protected attribute of a fairness check
+
+    @property
+    def blocking(self) -> bool:
+        return self.risk.blocking
+
+
+def checks_of(policy: Policy, protected_attributes: list[str]) -> list[Check]:
+    """Every check of a policy for a spec with these protected attributes, in register order.
+
+    A ``fairness`` control makes one check per attribute, ``fair_across_<attribute>``.
+
+    Raises:
+        ValueError: a fairness control with no attribute to check, or one the spec lacks.
+    """
+    out = []
+    for risk in policy.controlled_risks():
+        control = risk.control
+        if control.name != "fairness":
+            out.append(Check(control.check_name, risk, control.asset))
+            continue
+        attributes = control.parsed_params().attributes or protected_attributes
+        if not attributes:
+            raise ValueError(
+                f"risk {risk.id} uses 'fairness' but no protected_attributes are named"
+            )
+        unknown = sorted(set(attributes) - set(protected_attributes))
+        if unknown:
+            raise ValueError(
+                f"risk {risk.id}: params.attributes names {unknown}, not in protected_attributes"
+            )
+        out += [Check(f"fair_across_{a}", risk, control.asset, a) for a in attributes]
+    return out
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,17 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 #: File suffixes and the source format they mean.
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+PiiKind = Literal[
+    "*",
+    "email",
+    "phone",
+    "us_ssn",
+    "payment_card",
+    "iban",
+    "ip_address",
+    "person_name",
+    "column_name",
+]
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
 
 
@@ -103,6 +114,14 @@ class PipelineSpec(_Strict):
     features: list[str] | None = None
     categorical_features: list[str] | None = None
     protected_attributes: list[str] = Field(default_factory=list)
+    protected_bands: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="band edges for continuous protected attributes, e.g. {age: [25]}",
+    )
+    pii_allowed: dict[str, list[PiiKind]] = Field(
+        default_factory=dict,
+        description="columns allowed to hold PII, with the kinds allowed ('*' for any)",
+    )
     estimator: EstimatorSpec = Field(
         default_factory=lambda: EstimatorSpec(
             class_path="sklearn.linear_model.LogisticRegression", params={"max_iter": 1000}
@@ -138,6 +157,12 @@ class PipelineSpec(_Strict):
                 raise ValueError(f"{key} lists {dupes} more than once")
             if self.target in cols:
                 raise ValueError(f"{key} must not contain the target column {self.target!r}")
+        unbanded = sorted(set(self.protected_bands) - set(self.protected_attributes))
+        if unbanded:
+            raise ValueError(f"protected_bands names {unbanded}, not in protected_attributes")
+        for col, edges in self.protected_bands.items():
+            if not edges or sorted(edges) != edges or len(set(edges)) != len(edges):
+                raise ValueError(f"protected_bands.{col}: expected increasing band edges")
         if self.features is not None:
             if not self.features:
                 raise ValueError("features is empty; omit it to use every column but the target")

@@ -58,15 +58,15 @@ def test_bad_spec_names_key(tmp_path, state, capsys, edit, expected):
             "unknown control 'crystal_ball'",
         ),
         (
-            lambda d: d["risks"][1]["control"].update(params={}),
+            lambda d: d["risks"][2]["control"].update(params={}),
             "params.thresholds: required key is missing",
         ),
         (
-            lambda d: d["risks"][1]["control"].update(params={"thresholds": {"roc_auc": 7}}),
+            lambda d: d["risks"][2]["control"].update(params={"thresholds": {"roc_auc": 7}}),
             "must lie in [0, 1]",
         ),
         (
-            lambda d: d["risks"][1]["control"].update(params={"thresholds": {"vibes": 0.5}}),
+            lambda d: d["risks"][2]["control"].update(params={"thresholds": {"vibes": 0.5}}),
             "params.thresholds.vibes",
         ),
         (lambda d: d.update(tier="high"), "auto_promote is only allowed for tier 'low'"),

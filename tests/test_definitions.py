@@ -30,8 +30,11 @@ def test_code_location_has_assets_gates_and_job():
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
         ("credit_risk/validated_data", "meets_expectations"),
+        ("credit_risk/validated_data", "pii_free"),
         ("credit_risk/candidate_model", "meets_metric_thresholds"),
         ("credit_risk/candidate_model", "no_worse_than_champion"),
+        ("credit_risk/candidate_model", "fair_across_sex"),
+        ("credit_risk/candidate_model", "fair_across_age"),
     }
     job = defs.resolve_job_def("credit_risk_job")
     assert job.name == "credit_risk_job"
@@ -40,7 +43,7 @@ def test_code_location_has_assets_gates_and_job():
 def test_severity_decides_blocking(tmp_path):
     spec = make_pipeline(tmp_path / "p")
     policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    policy["risks"][2]["control"]["severity"] = "warn"
+    next(r for r in policy["risks"] if r["id"] == "PERF-002")["control"]["severity"] = "warn"
     (tmp_path / "p" / "policy.yaml").write_text(yaml.safe_dump(policy))
     defs = build_definitions([spec])
     specs = {s.name: s for c in defs.asset_checks or [] for s in c.check_specs}

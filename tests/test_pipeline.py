@@ -67,7 +67,8 @@ def test_clean_credit_run_registers_champion(clean_run):
     assert {g["risk_id"] for g in gates.values()} == expected
     assert all(g["passed"] is True and g["blocking"] is True for g in gates.values())
     assert gates["meets_expectations"]["value"] == 1.0
-    thresholds = policy["risks"][1]["control"]["params"]["thresholds"]
+    perf = next(r for r in policy["risks"] if r["id"] == "PERF-001")
+    thresholds = perf["control"]["params"]["thresholds"]
     assert gates["meets_metric_thresholds"]["threshold"] == min(thresholds.values())
     assert (
         gates["meets_metric_thresholds"]["value"] >= gates["meets_metric_thresholds"]["threshold"]
@@ -92,8 +93,11 @@ def test_lineage_answers_from_mlflow(clean_run):
     assert info["candidate_version"] == "credit_risk-candidates/1"
     assert {g["name"] for g in info["gates"]} == {
         "meets_expectations",
+        "pii_free",
         "meets_metric_thresholds",
         "no_worse_than_champion",
+        "fair_across_sex",
+        "fair_across_age",
     }
     assert all(g["passed"] for g in info["gates"])
     assert {d["context"] for d in info["data"]["datasets"]} == {"source", "training", "testing"}

@@ -16,8 +16,9 @@ from typing import Any
 import dagster as dg
 
 from risk_assets.controls._result import ControlResult, markdown_table
+from risk_assets.dagster._gates import Gate, GateInputs, gates_for
 from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
-from risk_assets.errors import RiskAssetsError, SpecError
+from risk_assets.errors import DataError, RiskAssetsError, SpecError
 from risk_assets.policy import LoadedPolicy, Risk, load_policy
 from risk_assets.settings import current_user
 from risk_assets.spec import LoadedSpec, load_spec
@@ -207,6 +208,14 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         df, features = select_columns(
             raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
         )
+        # protected attributes travel with the data (for fairness checks) even when they
+        # are not features of the model
+        extra = [c for c in spec.protected_attributes if c not in df.columns]
+        missing = [c for c in extra if c not in raw.columns]
+        if missing:
+            raise DataError(f"{raw_snapshot['source']}: protected attribute(s) {missing} not found")
+        if extra:
+            df = raw[[*df.columns, *extra]]
         # the same columns in the same order are the same frame: no second hash
         same = list(df.columns) == list(raw.columns)
         ref = store.put(df, sha256=raw_snapshot["sha256"] if same else None)
@@ -307,6 +316,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             policy=policy,
             policy_sha256=lpolicy.sha256,
             suite_sha256=pipeline.suite_sha256,
+            protected_attributes=spec.protected_attributes,
         )
         context.log.info(
             f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
@@ -325,9 +335,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             },
         )
 
-    checks = [
-        _build_check(pipeline, risk, key(risk.control.asset)) for risk in policy.controlled_risks()
-    ]
+    checks = [_build_check(pipeline, gate, key(gate.asset)) for gate in gates_for(pipeline)]
     job = dg.define_asset_job(
         job_name(name),
         selection=dg.AssetSelection.groups(name),
@@ -425,6 +433,7 @@ def _fit_and_log(
         _TAG + "policy_name": lpolicy.policy.name,
         _TAG + "policy_tier": lpolicy.policy.tier,
         _TAG + "spec_sha256": loaded.sha256,
+        _TAG + "protected_attributes": ",".join(spec.protected_attributes),
         _TAG + "spec_path": str(loaded.path),
         _TAG + "code_version": _code_version(loaded.path.parent),
         "mlflow.source.name": str(loaded.path),
@@ -522,55 +531,48 @@ def _fit_and_log(
     )
 
 
-def _build_check(
-    pipeline: LoadedPipeline, risk: Risk, asset_key: dg.AssetKey
-) -> dg.AssetChecksDefinition:
-    control = risk.control
-    assert control is not None
-    spec, lpolicy = pipeline.spec.spec, pipeline.policy
-    params = control.parsed_params()
+def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
+    """One asset check for one gate: runs the control, records evidence, reports metadata."""
+    risk, lpolicy = gate.risk, pipeline.policy
     description = (
-        f"[{risk.id}] {risk.title}: {control.name} ({'blocking' if risk.blocking else 'warning'})"
+        f"[{risk.id}] {risk.title}: {risk.control.name} "
+        f"({'blocking' if gate.blocking else 'warning'})"
     )
-    asset_name = asset_key.path[-1]
 
-    def record_for(
-        context, result: ControlResult, subject: str, suite_sha: str | None, reference=None
-    ):
+    def evaluate(context, inputs: GateInputs, subject: str) -> tuple[ControlResult, Any]:
         from risk_assets.registry._mlflow import GateRecord
 
-        return GateRecord(
-            check=control.check_name,
+        result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
+        record = GateRecord(
+            check=gate.check,
             risk_id=risk.id,
-            asset=asset_name,
-            blocking=risk.blocking,
+            asset=gate.asset,
+            blocking=gate.blocking,
             passed=result.passed,
             value=result.value,
             threshold=result.threshold,
             summary=result.summary,
             subject_sha256=subject,
             policy_sha256=lpolicy.sha256,
-            suite_sha256=suite_sha,
+            suite_sha256=inputs.suite_sha256,
             dagster_run_id=context.run.run_id,
             figures=dict(result.figures),
             sample_size=result.sample_size,
-            reference=reference,
+            reference=inputs.extra.get("champion_version"),
         )
+        return result, record
 
     def finish(result: ControlResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
             passed=bool(result.passed),
-            severity=dg.AssetCheckSeverity.ERROR if risk.blocking else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if gate.blocking else dg.AssetCheckSeverity.WARN,
             metadata=_check_metadata(risk, result, extra=extra),
         )
 
-    if asset_name == "validated_data":
+    if gate.asset == "validated_data":
 
         @dg.asset_check(
-            asset=asset_key,
-            name=control.check_name,
-            blocking=risk.blocking,
-            description=description,
+            asset=asset_key, name=gate.check, blocking=gate.blocking, description=description
         )
         def data_check(
             context: dg.AssetCheckExecutionContext,
@@ -578,35 +580,20 @@ def _build_check(
             snapshots: SnapshotStoreResource,
         ) -> dg.AssetCheckResult:
             store = snapshots.get_store()
-            suite_sha = None
-
-            def run() -> ControlResult:
-                nonlocal suite_sha
-                from risk_assets.controls._expectations import load_suite, run_expectation_suite
-                from risk_assets.registry._models import file_sha256
-
-                path = pipeline.spec.suite_path
-                suite_sha = file_sha256(path) if path.is_file() else None
-                suite = load_suite(path)
-                return run_expectation_suite(
-                    store.get(validated_data["sha256"]), suite, source=str(path)
-                )
-
-            result = _run_control(run, context.log, control.check_name)
-            record = record_for(context, result, validated_data["sha256"], suite_sha)
-            store.put_evidence(validated_data["sha256"], control.check_name, record.to_dict())
+            inputs = GateInputs(pipeline=pipeline, store=store, validated=validated_data)
+            result, record = evaluate(context, inputs, validated_data["sha256"])
+            store.put_evidence(validated_data["sha256"], gate.check, record.to_dict())
             return finish(
-                result,
-                {
-                    "risk/suite_sha256": suite_sha or "unreadable",
-                    "risk/snapshot_sha256": validated_data["sha256"],
-                },
+                result, {**inputs.extra, "risk/snapshot_sha256": validated_data["sha256"]}
             )
 
         return data_check
 
     @dg.asset_check(
-        asset=asset_key, name=control.check_name, blocking=risk.blocking, description=description
+        asset=asset_key,
+        name=gate.check,
+        blocking=gate.blocking,
+        description=description,
     )
     def model_check(
         context: dg.AssetCheckExecutionContext,
@@ -617,82 +604,17 @@ def _build_check(
         from risk_assets.registry._mlflow import log_gate
 
         client = mlflow.get_client()
-        extra: dict[str, Any] = {"mlflow_run_id": candidate_model["run_id"]}
-
-        def run() -> ControlResult:
-            metrics = _recorded_metrics(client, candidate_model)
-            if control.name == "metric_thresholds":
-                from risk_assets.controls._performance import meets_metric_thresholds
-
-                return meets_metric_thresholds(metrics, params.thresholds)
-            if control.name == "champion_challenger":
-                return _champion_gate(
-                    client, spec, params, candidate_model, metrics, snapshots, extra
-                )
-            raise SpecError(f"control {control.name!r} has no model check")  # guarded by the policy
-
-        result = _run_control(run, context.log, control.check_name)
-        log_gate(
-            client,
-            candidate_model["run_id"],
-            record_for(
-                context,
-                result,
-                candidate_model["model_sha256"],
-                None,
-                reference=extra.get("champion_version"),
-            ),
+        inputs = GateInputs(
+            pipeline=pipeline,
+            store=snapshots.get_store(),
+            candidate=candidate_model,
+            client=client,
         )
-        return finish(result, extra)
+        result, record = evaluate(context, inputs, candidate_model["model_sha256"])
+        log_gate(client, candidate_model["run_id"], record)
+        return finish(result, {**inputs.extra, "mlflow_run_id": candidate_model["run_id"]})
 
     return model_check
-
-
-def _recorded_metrics(client, candidate: dict) -> dict[str, float]:
-    """The candidate's held-out metrics as recorded in MLflow, for this exact model hash."""
-    from risk_assets.errors import IntegrityError
-
-    run = client.get_run(candidate["run_id"])
-    if run.data.tags.get(_TAG + "model_sha256") != candidate["model_sha256"]:
-        raise IntegrityError(f"MLflow run {candidate['run_id']} records another model hash")
-    return {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("test.")}
-
-
-def _champion_gate(
-    client, spec, params, candidate: dict, metrics: dict, snapshots, extra: dict
-) -> ControlResult:
-    from risk_assets.controls._performance import compare_to_champion, evaluate_classifier
-    from risk_assets.registry._mlflow import find_champion, load_version_model
-
-    metric, tolerance = params.metric, params.tolerance
-    champion = find_champion(client, spec.model_name)
-    cand_value = metrics.get(metric)
-    if champion is None:
-        extra["champion_version"] = "none"
-        return compare_to_champion(
-            metric=metric,
-            candidate=cand_value,
-            champion=None,
-            tolerance=tolerance,
-            champion_ref=None,
-        )
-    ref = f"{champion.name}/{champion.version}"
-    extra["champion_version"] = ref
-    model = load_version_model(client, champion)
-    test = snapshots.get_store().get(candidate["test"]["sha256"])
-    scores = evaluate_classifier(
-        model,
-        test[candidate["features"]],
-        test[candidate["target"]],
-        positive_label=spec.positive_label,
-    )
-    return compare_to_champion(
-        metric=metric,
-        candidate=cand_value,
-        champion=scores.get(metric),
-        tolerance=tolerance,
-        champion_ref=ref,
-    )
 
 
 def default_resources() -> dict[str, Any]:

@@ -9,6 +9,7 @@ import dagster as dg
 
 from risk_assets.dagster._factory import LoadedPipeline, build_definitions, job_name, load_pipeline
 from risk_assets.errors import ConfigError, DataError
+from risk_assets.policy import checks_of
 
 __all__ = ["GateOutcome", "RunOutcome", "preflight", "run_pipeline"]
 
@@ -165,8 +166,8 @@ def run_pipeline(
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     gates = []
-    for risk in policy.controlled_risks():
-        check = risk.control.check_name
+    for required in checks_of(policy, spec.protected_attributes):
+        check, risk = required.name, required.risk
         ev = evaluations.get(check)
         md = ev.metadata if ev else {}
 
@@ -183,7 +184,7 @@ def run_pipeline(
             GateOutcome(
                 name=check,
                 risk_id=risk.id,
-                asset=risk.control.asset,
+                asset=required.asset,
                 passed=None if ev is None else bool(ev.passed),
                 blocking=risk.blocking,
                 value=figure("risk/value"),

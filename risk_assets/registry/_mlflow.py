@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
+from risk_assets.policy import checks_of
 from risk_assets.settings import current_user
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def verify_gate_evidence(
     policy: Policy,
     policy_sha256: str,
     suite_sha256: str | None = None,
+    protected_attributes: Sequence[str] | None = None,
 ) -> tuple[Any, str]:
     """Check, for this exact candidate, that every blocking gate of the policy passed.
 
@@ -131,7 +133,8 @@ def verify_gate_evidence(
     blocking gate's record must exist, have passed, be about this model (or this data
     snapshot for data gates) and have been evaluated under this policy; the expectation
     gate's record must name the suite of the run, and that suite must be ``suite_sha256``
-    when it is given (the suite in force).
+    when it is given (the suite in force). Fairness checks are per protected attribute:
+    ``protected_attributes`` (default: those the run recorded) says which are required.
 
     Returns:
         The MLflow run and the verified model SHA-256.
@@ -169,12 +172,17 @@ def verify_gate_evidence(
         )
     subjects = {"candidate_model": actual, "validated_data": tags.get(P + "snapshot_sha256")}
     records = gate_records(run)
+    if protected_attributes is None:
+        recorded = tags.get(P + "protected_attributes", "")
+        protected_attributes = [a for a in recorded.split(",") if a]
+    try:
+        required = [c for c in checks_of(policy, list(protected_attributes)) if c.blocking]
+    except ValueError as exc:
+        raise GateEvidenceError(f"cannot tell which gates are required: {exc}") from None
     problems: list[str] = []
     failed: list[str] = []
-    for risk in policy.controlled_risks():
-        if not risk.blocking:
-            continue
-        check = risk.control.check_name
+    for required_check in required:
+        risk, check = required_check.risk, required_check.name
         rec = records.get(check)
         if rec is None:
             problems.append(f"{check} ({risk.id}): no evidence")
@@ -246,6 +254,7 @@ def register_candidate(
     policy: Policy,
     policy_sha256: str,
     suite_sha256: str | None = None,
+    protected_attributes: Sequence[str] | None = None,
     registered_by: str | None = None,
 ) -> Registration:
     """Register a gated candidate, refusing it unless its gate evidence checks out.
@@ -260,7 +269,12 @@ def register_candidate(
         GateEvidenceError, IntegrityError: see :func:`verify_gate_evidence`.
     """
     run, model_sha = verify_gate_evidence(
-        client, run_id, policy=policy, policy_sha256=policy_sha256, suite_sha256=suite_sha256
+        client,
+        run_id,
+        policy=policy,
+        policy_sha256=policy_sha256,
+        suite_sha256=suite_sha256,
+        protected_attributes=protected_attributes,
     )
     who = registered_by or current_user()
     cand = candidates_name(model_name)

@@ -1,0 +1,130 @@
+"""Fairness across a protected attribute (fairlearn): demographic parity and equalized odds.
+
+The figures: per-group selection rate, TPR and FPR; demographic parity difference and
+ratio (the four-fifths rule reads ratio >= 0.8); equalized odds difference. A continuous
+attribute (age) is banded first with :func:`band`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from risk_assets.controls._result import ControlResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["band", "fairness_across"]
+
+
+def band(values: pd.Series, edges: Sequence[float]) -> pd.Series:
+    """Band a numeric attribute at ``edges``: e.g. [25, 35, 50] -> <25, 25-35, 35-50, >=50."""
+    import pandas as pd
+
+    edges = sorted(float(e) for e in edges)
+    labels = [f"<{edges[0]:g}"]
+    labels += [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels.append(f">={edges[-1]:g}")
+    cut = pd.cut(values, bins=[-np.inf, *edges, np.inf], labels=labels, right=False)
+    return cut.astype(object).where(values.notna(), "missing")
+
+
+def fairness_across(
+    y_true: Any,
+    y_pred: Any,
+    sensitive: pd.Series,
+    *,
+    favourable: Any,
+    min_ratio: float,
+    max_equalized_odds_difference: float | None = None,
+    min_group_size: int = 20,
+) -> ControlResult:
+    """Compare how the favourable outcome is granted across the groups of one attribute.
+
+    Groups with fewer than ``min_group_size`` rows are reported but left out of the
+    verdict (their rates are noise); fewer than two groups left means the control cannot
+    decide, which fails (closed).
+
+    Args:
+        favourable: the label that is the favourable decision (e.g. 1 = good credit).
+        min_ratio: smallest allowed demographic parity ratio (0.8: the four-fifths rule).
+        max_equalized_odds_difference: largest allowed gap in TPR or FPR, if set.
+    """
+    import pandas as pd
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+
+    yt = (np.asarray(y_true) == favourable).astype(int)
+    yp = (np.asarray(y_pred) == favourable).astype(int)
+    groups = pd.Series(sensitive).astype(str).to_numpy()
+    frame = MetricFrame(
+        metrics={
+            "count": count,
+            "selection_rate": selection_rate,
+            "tpr": true_positive_rate,
+            "fpr": false_positive_rate,
+        },
+        y_true=yt,
+        y_pred=yp,
+        sensitive_features=groups,
+    )
+    by_group = frame.by_group
+    table = [
+        {
+            "group": str(g),
+            "rows": int(r["count"]),
+            "selection_rate": float(r["selection_rate"]),
+            "tpr": float(r["tpr"]),
+            "fpr": float(r["fpr"]),
+            "in_verdict": bool(r["count"] >= min_group_size),
+        }
+        for g, r in by_group.iterrows()
+    ]
+    kept = by_group[by_group["count"] >= min_group_size]
+    if len(kept) < 2:
+        return ControlResult(
+            passed=False,
+            value=None,
+            threshold=min_ratio,
+            table=table,
+            summary=f"could not decide: fewer than two groups with >= {min_group_size} rows",
+        )
+    rates = kept["selection_rate"]
+    dp_diff = float(rates.max() - rates.min())
+    dp_ratio = float(rates.min() / rates.max()) if rates.max() > 0 else 0.0
+    eo_diff = float(
+        max(kept["tpr"].max() - kept["tpr"].min(), kept["fpr"].max() - kept["fpr"].min())
+    )
+    problems = []
+    if dp_ratio < min_ratio:
+        problems.append(f"demographic parity ratio {dp_ratio:.3f} < {min_ratio:.3f}")
+    if max_equalized_odds_difference is not None and eo_diff > max_equalized_odds_difference:
+        problems.append(
+            f"equalized odds difference {eo_diff:.3f} > {max_equalized_odds_difference:.3f}"
+        )
+    lo, hi = rates.idxmin(), rates.idxmax()
+    summary = f"selection rate {rates[lo]:.3f} ({lo}) vs {rates[hi]:.3f} ({hi}): " + (
+        "; ".join(problems) if problems else f"ratio {dp_ratio:.3f} >= {min_ratio:.3f}"
+    )
+    return ControlResult(
+        passed=not problems,
+        value=dp_ratio,
+        threshold=min_ratio,
+        summary=summary,
+        figures={
+            "demographic_parity_ratio": dp_ratio,
+            "demographic_parity_difference": dp_diff,
+            "equalized_odds_difference": eo_diff,
+            "groups": len(kept),
+        },
+        table=table,
+        sample_size=int(len(yt)),
+    )

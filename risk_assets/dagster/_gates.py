@@ -1,0 +1,213 @@
+"""Which checks a pipeline has, and how each one calls its control.
+
+A policy risk names one control; most controls make one check, ``fairness`` makes one
+check per protected attribute (``fair_across_<attribute>``). Each check gets a
+:class:`GateInputs` that loads what it needs lazily and verified (snapshots by hash, the
+candidate model by hash, metrics from MLflow).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from risk_assets.controls._result import ControlResult
+from risk_assets.errors import IntegrityError, SpecError
+from risk_assets.policy import Risk, checks_of
+
+__all__ = ["Gate", "GateInputs", "gates_for"]
+
+_TAG = "risk_assets."
+
+
+@dataclass
+class GateInputs:
+    """What a gate may look at; everything loads on first use and is verified."""
+
+    pipeline: Any  # LoadedPipeline
+    store: Any  # SnapshotStore
+    validated: dict | None = None
+    candidate: dict | None = None
+    client: Any = None  # MlflowClient, for model gates
+    #: extra metadata the gate wants in the UI (e.g. the champion it compared with)
+    extra: dict[str, Any] = field(default_factory=dict)
+    suite_sha256: str | None = None
+
+    @property
+    def spec(self) -> Any:
+        return self.pipeline.spec.spec
+
+    @cached_property
+    def frame(self) -> Any:
+        return self.store.get(self.validated["sha256"])
+
+    @cached_property
+    def test(self) -> Any:
+        return self.store.get(self.candidate["test"]["sha256"])
+
+    @cached_property
+    def metrics(self) -> dict[str, float]:
+        """The candidate's held-out metrics as recorded in MLflow, for this model hash."""
+        run = self.client.get_run(self.candidate["run_id"])
+        if run.data.tags.get(_TAG + "model_sha256") != self.candidate["model_sha256"]:
+            raise IntegrityError(
+                f"MLflow run {self.candidate['run_id']} records another model hash"
+            )
+        return {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("test.")}
+
+    @cached_property
+    def model(self) -> Any:
+        """The candidate model from its MLflow run, loaded safely, hash verified."""
+        import tempfile
+
+        from risk_assets.registry._models import load_model_dir
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.client.download_artifacts(self.candidate["run_id"], "model", tmp)
+            return load_model_dir(local, expected_sha256=self.candidate["model_sha256"])
+
+    @cached_property
+    def test_predictions(self) -> Any:
+        return self.model.predict(self.test[self.candidate["features"]])
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One check: its name, the risk it treats, the asset it sits on and how it runs."""
+
+    check: str
+    risk: Risk
+    asset: str
+    run: Callable[[GateInputs], ControlResult]
+
+    @property
+    def blocking(self) -> bool:
+        return self.risk.blocking
+
+
+def _expectations(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._expectations import load_suite, run_expectation_suite
+        from risk_assets.registry._models import file_sha256
+
+        path = inp.pipeline.spec.suite_path
+        inp.suite_sha256 = file_sha256(path) if path.is_file() else None
+        inp.extra["risk/suite_sha256"] = inp.suite_sha256 or "unreadable"
+        return run_expectation_suite(inp.frame, load_suite(path), source=str(path))
+
+    return run
+
+
+def _pii(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._pii import scan_pii
+
+        return scan_pii(
+            inp.frame,
+            allowed=inp.spec.pii_allowed,
+            max_share=params.max_share,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
+def _metric_thresholds(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._performance import meets_metric_thresholds
+
+        return meets_metric_thresholds(inp.metrics, params.thresholds)
+
+    return run
+
+
+def _champion_challenger(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._performance import compare_to_champion, evaluate_classifier
+        from risk_assets.registry._mlflow import find_champion, load_version_model
+
+        metric, tolerance = params.metric, params.tolerance
+        cand_value = inp.metrics.get(metric)
+        champion = find_champion(inp.client, inp.spec.model_name)
+        if champion is None:
+            inp.extra["champion_version"] = "none"
+            return compare_to_champion(
+                metric=metric,
+                candidate=cand_value,
+                champion=None,
+                tolerance=tolerance,
+                champion_ref=None,
+            )
+        ref = f"{champion.name}/{champion.version}"
+        inp.extra["champion_version"] = ref
+        scores = evaluate_classifier(
+            load_version_model(inp.client, champion),
+            inp.test[inp.candidate["features"]],
+            inp.test[inp.candidate["target"]],
+            positive_label=inp.spec.positive_label,
+        )
+        return compare_to_champion(
+            metric=metric,
+            candidate=cand_value,
+            champion=scores.get(metric),
+            tolerance=tolerance,
+            champion_ref=ref,
+        )
+
+    return run
+
+
+def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._fairness import band, fairness_across
+
+        spec = inp.spec
+        values = inp.test[attribute]
+        edges = spec.protected_bands.get(attribute)
+        groups = band(values, edges) if edges else values
+        if edges:
+            inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
+        favourable = spec.positive_label if spec.positive_label is not None else 1
+        return fairness_across(
+            inp.test[inp.candidate["target"]],
+            inp.test_predictions,
+            groups,
+            favourable=favourable,
+            min_ratio=params.min_ratio,
+            max_equalized_odds_difference=params.max_equalized_odds_difference,
+            min_group_size=params.min_group_size,
+        )
+
+    return run
+
+
+_SINGLE = {
+    "expectations": _expectations,
+    "pii": _pii,
+    "metric_thresholds": _metric_thresholds,
+    "champion_challenger": _champion_challenger,
+}
+
+
+def gates_for(pipeline: Any) -> list[Gate]:
+    """Every check of a loaded pipeline, in register order (see :func:`checks_of`).
+
+    Raises:
+        SpecError: a control needs something the spec does not name (e.g. fairness without
+            protected attributes).
+    """
+    spec = pipeline.spec.spec
+    try:
+        checks = checks_of(pipeline.policy.policy, spec.protected_attributes)
+    except ValueError as exc:
+        raise SpecError(f"{pipeline.policy.path} with {pipeline.spec.path}: {exc}") from None
+    gates = []
+    for check in checks:
+        params = check.risk.control.parsed_params()
+        if check.attribute is not None:
+            run = _fairness(params, check.attribute)
+        else:
+            run = _SINGLE[check.risk.control.name](params)
+        gates.append(Gate(check.name, check.risk, check.asset, run))
+    return gates
