@@ -79,6 +79,14 @@ class FairnessParams(_Strict):
     )
 
 
+class SlicesParams(_Strict):
+    metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
+    min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
+    max_gap: float | None = Field(default=None, ge=0.0, le=1.0, description="largest spread")
+    min_slice_size: int = Field(default=20, ge=1, description="smaller segments are reported only")
+    include_protected: bool = Field(default=True, description="also slice by protected groups")
+
+
 class MetricThresholdsParams(_Strict):
     thresholds: dict[Literal[METRICS], float] = Field(  # type: ignore[valid-type]
         description="minimum value per metric on the held-out test set", min_length=1
@@ -133,6 +141,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "candidate_model",
         "meets_metric_thresholds",
         "held-out metrics at or above their thresholds",
+    ),
+    "slices": ControlInfo(
+        SlicesParams,
+        "candidate_model",
+        "performs_across_slices",
+        "held-out metric per segment of the spec's slices (and protected groups)",
     ),
     "champion_challenger": ControlInfo(
         ChampionChallengerParams,

@@ -114,6 +114,9 @@ class PipelineSpec(_Strict):
     features: list[str] | None = None
     categorical_features: list[str] | None = None
     protected_attributes: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(
+        default_factory=list, description="columns whose segments the slices control compares"
+    )
     protected_bands: dict[str, list[float]] = Field(
         default_factory=dict,
         description="band edges for continuous protected attributes, e.g. {age: [25]}",
@@ -160,6 +163,12 @@ class PipelineSpec(_Strict):
         unbanded = sorted(set(self.protected_bands) - set(self.protected_attributes))
         if unbanded:
             raise ValueError(f"protected_bands names {unbanded}, not in protected_attributes")
+        if self.target in self.slices:
+            raise ValueError("slices must not contain the target column")
+        if self.features is not None:
+            unknown = sorted(set(self.slices) - set(self.features) - set(self.protected_attributes))
+            if unknown:
+                raise ValueError(f"slices names {unknown}, neither features nor protected")
         for col, edges in self.protected_bands.items():
             if not edges or sorted(edges) != edges or len(set(edges)) != len(edges):
                 raise ValueError(f"protected_bands.{col}: expected increasing band edges")

@@ -182,7 +182,37 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
     return run
 
 
+def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._fairness import band
+        from risk_assets.controls._slices import performs_across_slices
+
+        spec, test = inp.spec, inp.test
+        columns = list(spec.slices)
+        if params.include_protected:
+            columns += [c for c in spec.protected_attributes if c not in columns]
+        if not columns:
+            raise SpecError(f"{inp.pipeline.spec.path}: the slices control needs 'slices'")
+        segments = {}
+        for col in columns:
+            edges = spec.protected_bands.get(col)
+            segments[col] = band(test[col], edges) if edges else test[col]
+        return performs_across_slices(
+            test[inp.candidate["target"]],
+            inp.test_predictions,
+            segments,
+            metric=params.metric,
+            min_value=params.min_value,
+            max_gap=params.max_gap,
+            min_slice_size=params.min_slice_size,
+            positive_label=spec.positive_label if spec.positive_label is not None else 1,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "slices": _slices,
     "expectations": _expectations,
     "pii": _pii,
     "metric_thresholds": _metric_thresholds,
