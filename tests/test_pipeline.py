@@ -96,6 +96,7 @@ def test_lineage_answers_from_mlflow(clean_run):
         "pii_free",
         "meets_metric_thresholds",
         "no_worse_than_champion",
+        "performs_across_slices",
         "fair_across_sex",
         "fair_across_age",
     }
