@@ -174,7 +174,13 @@ def test_worse_challenger_blocked_by_champion_gate(clean_run, tmp_path, capsys):
         spec={
             "estimator": {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}
         },
-        policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.5, "accuracy": 0.6}}}},
+        # only the champion gate is meant to stop it: the other model gates are relaxed
+        policy={
+            "risk_params": {
+                "PERF-001": {"thresholds": {"roc_auc": 0.5, "accuracy": 0.6}},
+                "PERF-003": {"metric": "accuracy", "min_value": 0.0},
+            }
+        },
     )
     with using_state(clean_run["state"]):
         client = mlflow_client()
