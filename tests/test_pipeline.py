@@ -232,7 +232,11 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
 def test_champion_that_cannot_score_fails_closed(clean_run, tmp_path, capsys):
     spec = make_pipeline(
         tmp_path / "fewer",
-        spec={"features": ["duration", "credit_amount", "age"], "categorical_features": []},
+        spec={
+            "features": ["duration", "credit_amount", "age"],
+            "categorical_features": [],
+            "slices": [],
+        },
     )
     suite = json.loads((tmp_path / "fewer" / "suite.json").read_text())
     suite["expectations"] = [
