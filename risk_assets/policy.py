@@ -79,6 +79,14 @@ class FairnessParams(_Strict):
     )
 
 
+class DriftParams(_Strict):
+    backend: Literal["scipy"] = Field(default="scipy", description="the drift tests to use")
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Holm-adjusted significance")
+    min_psi: float = Field(default=0.1, ge=0.0, description="smallest PSI that counts as drift")
+    max_drifted: int = Field(default=0, ge=0, description="drifted features allowed")
+    sample_size: int = Field(default=20_000, ge=100, description="rows per frame compared")
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -129,6 +137,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "validated_data",
         "pii_free",
         "no PII the spec does not allow, in values or column names",
+    ),
+    "drift": ControlInfo(
+        DriftParams,
+        "validated_data",
+        "no_feature_drift",
+        "features against the champion's training data (KS, chi-squared, Holm, PSI)",
     ),
     "fairness": ControlInfo(
         FairnessParams,

@@ -14,6 +14,10 @@ from risk_assets.policy import load_policy
 from risk_assets.spec import load_spec
 
 
+def _risk(doc: dict, risk_id: str) -> dict:
+    return next(r for r in doc["risks"] if r["id"] == risk_id)
+
+
 def _edit_yaml(path, fn):
     doc = yaml.safe_load(path.read_text())
     fn(doc)
@@ -58,15 +62,15 @@ def test_bad_spec_names_key(tmp_path, state, capsys, edit, expected):
             "unknown control 'crystal_ball'",
         ),
         (
-            lambda d: d["risks"][2]["control"].update(params={}),
+            lambda d: _risk(d, "PERF-001")["control"].update(params={}),
             "params.thresholds: required key is missing",
         ),
         (
-            lambda d: d["risks"][2]["control"].update(params={"thresholds": {"roc_auc": 7}}),
+            lambda d: _risk(d, "PERF-001")["control"].update(params={"thresholds": {"roc_auc": 7}}),
             "must lie in [0, 1]",
         ),
         (
-            lambda d: d["risks"][2]["control"].update(params={"thresholds": {"vibes": 0.5}}),
+            lambda d: _risk(d, "PERF-001")["control"].update(params={"thresholds": {"vibes": 0.5}}),
             "params.thresholds.vibes",
         ),
         (lambda d: d.update(tier="high"), "auto_promote is only allowed for tier 'low'"),

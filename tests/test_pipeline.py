@@ -94,6 +94,7 @@ def test_lineage_answers_from_mlflow(clean_run):
     assert {g["name"] for g in info["gates"]} == {
         "meets_expectations",
         "pii_free",
+        "no_feature_drift",
         "meets_metric_thresholds",
         "no_worse_than_champion",
         "performs_across_slices",

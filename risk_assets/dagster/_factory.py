@@ -578,9 +578,12 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             context: dg.AssetCheckExecutionContext,
             validated_data: dict,
             snapshots: SnapshotStoreResource,
+            mlflow: MlflowResource,
         ) -> dg.AssetCheckResult:
             store = snapshots.get_store()
-            inputs = GateInputs(pipeline=pipeline, store=store, validated=validated_data)
+            inputs = GateInputs(
+                pipeline=pipeline, store=store, validated=validated_data, mlflow=mlflow
+            )
             result, record = evaluate(context, inputs, validated_data["sha256"])
             store.put_evidence(validated_data["sha256"], gate.check, record.to_dict())
             return finish(
@@ -603,15 +606,14 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
     ) -> dg.AssetCheckResult:
         from risk_assets.registry._mlflow import log_gate
 
-        client = mlflow.get_client()
         inputs = GateInputs(
             pipeline=pipeline,
             store=snapshots.get_store(),
             candidate=candidate_model,
-            client=client,
+            mlflow=mlflow,
         )
         result, record = evaluate(context, inputs, candidate_model["model_sha256"])
-        log_gate(client, candidate_model["run_id"], record)
+        log_gate(inputs.client, candidate_model["run_id"], record)
         return finish(result, {**inputs.extra, "mlflow_run_id": candidate_model["run_id"]})
 
     return model_check

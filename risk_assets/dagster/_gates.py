@@ -28,10 +28,14 @@ class GateInputs:
     store: Any  # SnapshotStore
     validated: dict | None = None
     candidate: dict | None = None
-    client: Any = None  # MlflowClient, for model gates
+    mlflow: Any = None  # MlflowResource: the client is made only if a gate needs it
     #: extra metadata the gate wants in the UI (e.g. the champion it compared with)
     extra: dict[str, Any] = field(default_factory=dict)
     suite_sha256: str | None = None
+
+    @cached_property
+    def client(self) -> Any:
+        return self.mlflow.get_client()
 
     @property
     def spec(self) -> Any:
@@ -211,7 +215,43 @@ def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._drift import feature_drift
+        from risk_assets.registry._mlflow import reference_version
+
+        version = reference_version(inp.client, inp.spec.model_name)
+        if version is None:
+            inp.extra["risk/reference"] = "none"
+            return ControlResult(
+                passed=True,
+                value=None,
+                threshold=float(params.max_drifted),
+                summary="no registered model yet: no reference window, gate passes",
+            )
+        ref_sha = inp.client.get_run(version.run_id).data.tags.get(_TAG + "train_sha256")
+        if not ref_sha:
+            raise IntegrityError(f"{version.name}/{version.version} records no training snapshot")
+        inp.extra["risk/reference"] = f"{version.name}/{version.version} train {ref_sha}"
+        categorical = inp.validated["categorical"]
+        numeric = [c for c in inp.validated["features"] if c not in categorical]
+        return feature_drift(
+            inp.store.get(ref_sha),
+            inp.frame,
+            numeric=numeric,
+            categorical=categorical,
+            alpha=params.alpha,
+            min_psi=params.min_psi,
+            max_drifted=params.max_drifted,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "drift": _drift,
     "slices": _slices,
     "expectations": _expectations,
     "pii": _pii,

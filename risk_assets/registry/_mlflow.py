@@ -406,6 +406,23 @@ def find_champion(client: MlflowClient, model_name: str) -> Any | None:
     return client.get_model_version_by_alias(model_name, CHAMPION)
 
 
+def reference_version(client: MlflowClient, model_name: str) -> Any | None:
+    """The version whose training data is the reference window: the champion, else the
+    latest registered candidate, else None (a first model)."""
+    from mlflow.exceptions import MlflowException
+
+    champion = find_champion(client, model_name)
+    if champion is not None:
+        return champion
+    try:
+        versions = client.search_model_versions(f"name='{candidates_name(model_name)}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
 def load_version_model(client: MlflowClient, mv: Any) -> Any:
     """Load a registered version's model safely, verifying its recorded SHA-256."""
     from risk_assets.registry._models import load_model_dir
