@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     lin.add_argument("ref", metavar="MODEL[@ALIAS|/VERSION]")
     lin.add_argument("--json", action="store_true", help="print one JSON object")
 
+    pol = sub.add_parser("policy", help="the risk register of a pipeline")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+    show = pol_sub.add_parser("show", help="each risk with its control and its last result")
+    show.add_argument("spec", metavar="SPEC", help="pipeline spec (YAML)")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+
     sub.add_parser(
         "env", help="print shell exports that point dagster dev and mlflow ui at the state"
     )
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "lineage":
             return _cmd_lineage(args)
+        if args.command == "policy":
+            return _cmd_policy_show(args)
         if args.command == "env":
             from risk_assets.settings import current_settings
 
@@ -193,6 +201,100 @@ def render_lineage(info: dict[str, Any]) -> str:
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
+
+
+# ---------------------------------------------------------------------------- policy
+
+
+def _cmd_policy_show(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from risk_assets.dagster._factory import load_pipeline
+    from risk_assets.policy import checks_of
+    from risk_assets.registry._mlflow import latest_gate_results
+    from risk_assets.settings import current_settings
+
+    pipeline = load_pipeline(args.spec)
+    spec, policy = pipeline.spec.spec, pipeline.policy.policy
+    checks = {}
+    for check in checks_of(policy, spec.protected_attributes):
+        checks.setdefault(check.risk.id, []).append(check.name)
+    from mlflow import MlflowClient
+
+    s = current_settings()
+    client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
+    run_id, results = latest_gate_results(client, spec.name)
+    rows = []
+    for risk in policy.risks:
+        control = risk.control
+        last = [results[c] for c in checks.get(risk.id, []) if c in results]
+        rows.append(
+            {
+                "id": risk.id,
+                "title": risk.title,
+                "category": risk.category,
+                "likelihood": risk.likelihood,
+                "impact": risk.impact,
+                "score": risk.score,
+                "rating": risk.rating,
+                "owner": risk.owner,
+                "treatment": risk.treatment,
+                "control": control.name if control else None,
+                "severity": control.severity if control else None,
+                "params": control.params if control else {},
+                "checks": checks.get(risk.id, []),
+                "last_result": None
+                if not last
+                else ("passed" if all(r.passed for r in last) else "FAILED"),
+                "last_summary": "; ".join(r.summary for r in last) or None,
+            }
+        )
+    doc = {
+        "policy": policy.name,
+        "tier": policy.tier,
+        "file": str(pipeline.policy.path),
+        "sha256": pipeline.policy.sha256,
+        "last_run": run_id,
+        "risks": rows,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return EXIT_OK
+    print(
+        f"risk register {policy.name} (tier {policy.tier}, auto-promote "
+        f"{'on' if policy.promotion.auto_promote else 'off'}) {doc['file']}"
+    )
+    print(f"last gated run: {run_id or 'none yet'}")
+    header = (
+        "id",
+        "category",
+        "LxI",
+        "rating",
+        "owner",
+        "treatment",
+        "control",
+        "severity",
+        "check(s)",
+        "last result",
+    )
+    table = [header] + [
+        (
+            r["id"],
+            r["category"],
+            f"{r['likelihood']}x{r['impact']}={r['score']}",
+            r["rating"],
+            r["owner"],
+            r["treatment"],
+            r["control"] or "-",
+            r["severity"] or "-",
+            ", ".join(r["checks"]) or "-",
+            r["last_result"] or "never run",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- init

@@ -406,6 +406,19 @@ def find_champion(client: MlflowClient, model_name: str) -> Any | None:
     return client.get_model_version_by_alias(model_name, CHAMPION)
 
 
+def latest_gate_results(client: MlflowClient, experiment: str) -> tuple[str | None, dict]:
+    """Gate records of the latest candidate run of an experiment: (run id, {check: record})."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None, {}
+    runs = client.search_runs(
+        [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        return None, {}
+    return runs[0].info.run_id, gate_records(runs[0])
+
+
 def reference_version(client: MlflowClient, model_name: str) -> Any | None:
     """The version whose training data is the reference window: the champion, else the
     latest registered candidate, else None (a first model)."""
