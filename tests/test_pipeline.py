@@ -345,15 +345,21 @@ def test_unreachable_registry_is_not_no_champion(monkeypatch):
         find_champion(client, "credit_risk")
 
 
-def test_policy_show_lists_the_register_with_last_results(clean_run):
-    proc = run_cli("policy", "show", str(CREDIT_SPEC), "--json", env=clean_run["env"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stdout)
+def test_policy_show_lists_the_register_with_last_results(state, tmp_path, capsys):
+    spec = make_pipeline(tmp_path / "p")
+    assert main(["policy", "show", str(spec), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["last_run"] is None
+    assert {r["last_result"] for r in before["risks"]} == {None}
+    assert _run_json(spec, capsys)[0] == 0
+    assert main(["policy", "show", str(spec), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
     policy = yaml.safe_load(CREDIT_POLICY.read_text())
     assert [r["id"] for r in doc["risks"]] == [r["id"] for r in policy["risks"]]
     fair = next(r for r in doc["risks"] if r["id"] == "FAIR-001")
     assert fair["checks"] == ["fair_across_sex", "fair_across_age"]
     assert fair["score"] == fair["likelihood"] * fair["impact"] and fair["rating"] == "high"
-    assert all(r["last_result"] == "passed" for r in doc["risks"])
-    human = run_cli("policy", "show", str(CREDIT_SPEC), env=clean_run["env"])
-    assert human.returncode == 0 and "FAIR-001" in human.stdout and "never run" not in human.stdout
+    assert all(r["last_result"] == "passed" for r in doc["risks"]) and doc["last_run"]
+    assert main(["policy", "show", str(spec)]) == 0
+    human = capsys.readouterr().out
+    assert "FAIR-001" in human and "never run" not in human
