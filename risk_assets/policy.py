@@ -87,6 +87,30 @@ class DriftParams(_Strict):
     sample_size: int = Field(default=20_000, ge=100, description="rows per frame compared")
 
 
+class PerturbationParams(_Strict):
+    budgets: dict[str, float] = Field(
+        min_length=1, description="mutable numeric features and how far each may move, in its units"
+    )
+    categorical_moves: list[str] = Field(
+        default_factory=list, description="categorical features that may move to seen categories"
+    )
+    max_flip_rate: float = Field(ge=0.0, le=1.0, description="largest share of flipped decisions")
+    trials: int = Field(default=10, ge=1, le=100)
+    sample_size: int = Field(default=500, ge=20)
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, v in value.items() if not v > 0)
+        if bad:
+            raise ValueError(f"budgets must be positive; not so for {bad}")
+        return value
+
+
+class StressParams(_Strict):
+    sample_size: int = Field(default=200, ge=10, description="rows per stress scenario")
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -161,6 +185,18 @@ CONTROLS: dict[str, ControlInfo] = {
         "candidate_model",
         "performs_across_slices",
         "held-out metric per segment of the spec's slices (and protected groups)",
+    ),
+    "perturbation": ControlInfo(
+        PerturbationParams,
+        "candidate_model",
+        "robust_to_perturbation",
+        "decision flip rate under bounded random perturbations in the data's units",
+    ),
+    "stress": ControlInfo(
+        StressParams,
+        "candidate_model",
+        "valid_under_stress",
+        "valid outputs at and beyond the training range, with missing values, unseen categories",
     ),
     "champion_challenger": ControlInfo(
         ChampionChallengerParams,

@@ -35,6 +35,8 @@ def test_code_location_has_assets_gates_and_job():
         ("credit_risk/candidate_model", "meets_metric_thresholds"),
         ("credit_risk/candidate_model", "no_worse_than_champion"),
         ("credit_risk/candidate_model", "performs_across_slices"),
+        ("credit_risk/candidate_model", "robust_to_perturbation"),
+        ("credit_risk/candidate_model", "valid_under_stress"),
         ("credit_risk/candidate_model", "fair_across_sex"),
         ("credit_risk/candidate_model", "fair_across_age"),
     }

@@ -98,6 +98,8 @@ def test_lineage_answers_from_mlflow(clean_run):
         "meets_metric_thresholds",
         "no_worse_than_champion",
         "performs_across_slices",
+        "robust_to_perturbation",
+        "valid_under_stress",
         "fair_across_sex",
         "fair_across_age",
     }

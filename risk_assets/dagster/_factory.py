@@ -523,6 +523,8 @@ def _fit_and_log(
             "model_sha256": model_sha,
             "metrics": metrics,
             "test": test_ref.to_dict(),
+            "train": train_ref.to_dict(),
+            "categorical": categorical,
             "features": features,
             "target": spec.target,
         },

@@ -50,6 +50,14 @@ class GateInputs:
         return self.store.get(self.candidate["test"]["sha256"])
 
     @cached_property
+    def train(self) -> Any:
+        return self.store.get(self.candidate["train"]["sha256"])
+
+    @property
+    def validated_categorical(self) -> list[str]:
+        return list(self.candidate["categorical"])
+
+    @cached_property
     def metrics(self) -> dict[str, float]:
         """The candidate's held-out metrics as recorded in MLflow, for this model hash."""
         run = self.client.get_run(self.candidate["run_id"])
@@ -250,7 +258,59 @@ def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _perturbation(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._robustness import perturbation_flip_rate
+
+        categorical = inp.validated_categorical
+        moving_categories = [c for c in params.budgets if c in categorical]
+        if moving_categories:
+            raise SpecError(
+                f"{inp.pipeline.policy.path}: perturbation budgets name categorical features "
+                f"{moving_categories}; list them under categorical_moves"
+            )
+        return perturbation_flip_rate(
+            inp.model,
+            inp.test[inp.candidate["features"]],
+            budgets=params.budgets,
+            categorical_moves=params.categorical_moves,
+            categories={
+                c: sorted(inp.train[c].dropna().unique(), key=str) for c in params.categorical_moves
+            },
+            max_flip_rate=params.max_flip_rate,
+            trials=params.trials,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
+def _stress(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._robustness import stress_scenarios
+
+        features = inp.candidate["features"]
+        categorical = [c for c in features if c in inp.validated_categorical]
+        numeric = [c for c in features if c not in categorical]
+        train = inp.train
+        ranges = {c: (float(train[c].min()), float(train[c].max())) for c in numeric}
+        return stress_scenarios(
+            inp.model,
+            inp.test[features],
+            numeric=numeric,
+            categorical=categorical,
+            train_ranges=ranges,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "perturbation": _perturbation,
+    "stress": _stress,
     "drift": _drift,
     "slices": _slices,
     "expectations": _expectations,

@@ -1,0 +1,113 @@
+"""Robustness gates: a deep unpruned tree flips under small perturbations and is blocked;
+the shipped model passes; a model that cannot take missing values fails the stress gate."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions
+from risk_assets.cli import main
+from risk_assets.controls._robustness import perturbation_flip_rate, stress_scenarios
+from risk_assets.data import split_frame
+from risk_assets.estimator import build_pipeline
+
+FEATURES = [
+    "job",
+    "housing",
+    "saving_accounts",
+    "checking_account",
+    "credit_amount",
+    "duration",
+    "purpose",
+]
+CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose"]
+NUMERIC = ["credit_amount", "duration"]
+
+
+def _params(risk_id: str) -> dict:
+    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    return next(r for r in policy["risks"] if r["id"] == risk_id)["control"]["params"]
+
+
+def _fit(credit, class_path, params):
+    split = split_frame(credit, target="risk", test_size=0.25, seed=42, stratify=True)
+    model = build_pipeline(
+        class_path=class_path, params=params, numeric=NUMERIC, categorical=CATEGORICAL
+    ).fit(split.train[FEATURES], split.train["risk"])
+    return model, split
+
+
+def test_flip_rate_separates_a_smooth_model_from_a_deep_tree(credit):
+    p = _params("ROB-001")
+    kwargs = {"budgets": p["budgets"], "max_flip_rate": p["max_flip_rate"], "trials": p["trials"]}
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    tree, _ = _fit(credit, "sklearn.tree.DecisionTreeClassifier", {"random_state": 0})
+    ok = perturbation_flip_rate(smooth, split.test[FEATURES], **kwargs)
+    bad = perturbation_flip_rate(tree, split.test[FEATURES], **kwargs)
+    assert ok.passed and ok.value <= p["max_flip_rate"]
+    assert not bad.passed and bad.value > 3 * p["max_flip_rate"]
+    assert ok.sample_size == len(split.test)
+
+
+def test_categorical_moves_stay_within_seen_categories(credit):
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    seen = sorted(split.train["purpose"].unique())
+    result = perturbation_flip_rate(
+        smooth,
+        split.test[FEATURES],
+        budgets={"duration": 1},
+        categorical_moves=["purpose"],
+        categories={"purpose": seen},
+        max_flip_rate=1.0,
+    )
+    assert result.passed and 0.0 < result.value < 1.0
+
+
+def test_stress_scenarios(credit):
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    ranges = {c: (split.train[c].min(), split.train[c].max()) for c in NUMERIC}
+    ok = stress_scenarios(
+        smooth, split.test[FEATURES], numeric=NUMERIC, categorical=CATEGORICAL, train_ranges=ranges
+    )
+    assert ok.passed and ok.figures["scenarios"] == 4 * 2 + 7 + 5
+    # a bare estimator without imputation cannot take a missing value: the finding
+    bare = LogisticRegression(max_iter=1000).fit(split.train[NUMERIC], split.train["risk"])
+    bad = stress_scenarios(
+        bare, split.test[NUMERIC], numeric=NUMERIC, categorical=[], train_ranges=ranges
+    )
+    assert not bad.passed
+    assert {r["scenario"] for r in bad.table if not r["valid"]} == {
+        "credit_amount:missing",
+        "duration:missing",
+    }
+    assert bad.value == 2.0
+
+
+def test_deep_tree_is_blocked_by_the_perturbation_gate(state, tmp_path, capsys):
+    spec = make_pipeline(
+        tmp_path / "p",
+        spec={
+            "estimator": {
+                "class": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"random_state": 0},
+            }
+        },
+        # only the robustness gate is meant to stop it
+        policy={
+            "risk_params": {
+                "PERF-001": {"thresholds": {"accuracy": 0.5}},
+                "PERF-003": {"metric": "accuracy", "min_value": 0.0},
+                "FAIR-001": {"min_ratio": 0.01},
+            }
+        },
+    )
+    code = main(["run", str(spec), "--json"])
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    gates = {g["name"]: g for g in payload["gates"]}
+    assert code == 3 and payload["blocked_by"] == ["robust_to_perturbation"], payload["blocked_by"]
+    assert gates["robust_to_perturbation"]["value"] > _params("ROB-001")["max_flip_rate"]
+    assert gates["valid_under_stress"]["passed"] is True
+    assert registered_versions(mlflow_client()) == []
