@@ -342,9 +342,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
     suite = profile_suite(df, name=name, target=args.target, categorical=categorical)
     majority = float(df[args.target].value_counts(normalize=True).max())
     template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
+    numeric = [c for c in features if c not in categorical]
     policy_text = template.format(
-        name=name, majority_share=majority, accuracy_threshold=int(majority * 100) / 100
+        name=name,
+        majority_share=majority,
+        accuracy_threshold=int(majority * 100) / 100,
+        extra_risks=_default_extra_risks(df, numeric=numeric, protected=list(args.protected)),
     )
+    bands = {
+        c: [float(df[c].median())]
+        for c in args.protected
+        if pd.api.types.is_numeric_dtype(df[c].dtype) and df[c].nunique() > 10
+    }
     spec = {
         "name": name,
         "description": f"Predicts {args.target} from {data.name} (written by risk-assets init).",
@@ -352,6 +361,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         "target": args.target,
         **({"positive_label": positive} if positive is not None else {}),
         "protected_attributes": list(args.protected),
+        **({"protected_bands": bands} if bands else {}),
         "estimator": {
             "class": "sklearn.linear_model.LogisticRegression",
             "params": {"max_iter": 1000},
@@ -380,6 +390,116 @@ def _cmd_init(args: argparse.Namespace) -> int:
         f"wrote {policy_path}\n\nrun it:  risk-assets run {os.path.relpath(spec_path)}"
     )
     return EXIT_OK
+
+
+def _default_extra_risks(df: Any, *, numeric: list[str], protected: list[str]) -> str:
+    """Register entries beyond the template's: privacy, drift, robustness, and with protected
+    attributes, slices and fairness. Perturbation budgets are 5 % of each feature's
+    standard deviation, in the feature's units."""
+
+    def risk(rid, title, category, description, likelihood, impact, owner, control, params):
+        import yaml
+
+        entry = {
+            "id": rid,
+            "title": title,
+            "category": category,
+            "description": description,
+            "likelihood": likelihood,
+            "impact": impact,
+            "owner": owner,
+            "treatment": "mitigate",
+            "control": {"name": control, "severity": "error", "params": params},
+        }
+        text = yaml.safe_dump([entry], sort_keys=False, width=88)
+        return "".join("  " + line + "\n" for line in text.splitlines())
+
+    parts = [
+        risk(
+            "PRIV-001",
+            "Personal data in training data",
+            "data_privacy",
+            "PII the spec does not declare (pii_allowed) in values or column names.",
+            2,
+            5,
+            "data-protection",
+            "pii",
+            {"max_share": 0.0, "sample_size": 10000},
+        ),
+        risk(
+            "DRIFT-001",
+            "Training data drifted from the data of the model in production",
+            "drift",
+            "Feature distributions against the champion's training data.",
+            3,
+            3,
+            "data-engineering",
+            "drift",
+            {
+                "backend": "scipy",
+                "alpha": 0.01,
+                "min_psi": 0.1,
+                "max_drifted": 0,
+                "sample_size": 20000,
+            },
+        ),
+        risk(
+            "ROB-002",
+            "Invalid outputs on extreme or incomplete inputs",
+            "robustness",
+            "Values beyond the training range, missing values, unseen categories.",
+            2,
+            4,
+            "model-risk",
+            "stress",
+            {"sample_size": 200},
+        ),
+    ]
+    budgets = {
+        c: float(f"{0.05 * float(df[c].std()):.3g}") for c in numeric if float(df[c].std()) > 0
+    }
+    if budgets:
+        parts.append(
+            risk(
+                "ROB-001",
+                "Decisions that flip under small changes to the inputs",
+                "robustness",
+                "Each numeric feature moves by up to 5 % of its standard deviation (its units).",
+                3,
+                3,
+                "model-risk",
+                "perturbation",
+                {"budgets": budgets, "max_flip_rate": 0.1, "trials": 10, "sample_size": 500},
+            )
+        )
+    if protected:
+        parts.append(
+            risk(
+                "PERF-003",
+                "Performance collapses for a protected group",
+                "model_performance",
+                "Accuracy per protected group (and per spec slice).",
+                3,
+                4,
+                "model-risk",
+                "slices",
+                {"metric": "accuracy", "min_value": 0.5, "max_gap": 0.25, "min_slice_size": 20},
+            )
+        )
+        parts.append(
+            risk(
+                "FAIR-001",
+                "Unfair decisions across protected groups",
+                "fairness",
+                "Demographic parity ratio across each protected attribute (four-fifths rule).",
+                3,
+                5,
+                "model-risk",
+                "fairness",
+                {"min_ratio": 0.8, "min_group_size": 20},
+            )
+        )
+    return "".join(parts)
 
 
 if __name__ == "__main__":  # pragma: no cover

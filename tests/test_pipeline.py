@@ -283,6 +283,19 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
     code, payload = _run_json(spec, capsys)
     assert code == 0 and payload["status"] == "registered", payload
     assert (payload["model"], payload["version"]) == ("tumours", "1")
+    # the default register init writes covers the catalogue, and every gate ran and passed
+    assert {g["name"] for g in payload["gates"]} == {
+        "meets_expectations",
+        "pii_free",
+        "no_feature_drift",
+        "meets_metric_thresholds",
+        "no_worse_than_champion",
+        "valid_under_stress",
+        "robust_to_perturbation",
+        "performs_across_slices",
+        "fair_across_sex",
+    }
+    assert all(g["passed"] for g in payload["gates"])
     # init refuses to overwrite what it wrote
     assert main(["init", str(data), "--target", "target", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err

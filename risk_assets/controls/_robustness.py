@@ -65,13 +65,17 @@ def perturbation_flip_rate(
             )
         flipped |= model.predict(moved) != base
     rate = float(flipped.mean())
+    moved_names = [*budgets, *categorical_moves]
+    shown = ", ".join(moved_names[:4]) + (
+        f" and {len(moved_names) - 4} more" if len(moved_names) > 4 else ""
+    )
     return ControlResult(
         passed=rate <= max_flip_rate,
         value=rate,
         threshold=max_flip_rate,
         summary=(
             f"{rate:.1%} of {len(sample)} decisions flip under {trials} bounded perturbations "
-            f"of {', '.join([*budgets, *categorical_moves])} (allowed {max_flip_rate:.1%})"
+            f"of {shown} (allowed {max_flip_rate:.1%})"
         ),
         figures={"flip_rate": rate, "trials": trials},
         table=[{"feature": c, "budget": float(b)} for c, b in budgets.items()]
