@@ -111,6 +111,11 @@ class StressParams(_Strict):
     sample_size: int = Field(default=200, ge=10, description="rows per stress scenario")
 
 
+class MembershipInferenceParams(_Strict):
+    max_advantage: float = Field(ge=0.0, le=1.0, description="largest attack TPR - FPR allowed")
+    sample_size: int = Field(default=1000, ge=40, description="rows per side at most")
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -197,6 +202,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "candidate_model",
         "valid_under_stress",
         "valid outputs at and beyond the training range, with missing values, unseen categories",
+    ),
+    "membership_inference": ControlInfo(
+        MembershipInferenceParams,
+        "candidate_model",
+        "no_membership_leakage",
+        "membership-inference attack advantage (ART) on training vs held-out rows",
     ),
     "champion_challenger": ControlInfo(
         ChampionChallengerParams,

@@ -100,6 +100,7 @@ def test_lineage_answers_from_mlflow(clean_run):
         "performs_across_slices",
         "robust_to_perturbation",
         "valid_under_stress",
+        "no_membership_leakage",
         "fair_across_sex",
         "fair_across_age",
     }

@@ -86,7 +86,7 @@ def test_stress_scenarios(credit):
     assert bad.value == 2.0
 
 
-def test_deep_tree_is_blocked_by_the_perturbation_gate(state, tmp_path, capsys):
+def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_path, capsys):
     spec = make_pipeline(
         tmp_path / "p",
         spec={
@@ -107,7 +107,43 @@ def test_deep_tree_is_blocked_by_the_perturbation_gate(state, tmp_path, capsys):
     code = main(["run", str(spec), "--json"])
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     gates = {g["name"]: g for g in payload["gates"]}
-    assert code == 3 and payload["blocked_by"] == ["robust_to_perturbation"], payload["blocked_by"]
+    # it flips under small perturbations and it memorises its training rows
+    assert code == 3 and payload["blocked_by"] == [
+        "robust_to_perturbation",
+        "no_membership_leakage",
+    ], payload["blocked_by"]
     assert gates["robust_to_perturbation"]["value"] > _params("ROB-001")["max_flip_rate"]
+    assert gates["no_membership_leakage"]["value"] > _params("PRIV-002")["max_advantage"]
+    assert gates["no_membership_leakage"]["risk_id"] == "PRIV-002"
     assert gates["valid_under_stress"]["passed"] is True
     assert registered_versions(mlflow_client()) == []
+
+
+def test_membership_inference_catches_memorisation(credit):
+    from risk_assets.controls._privacy import membership_inference_advantage
+
+    limit = _params("PRIV-002")["max_advantage"]
+    for class_path, params, leaks in [
+        ("sklearn.linear_model.LogisticRegression", {"max_iter": 1000}, False),
+        ("sklearn.tree.DecisionTreeClassifier", {"random_state": 0}, True),
+    ]:
+        model, split = _fit(credit, class_path, params)
+        result = membership_inference_advantage(
+            model,
+            split.train[FEATURES],
+            split.train["risk"],
+            split.test[FEATURES],
+            split.test["risk"],
+            max_advantage=limit,
+        )
+        assert result.passed is not leaks, (class_path, result.summary)
+        again = membership_inference_advantage(
+            model,
+            split.train[FEATURES],
+            split.train["risk"],
+            split.test[FEATURES],
+            split.test["risk"],
+            max_advantage=limit,
+        )
+        assert again.value == result.value  # seeded: the same inputs give the same verdict
+        assert result.sample_size == 250  # 125 rows per half, bounded by the held-out rows

@@ -308,7 +308,27 @@ def _stress(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _membership(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._privacy import membership_inference_advantage
+
+        features, target = inp.candidate["features"], inp.candidate["target"]
+        return membership_inference_advantage(
+            inp.model,
+            inp.train[features],
+            inp.train[target],
+            inp.test[features],
+            inp.test[target],
+            max_advantage=params.max_advantage,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "membership_inference": _membership,
     "perturbation": _perturbation,
     "stress": _stress,
     "drift": _drift,

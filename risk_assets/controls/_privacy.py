@@ -1,0 +1,83 @@
+"""Privacy leakage: a black-box membership-inference attack (Adversarial Robustness Toolbox).
+
+The attacker sees the model's outputs and learns, on one half of the training rows and an
+equal number of held-out rows, to tell members from non-members; on the other halves its
+advantage (TPR on members minus FPR on non-members) is the figure. A model that
+memorises its training rows gives a large advantage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from risk_assets.controls._result import ControlResult
+
+__all__ = ["membership_inference_advantage"]
+
+
+def _dense(X: Any) -> np.ndarray:
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
+
+
+def membership_inference_advantage(
+    model: Any,
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    max_advantage: float,
+    sample_size: int = 1000,
+    seed: int = 0,
+) -> ControlResult:
+    """Attack advantage of ART's MembershipInferenceBlackBox on train vs held-out rows.
+
+    For a scikit-learn Pipeline the attack works on the preprocessed features and the
+    final estimator (ART perturbs and reads raw numeric arrays). ``sample_size`` caps the
+    rows per side; fewer than 20 rows per half cannot decide (fail).
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        # ART announces optional PyTorch features it cannot load; they are not used here
+        warnings.filterwarnings("ignore", message="PyTorch not found")
+        from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+        from art.estimators.classification.scikitlearn import SklearnClassifier
+
+    steps = getattr(model, "steps", None)
+    if steps and len(steps) > 1:
+        pre, est = model[:-1], model[-1]
+        Xtr, Xte = _dense(pre.transform(X_train)), _dense(pre.transform(X_test))
+    else:
+        est, Xtr, Xte = model, _dense(X_train), _dense(X_test)
+    classes = list(est.classes_)
+    ytr = np.searchsorted(classes, np.asarray(y_train))
+    yte = np.searchsorted(classes, np.asarray(y_test))
+    rng = np.random.default_rng(seed)
+    n = min(len(Xtr), len(Xte), 2 * sample_size) // 2
+    if n < 20:
+        return ControlResult.undecided(f"only {n} rows per half for the attack (need 20)")
+    tr, te = rng.permutation(len(Xtr))[: 2 * n], rng.permutation(len(Xte))[: 2 * n]
+    attack = MembershipInferenceBlackBox(SklearnClassifier(model=est), attack_model_type="rf")
+    attack.attack_model.set_params(random_state=seed)  # ART's forest, seeded: repeatable
+    attack.fit(Xtr[tr[:n]], ytr[tr[:n]], Xte[te[:n]], yte[te[:n]])
+    tpr = float(np.mean(attack.infer(Xtr[tr[n:]], ytr[tr[n:]])))
+    fpr = float(np.mean(attack.infer(Xte[te[n:]], yte[te[n:]])))
+    advantage = tpr - fpr
+    return ControlResult(
+        passed=advantage <= max_advantage,
+        value=advantage,
+        threshold=max_advantage,
+        summary=(
+            f"membership-inference advantage {advantage:.3f} (TPR {tpr:.3f} on training rows, "
+            f"FPR {fpr:.3f} on held-out rows; allowed {max_advantage:.3f})"
+        ),
+        figures={"attack_advantage": advantage, "attack_tpr": tpr, "attack_fpr": fpr},
+        table=[
+            {"side": "training rows (members)", "rows": n, "flagged_share": tpr},
+            {"side": "held-out rows (non-members)", "rows": n, "flagged_share": fpr},
+        ],
+        sample_size=2 * n,
+    )
