@@ -444,6 +444,17 @@ def _default_extra_risks(df: Any, *, numeric: list[str], protected: list[str]) -
             },
         ),
         risk(
+            "PRIV-002",
+            "The model leaks who was in its training data",
+            "privacy_leakage",
+            "Membership-inference attack advantage on training vs held-out rows.",
+            2,
+            4,
+            "data-protection",
+            "membership_inference",
+            {"max_advantage": 0.1, "sample_size": 1000},
+        ),
+        risk(
             "ROB-002",
             "Invalid outputs on extreme or incomplete inputs",
             "robustness",

@@ -293,6 +293,7 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
         "no_worse_than_champion",
         "valid_under_stress",
         "robust_to_perturbation",
+        "no_membership_leakage",
         "performs_across_slices",
         "fair_across_sex",
     }
