@@ -116,6 +116,13 @@ class MembershipInferenceParams(_Strict):
     sample_size: int = Field(default=1000, ge=40, description="rows per side at most")
 
 
+class ExplainabilityParams(_Strict):
+    top_k: int = Field(default=3, ge=1, description="how many top features are inspected")
+    proxy_threshold: float = Field(default=0.5, gt=0.0, le=1.0, description="association limit")
+    n_repeats: int = Field(default=5, ge=1, le=50)
+    sample_size: int = Field(default=1000, ge=50)
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -208,6 +215,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "candidate_model",
         "no_membership_leakage",
         "membership-inference attack advantage (ART) on training vs held-out rows",
+    ),
+    "explainability": ControlInfo(
+        ExplainabilityParams,
+        "candidate_model",
+        "no_protected_proxy_in_top_features",
+        "permutation importance; protected attributes or proxies among the top features",
     ),
     "champion_challenger": ControlInfo(
         ChampionChallengerParams,

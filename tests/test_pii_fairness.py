@@ -158,3 +158,35 @@ def test_fairness_needs_protected_attributes(tmp_path):
     spec = make_pipeline(tmp_path / "p", spec={"protected_attributes": [], "protected_bands": {}})
     with pytest.raises(SpecError, match="no protected_attributes"):
         build_definitions([spec])
+
+
+def test_explainability_flags_a_protected_attribute_among_top_features(credit):
+    from risk_assets.controls._explain import association, protected_among_top_features
+    from risk_assets.data import split_frame
+    from risk_assets.estimator import build_pipeline
+
+    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    params = next(r for r in policy["risks"] if r["id"] == "EXPL-001")["control"]["params"]
+    kwargs = {"top_k": params["top_k"], "proxy_threshold": params["proxy_threshold"]}
+    cats = ["job", "housing", "saving_accounts", "checking_account", "purpose"]
+    features = [*cats, "credit_amount", "duration"]
+    for data, feats, flagged in [
+        (credit, features, False),
+        (_biased(credit), ["sex", *features], True),
+    ]:
+        split = split_frame(data, target="risk", test_size=0.25, seed=42, stratify=True)
+        model = build_pipeline(
+            class_path="sklearn.linear_model.LogisticRegression",
+            params={"max_iter": 1000},
+            numeric=["credit_amount", "duration"],
+            categorical=[c for c in feats if c not in ("credit_amount", "duration")],
+        ).fit(split.train[feats], split.train["risk"])
+        result = protected_among_top_features(
+            model, split.test[feats], split.test["risk"], split.test[["sex", "age"]], **kwargs
+        )
+        assert result.passed is not flagged, result.summary
+    assert result.summary.startswith("sex (protected) is rank 1")
+    # a perfect proxy is recognised whatever the kinds of the columns
+    assert association(credit["sex"], credit["sex"].map({"male": 1, "female": 0})) == 1.0
+    assert association(credit["age"], credit["age"] * 2) == pytest.approx(1.0)
+    assert association(credit["sex"], credit["sex"]) == pytest.approx(1.0)

@@ -327,7 +327,31 @@ def _membership(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _explainability(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._explain import protected_among_top_features
+
+        protected = list(inp.spec.protected_attributes)
+        if not protected:
+            raise SpecError(f"{inp.pipeline.spec.path}: explainability needs protected_attributes")
+        features, target = inp.candidate["features"], inp.candidate["target"]
+        return protected_among_top_features(
+            inp.model,
+            inp.test[features],
+            inp.test[target],
+            inp.test[protected],
+            top_k=params.top_k,
+            proxy_threshold=params.proxy_threshold,
+            n_repeats=params.n_repeats,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "explainability": _explainability,
     "membership_inference": _membership,
     "perturbation": _perturbation,
     "stress": _stress,

@@ -1,0 +1,115 @@
+"""Explainability: permutation importance, and a flag when a protected attribute or a close
+proxy of one is among the most important features.
+
+Importance is measured on the raw features (sklearn's permutation_importance on the whole
+pipeline, seeded, on a sample). A feature is a proxy of a protected attribute when their
+association reaches ``proxy_threshold``: Cramér's V between categories, the correlation
+ratio between a number and a category, |Pearson r| between numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from risk_assets.controls._result import ControlResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["association", "protected_among_top_features"]
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def association(a: pd.Series, b: pd.Series) -> float:
+    """Strength of association in [0, 1] between two columns of any kind."""
+    import pandas as pd
+
+    mask = a.notna() & b.notna()
+    a, b = a[mask], b[mask]
+    if len(a) < 3:
+        return 0.0
+    if _is_numeric(a) and _is_numeric(b):
+        if a.std() == 0 or b.std() == 0:
+            return 0.0
+        return float(abs(np.corrcoef(a.astype(float), b.astype(float))[0, 1]))
+    if _is_numeric(a) or _is_numeric(b):
+        num, cat = (a, b) if _is_numeric(a) else (b, a)
+        values = num.astype(float)
+        total = ((values - values.mean()) ** 2).sum()
+        if total == 0:
+            return 0.0
+        between = values.groupby(cat.astype(str)).agg(["mean", "size"])
+        explained = (between["size"] * (between["mean"] - values.mean()) ** 2).sum()
+        return float(np.sqrt(explained / total))
+    table = pd.crosstab(a.astype(str), b.astype(str)).to_numpy(dtype=float)
+    if min(table.shape) < 2:
+        return 0.0
+    from scipy.stats import chi2_contingency
+
+    chi2 = chi2_contingency(table, correction=False)[0]
+    return float(np.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
+
+
+def protected_among_top_features(
+    model: Any,
+    X: pd.DataFrame,
+    y: Any,
+    protected: pd.DataFrame,
+    *,
+    top_k: int,
+    proxy_threshold: float,
+    n_repeats: int = 5,
+    sample_size: int = 1000,
+    seed: int = 0,
+) -> ControlResult:
+    """Permutation importance of each feature; flag protected attributes or their proxies
+    among the ``top_k`` most important."""
+    from sklearn.inspection import permutation_importance
+
+    idx = X.sample(n=sample_size, random_state=seed).index if len(X) > sample_size else X.index
+    Xs, ys = X.loc[idx], np.asarray(y)[X.index.get_indexer(idx)]
+    imp = permutation_importance(model, Xs, ys, n_repeats=n_repeats, random_state=seed)
+    order = np.argsort(-imp.importances_mean)
+    top = [X.columns[i] for i in order[:top_k]]
+    rows, flags = [], []
+    for rank, i in enumerate(order, start=1):
+        feature = X.columns[i]
+        row: dict[str, Any] = {
+            "rank": rank,
+            "feature": feature,
+            "importance": float(imp.importances_mean[i]),
+            "importance_sd": float(imp.importances_std[i]),
+        }
+        if feature in top:
+            for attr in protected.columns:
+                if feature == attr:
+                    flags.append(f"{feature} (protected) is rank {rank}")
+                    row["flag"] = "protected attribute"
+                    continue
+                strength = association(X.loc[idx, feature], protected.loc[idx, attr])
+                row[f"assoc_{attr}"] = strength
+                if strength >= proxy_threshold:
+                    flags.append(f"{feature} (rank {rank}) is a proxy of {attr} ({strength:.2f})")
+                    row["flag"] = f"proxy of {attr}"
+        rows.append(row)
+    return ControlResult(
+        passed=not flags,
+        value=float(len(flags)),
+        threshold=0.0,
+        summary=(
+            f"top {top_k} features by permutation importance: {', '.join(top)}; no protected "
+            f"attribute or proxy (association < {proxy_threshold})"
+            if not flags
+            else "; ".join(flags)
+        ),
+        figures={"flags": len(flags), "top_importance": float(imp.importances_mean[order[0]])},
+        table=rows,
+        sample_size=len(idx),
+    )
