@@ -16,6 +16,40 @@ from typing import Any
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
 
+#: Contextual register profiles for ``init``: what each changes from the default.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {
+        "tier": "low",
+        "auto_promote": True,
+        "recall": None,
+        "max_advantage": 0.1,
+        "min_ratio": 0.8,
+        "max_eo": None,
+        "tier_comment": "tier low lets a model that passes every gate become champion "
+        "automatically; set medium or high where a human must approve production.",
+    },
+    "lending": {
+        "tier": "high",
+        "auto_promote": False,
+        "recall": None,
+        "max_advantage": 0.1,
+        "min_ratio": 0.8,
+        "max_eo": 0.2,
+        "tier_comment": "credit decisions are high-risk (EU AI Act Annex III): a model that "
+        "passes the gates becomes a challenger and waits for approval.",
+    },
+    "healthcare": {
+        "tier": "high",
+        "auto_promote": False,
+        "recall": 0.9,
+        "max_advantage": 0.05,
+        "min_ratio": 0.8,
+        "max_eo": 0.1,
+        "tier_comment": "patient impact: high tier, so production needs approval; recall on "
+        "the positive class and membership leakage are held stricter.",
+    },
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -48,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         default="pipelines",
         metavar="DIR",
         help="folder for the spec (default: ./pipelines)",
+    )
+    init.add_argument(
+        "--positive-label",
+        metavar="LABEL",
+        help="the label of the positive class (default 1 for 0/1 targets)",
+    )
+    init.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
+        help="register defaults: default, lending (credit decisions) or "
+        "healthcare (patient impact)",
     )
     init.add_argument("--force", action="store_true", help="overwrite files that exist")
 
@@ -339,15 +385,32 @@ def _cmd_init(args: argparse.Namespace) -> int:
     categorical = [c for c in features if not pd.api.types.is_numeric_dtype(df[c].dtype)]
     labels = sorted(df[args.target].dropna().unique().tolist(), key=str)
     positive = 1 if set(labels) == {0, 1} else None
+    if args.positive_label is not None:
+        match = [v for v in labels if str(v) == args.positive_label]
+        if not match:
+            raise DataError(f"--positive-label {args.positive_label!r}: the target has {labels}")
+        positive = match[0]
+    profile = PROFILES[args.profile]
     suite = profile_suite(df, name=name, target=args.target, categorical=categorical)
     majority = float(df[args.target].value_counts(normalize=True).max())
     template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
     numeric = [c for c in features if c not in categorical]
     policy_text = template.format(
         name=name,
+        profile=args.profile,
+        tier=profile["tier"],
+        tier_comment=profile["tier_comment"],
+        auto_promote=str(profile["auto_promote"]).lower(),
         majority_share=majority,
         accuracy_threshold=int(majority * 100) / 100,
-        extra_risks=_default_extra_risks(df, numeric=numeric, protected=list(args.protected)),
+        extra_thresholds=(
+            f"\n          recall: {profile['recall']:.2f}  # on the positive class"
+            if profile["recall"] is not None
+            else ""
+        ),
+        extra_risks=_default_extra_risks(
+            df, numeric=numeric, protected=list(args.protected), profile=profile
+        ),
     )
     bands = {
         c: [float(df[c].median())]
@@ -392,7 +455,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _default_extra_risks(df: Any, *, numeric: list[str], protected: list[str]) -> str:
+def _default_extra_risks(
+    df: Any, *, numeric: list[str], protected: list[str], profile: dict[str, Any]
+) -> str:
     """Register entries beyond the template's: privacy, drift, robustness, and with protected
     attributes, slices and fairness. Perturbation budgets are 5 % of each feature's
     standard deviation, in the feature's units."""
@@ -452,7 +517,7 @@ def _default_extra_risks(df: Any, *, numeric: list[str], protected: list[str]) -
             4,
             "data-protection",
             "membership_inference",
-            {"max_advantage": 0.1, "sample_size": 1000},
+            {"max_advantage": profile["max_advantage"], "sample_size": 1000},
         ),
         risk(
             "ROB-002",
@@ -507,7 +572,15 @@ def _default_extra_risks(df: Any, *, numeric: list[str], protected: list[str]) -
                 5,
                 "model-risk",
                 "fairness",
-                {"min_ratio": 0.8, "min_group_size": 20},
+                {
+                    "min_ratio": profile["min_ratio"],
+                    "min_group_size": 20,
+                    **(
+                        {"max_equalized_odds_difference": profile["max_eo"]}
+                        if profile["max_eo"] is not None
+                        else {}
+                    ),
+                },
             )
         )
     return "".join(parts)
