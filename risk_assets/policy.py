@@ -123,6 +123,13 @@ class ExplainabilityParams(_Strict):
     sample_size: int = Field(default=1000, ge=50)
 
 
+class LabelNoiseParams(_Strict):
+    confidence: float = Field(default=0.7, gt=0.5, lt=1.0, description="confident rows only")
+    max_increase: float = Field(ge=0.0, le=1.0, description="allowed rise in contradictions")
+    max_conflicting_duplicates: float = Field(default=0.01, ge=0.0, le=1.0)
+    sample_size: int = Field(default=20_000, ge=100)
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -179,6 +186,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "validated_data",
         "no_feature_drift",
         "features against the champion's training data (KS, chi-squared, Holm, PSI)",
+    ),
+    "label_noise": ControlInfo(
+        LabelNoiseParams,
+        "validated_data",
+        "labels_consistent",
+        "labels against the reference window; duplicates with conflicting labels",
     ),
     "fairness": ControlInfo(
         FairnessParams,

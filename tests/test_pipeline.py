@@ -98,6 +98,7 @@ def test_lineage_answers_from_mlflow(clean_run):
         "meets_expectations",
         "pii_free",
         "no_feature_drift",
+        "labels_consistent",
         "meets_metric_thresholds",
         "no_worse_than_champion",
         "performs_across_slices",

@@ -79,6 +79,22 @@ class GateInputs:
             return load_model_dir(local, expected_sha256=self.candidate["model_sha256"])
 
     @cached_property
+    def reference(self) -> Any:
+        """The reference window: the training snapshot of the champion, else of the latest
+        registered candidate; None for a first model. Hash verified on read."""
+        from risk_assets.registry._mlflow import reference_version
+
+        version = reference_version(self.client, self.spec.model_name)
+        if version is None:
+            self.extra["risk/reference"] = "none"
+            return None
+        ref_sha = self.client.get_run(version.run_id).data.tags.get(_TAG + "train_sha256")
+        if not ref_sha:
+            raise IntegrityError(f"{version.name}/{version.version} records no training snapshot")
+        self.extra["risk/reference"] = f"{version.name}/{version.version} train {ref_sha}"
+        return self.store.get(ref_sha)
+
+    @cached_property
     def test_predictions(self) -> Any:
         return self.model.predict(self.test[self.candidate["features"]])
 
@@ -226,25 +242,19 @@ def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
 def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._drift import feature_drift
-        from risk_assets.registry._mlflow import reference_version
 
-        version = reference_version(inp.client, inp.spec.model_name)
-        if version is None:
-            inp.extra["risk/reference"] = "none"
+        reference = inp.reference
+        if reference is None:
             return ControlResult(
                 passed=True,
                 value=None,
                 threshold=float(params.max_drifted),
                 summary="no registered model yet: no reference window, gate passes",
             )
-        ref_sha = inp.client.get_run(version.run_id).data.tags.get(_TAG + "train_sha256")
-        if not ref_sha:
-            raise IntegrityError(f"{version.name}/{version.version} records no training snapshot")
-        inp.extra["risk/reference"] = f"{version.name}/{version.version} train {ref_sha}"
         categorical = inp.validated["categorical"]
         numeric = [c for c in inp.validated["features"] if c not in categorical]
         return feature_drift(
-            inp.store.get(ref_sha),
+            reference,
             inp.frame,
             numeric=numeric,
             categorical=categorical,
@@ -350,7 +360,41 @@ def _explainability(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _label_noise(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._poisoning import label_consistency
+        from risk_assets.estimator import build_pipeline
+
+        spec, validated = inp.spec, inp.validated
+        categorical = validated["categorical"]
+        features = validated["features"]
+
+        def make_model():
+            return build_pipeline(
+                class_path=spec.estimator.class_path,
+                params=spec.estimator.params,
+                numeric=[c for c in features if c not in categorical],
+                categorical=categorical,
+            )
+
+        return label_consistency(
+            inp.reference,
+            inp.frame,
+            features=features,
+            target=validated["target"],
+            make_model=make_model,
+            confidence=params.confidence,
+            max_increase=params.max_increase,
+            max_conflicting_duplicates=params.max_conflicting_duplicates,
+            sample_size=params.sample_size,
+            seed=spec.split.seed,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "label_noise": _label_noise,
     "explainability": _explainability,
     "membership_inference": _membership,
     "perturbation": _perturbation,

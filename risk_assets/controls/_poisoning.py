@@ -1,0 +1,132 @@
+"""Poisoning and label noise: conflicting duplicates, and labels that contradict the reference.
+
+- Conflicting duplicates: rows with identical features but different labels (share of
+  rows in such groups).
+- Confident contradictions: a model of the spec's kind, fitted on the reference window,
+  scores the new rows; among rows it is confident about (probability >= ``confidence``
+  for one class), the share whose label says the other class. The same share, measured
+  out-of-fold on the reference itself, is the baseline; flipped or poisoned labels raise
+  the new share above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from risk_assets.controls._result import ControlResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["conflicting_duplicates_share", "label_consistency"]
+
+
+def conflicting_duplicates_share(
+    df: pd.DataFrame, *, features: Sequence[str], target: str
+) -> float:
+    """Share of rows whose exact feature values also occur with another label."""
+    import pandas as pd
+
+    keys = pd.util.hash_pandas_object(df[list(features)], index=False)
+    labels_per_key = df[target].groupby(keys.to_numpy()).nunique()
+    conflicting = labels_per_key[labels_per_key > 1].index
+    return float(np.isin(keys.to_numpy(), conflicting).mean())
+
+
+def _contradiction_rate(proba: np.ndarray, labels: np.ndarray, classes: list, confidence: float):
+    top = proba.max(axis=1)
+    confident = top >= confidence
+    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    wrong = predicted[confident] != labels[confident]
+    return (float(wrong.mean()) if confident.any() else 0.0), int(confident.sum())
+
+
+def label_consistency(
+    reference: pd.DataFrame | None,
+    current: pd.DataFrame,
+    *,
+    features: Sequence[str],
+    target: str,
+    make_model: Callable[[], Any],
+    confidence: float,
+    max_increase: float,
+    max_conflicting_duplicates: float,
+    sample_size: int = 20_000,
+    seed: int = 0,
+) -> ControlResult:
+    """Block when labels contradict the reference more than it contradicts itself, or when
+    too many duplicate rows carry conflicting labels. Without a reference, only the
+    duplicate check runs, and the summary says so."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    cur = (
+        current.sample(n=sample_size, random_state=seed) if len(current) > sample_size else current
+    )
+    dup_share = conflicting_duplicates_share(cur, features=features, target=target)
+    rows: list[dict[str, Any]] = [
+        {"check": "conflicting duplicates", "share": dup_share, "limit": max_conflicting_duplicates}
+    ]
+    problems = []
+    if dup_share > max_conflicting_duplicates:
+        problems.append(f"{dup_share:.1%} of rows are duplicates with conflicting labels")
+    figures: dict[str, float] = {"conflicting_duplicates_share": dup_share}
+    increase = None
+    if reference is None:
+        note = "no reference window yet: only duplicates checked"
+    else:
+        ref = (
+            reference.sample(n=sample_size, random_state=seed)
+            if len(reference) > sample_size
+            else reference
+        )
+        model = make_model().fit(ref[list(features)], ref[target])
+        classes = list(model.classes_)
+        cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        oof = cross_val_predict(
+            make_model(), ref[list(features)], ref[target], cv=cv, method="predict_proba"
+        )
+        base, base_n = _contradiction_rate(oof, ref[target].to_numpy(), classes, confidence)
+        new, new_n = _contradiction_rate(
+            model.predict_proba(cur[list(features)]), cur[target].to_numpy(), classes, confidence
+        )
+        if base_n == 0 or new_n == 0:
+            return ControlResult.undecided(f"no rows reach confidence {confidence}")
+        increase = new - base
+        figures.update(
+            {"reference_contradiction_rate": base, "contradiction_rate": new, "increase": increase}
+        )
+        rows.append(
+            {
+                "check": "confident contradictions (reference, out-of-fold)",
+                "share": base,
+                "rows": base_n,
+            }
+        )
+        rows.append(
+            {
+                "check": "confident contradictions (new data)",
+                "share": new,
+                "rows": new_n,
+                "limit": base + max_increase,
+            }
+        )
+        if increase > max_increase:
+            problems.append(
+                f"labels contradict the reference on {new:.1%} of confident rows "
+                f"(reference {base:.1%}, allowed increase {max_increase:.1%})"
+            )
+        note = f"contradiction rate {new:.1%} vs reference {base:.1%}"
+    return ControlResult(
+        passed=not problems,
+        value=increase,
+        threshold=max_increase,
+        summary="; ".join(problems)
+        if problems
+        else f"labels consistent: {note}; {dup_share:.1%} conflicting duplicates",
+        figures=figures,
+        table=rows,
+        sample_size=len(cur),
+    )
