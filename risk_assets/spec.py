@@ -111,6 +111,10 @@ class PipelineSpec(_Strict):
     source: SourceSpec
     target: str = Field(min_length=1)
     positive_label: int | str | None = None
+    favourable_label: int | str | None = Field(
+        default=None,
+        description="the decision that favours a person (fairness); default: positive_label",
+    )
     features: list[str] | None = None
     categorical_features: list[str] | None = None
     protected_attributes: list[str] = Field(default_factory=list)

@@ -61,7 +61,8 @@ def test_vanished_category_is_drift(credit):
 def test_holm_and_psi():
     assert holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
     assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
-    assert psi(np.array([0.9, 0.1]), np.array([0.5, 0.5])) > 0.5
+    # (0.5-0.9)*ln(0.5/0.9) + (0.5-0.1)*ln(0.5/0.1)
+    assert psi(np.array([0.9, 0.1]), np.array([0.5, 0.5])) == pytest.approx(0.8789, abs=1e-4)
 
 
 def test_missing_feature_cannot_decide(credit):
@@ -83,3 +84,14 @@ def test_shifted_batch_is_blocked_against_the_champion(clean_run, tmp_path, cred
     assert gate["passed"] is False and gate["value"] == 2.0 and gate["risk_id"] == "DRIFT-001"
     assert "credit_amount" in gate["summary"] and "duration" in gate["summary"]
     assert before == after
+
+
+def test_a_gap_in_an_integer_category_is_not_drift_but_missing_numbers_are(credit):
+    gappy = credit.astype({"job": "float64"})
+    gappy.loc[0, "job"] = np.nan  # job now prints as 2.0, not 2
+    same = feature_drift(credit, gappy, numeric=[], categorical=["job"], **_params())
+    assert same.passed, same.summary
+    holes = credit.copy()
+    holes.loc[holes.sample(frac=0.5, random_state=0).index, "duration"] = np.nan
+    result = feature_drift(credit, holes, numeric=["duration"], categorical=[], **_params())
+    assert not result.passed and "duration (missing)" in result.summary

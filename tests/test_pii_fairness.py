@@ -113,7 +113,7 @@ def test_fairness_control_on_clean_and_biased_predictions(credit):
         min_ratio=params["min_ratio"],
         max_equalized_odds_difference=params["max_equalized_odds_difference"],
     )
-    assert fair.figures["equalized_odds_difference"] == 0.0
+    assert fair.passed and fair.figures["equalized_odds_difference"] == 0.0
     unfair_pred = np.where(credit["sex"] == "female", 0, y)
     unfair = fairness_across(
         y, unfair_pred, credit["sex"], favourable=1, min_ratio=params["min_ratio"]
@@ -190,3 +190,36 @@ def test_explainability_flags_a_protected_attribute_among_top_features(credit):
     assert association(credit["sex"], credit["sex"].map({"male": 1, "female": 0})) == 1.0
     assert association(credit["age"], credit["age"] * 2) == pytest.approx(1.0)
     assert association(credit["sex"], credit["sex"]) == pytest.approx(1.0)
+
+
+def test_pii_inside_free_text_and_in_float_columns(credit):
+    notes = credit.assign(
+        note=[
+            f"call me at +44 20 7946 {i:04d} or write to jane{i}@example.org"
+            for i in range(len(credit))
+        ],
+        phone_number_digits=[4915112345678.0] * (len(credit) - 1) + [np.nan],
+        card=[f"paid with 4111 1111 1111 1111 on day {i % 28}" for i in range(len(credit))],
+    )
+    found = {(r["column"], r["kind"]) for r in scan_pii(notes).table}
+    assert {("note", "email"), ("note", "phone"), ("card", "payment_card")} <= found
+    # a float column of whole numbers is scanned as integers; its name says PII too
+    assert ("phone_number_digits", "column_name") in found
+
+
+def test_groups_with_too_few_positives_cannot_decide_equalized_odds(credit):
+    y = credit["risk"].to_numpy()
+    groups = credit["sex"].where(~((credit["sex"] == "female") & (credit["risk"] == 0)), "male")
+    result = fairness_across(
+        y, y, groups, favourable=1, min_ratio=0.5, max_equalized_odds_difference=0.2
+    )
+    assert not result.passed and "equalized odds" in result.summary
+
+
+def test_unbanded_numeric_attribute_fails_closed_without_listing_values(state, tmp_path, capsys):
+    spec = make_pipeline(tmp_path / "p", spec={"protected_bands": {}})
+    code = main(["run", str(spec), "--json"])
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    gate = {g["name"]: g for g in payload["gates"]}["fair_across_age"]
+    assert code == 3 and gate["passed"] is False
+    assert "give it band edges in protected_bands" in gate["summary"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, as_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,9 +66,10 @@ def _numeric(ref: np.ndarray, cur: np.ndarray) -> dict[str, float]:
 def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, float]:
     from scipy import stats
 
-    cats = sorted(set(ref.astype(str)) | set(cur.astype(str)))
-    r = ref.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy()
-    c = cur.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy()
+    ref, cur = as_groups(ref), as_groups(cur)
+    cats = sorted(set(ref) | set(cur))
+    r = ref.value_counts().reindex(cats, fill_value=0).to_numpy()
+    c = cur.value_counts().reindex(cats, fill_value=0).to_numpy()
     if len(cats) < 2:
         p = 1.0
     else:
@@ -110,13 +111,19 @@ def feature_drift(
         if len(r) == 0 or len(c) == 0:
             return ControlResult.undecided(f"feature {col!r} has no values in one of the frames")
         rows.append({"feature": col, "kind": "numeric", "test": "ks", **_numeric(r, c)})
+        # a change in how often the value is missing is drift too
+        if ref[col].isna().any() or cur[col].isna().any():
+            missing = _categorical(ref[col].isna(), cur[col].isna())
+            rows.append(
+                {"feature": f"{col} (missing)", "kind": "missing share", "test": "chi2", **missing}
+            )
     for col in categorical:
         rows.append(
             {
                 "feature": col,
                 "kind": "categorical",
                 "test": "chi2",
-                **_categorical(ref[col].fillna("<missing>"), cur[col].fillna("<missing>")),
+                **_categorical(ref[col], cur[col]),
             }
         )
     if not rows:

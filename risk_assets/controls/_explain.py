@@ -9,11 +9,12 @@ ratio between a number and a category, |Pearson r| between numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, as_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +66,7 @@ def protected_among_top_features(
     *,
     top_k: int,
     proxy_threshold: float,
+    categorical: Sequence[str] = (),
     n_repeats: int = 5,
     sample_size: int = 1000,
     seed: int = 0,
@@ -73,8 +75,14 @@ def protected_among_top_features(
     among the ``top_k`` most important."""
     from sklearn.inspection import permutation_importance
 
-    idx = X.sample(n=sample_size, random_state=seed).index if len(X) > sample_size else X.index
-    Xs, ys = X.loc[idx], np.asarray(y)[X.index.get_indexer(idx)]
+    rng = np.random.default_rng(seed)
+    pos = (
+        np.sort(rng.choice(len(X), size=sample_size, replace=False))
+        if len(X) > sample_size
+        else np.arange(len(X))
+    )
+    Xs, ys, Ps = X.iloc[pos], np.asarray(y)[pos], protected.iloc[pos]
+    categorical = set(categorical)
     imp = permutation_importance(model, Xs, ys, n_repeats=n_repeats, random_state=seed)
     order = np.argsort(-imp.importances_mean)
     top = [X.columns[i] for i in order[:top_k]]
@@ -93,7 +101,11 @@ def protected_among_top_features(
                     flags.append(f"{feature} (protected) is rank {rank}")
                     row["flag"] = "protected attribute"
                     continue
-                strength = association(X.loc[idx, feature], protected.loc[idx, attr])
+                a = Xs[feature]
+                strength = association(
+                    as_groups(a) if feature in categorical else a,
+                    as_groups(Ps[attr]) if attr in categorical else Ps[attr],
+                )
                 row[f"assoc_{attr}"] = strength
                 if strength >= proxy_threshold:
                     flags.append(f"{feature} (rank {rank}) is a proxy of {attr} ({strength:.2f})")
@@ -111,5 +123,5 @@ def protected_among_top_features(
         ),
         figures={"flags": len(flags), "top_importance": float(imp.importances_mean[order[0]])},
         table=rows,
-        sample_size=len(idx),
+        sample_size=len(pos),
     )

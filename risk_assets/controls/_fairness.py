@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, as_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +64,7 @@ def fairness_across(
 
     yt = (np.asarray(y_true) == favourable).astype(int)
     yp = (np.asarray(y_pred) == favourable).astype(int)
-    groups = pd.Series(sensitive).astype(str).to_numpy()
+    groups = as_groups(sensitive).to_numpy()
     frame = MetricFrame(
         metrics={
             "count": count,
@@ -100,9 +100,22 @@ def fairness_across(
     rates = kept["selection_rate"]
     dp_diff = float(rates.max() - rates.min())
     dp_ratio = float(rates.min() / rates.max()) if rates.max() > 0 else 0.0
-    eo_diff = float(
-        max(kept["tpr"].max() - kept["tpr"].min(), kept["fpr"].max() - kept["fpr"].min())
-    )
+    # TPR needs positives and FPR negatives in a group (fairlearn reports 0 where a group
+    # has none): only groups with at least 10 of each enter equalized odds
+    pos = pd.Series(yt).groupby(groups).sum()
+    neg = pd.Series(1 - yt).groupby(groups).sum()
+    defined = [g for g in kept.index if pos.get(g, 0) >= 10 and neg.get(g, 0) >= 10]
+    if max_equalized_odds_difference is not None and len(defined) < 2:
+        return ControlResult(
+            passed=False,
+            value=None,
+            threshold=min_ratio,
+            table=table,
+            summary="could not decide: fewer than two groups with 10 positives and 10 "
+            "negatives for equalized odds",
+        )
+    eo = kept.loc[defined] if defined else kept
+    eo_diff = float(max(eo["tpr"].max() - eo["tpr"].min(), eo["fpr"].max() - eo["fpr"].min()))
     problems = []
     if dp_ratio < min_ratio:
         problems.append(f"demographic parity ratio {dp_ratio:.3f} < {min_ratio:.3f}")

@@ -68,13 +68,21 @@ def _iban_ok(values: pd.Series) -> np.ndarray:
 
 
 def _matches(text: pd.Series, kind: str) -> np.ndarray:
-    hit = text.str.fullmatch(_PATTERNS[kind], na=False).to_numpy(dtype=bool, copy=True)
-    if kind == "payment_card" and hit.any():
-        digits = text[hit].str.replace(r"[ \-]", "", regex=True)
-        ok = _luhn_ok(digits)
-        hit[np.flatnonzero(hit)[~ok]] = False
-    if kind == "iban" and hit.any():
-        ok = _iban_ok(text[hit])
+    """Rows holding PII of ``kind`` anywhere in the text (names: the whole value)."""
+    pattern = _PATTERNS[kind]
+    if kind == "person_name":  # free text is full of capitalised words: whole values only
+        return text.str.fullmatch(pattern, na=False).to_numpy(dtype=bool, copy=True)
+    bounded = rf"(?<![\w@.+\-])(?:{pattern})(?![\w@\-])"
+    if kind not in ("payment_card", "iban"):
+        return text.str.contains(bounded, regex=True, na=False).to_numpy(dtype=bool, copy=True)
+    found = text.str.extract(f"({bounded})", expand=False)
+    hit = found.notna().to_numpy(dtype=bool, copy=True)
+    if hit.any():
+        candidates = found[hit]
+        if kind == "payment_card":
+            ok = _luhn_ok(candidates.str.replace(r"[ \-]", "", regex=True))
+        else:
+            ok = _iban_ok(candidates)
         hit[np.flatnonzero(hit)[~ok]] = False
     return hit
 
@@ -120,7 +128,10 @@ def scan_pii(
         if pd.api.types.is_bool_dtype(s.dtype):
             continue
         if pd.api.types.is_float_dtype(s.dtype):
-            continue  # floats cannot hold the patterns above exactly
+            whole = s.dropna()
+            if not len(whole) or not (whole == whole.round()).all():
+                continue  # fractional numbers hold none of the patterns above
+            s = s.astype("Int64")  # numbers stored as floats (a column with gaps)
         text = s.dropna().astype(str).str.strip()
         if text.empty:
             continue

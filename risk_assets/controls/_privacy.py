@@ -36,7 +36,8 @@ def membership_inference_advantage(
 
     For a scikit-learn Pipeline the attack works on the preprocessed features and the
     final estimator (ART perturbs and reads raw numeric arrays). ``sample_size`` caps the
-    rows per side; fewer than 20 rows per half cannot decide (fail).
+    training rows and the held-out rows used (half to train the attack, half to measure it);
+    fewer than 20 rows per half cannot decide (fail).
     """
     import warnings
 
@@ -79,5 +80,5 @@ def membership_inference_advantage(
             {"side": "training rows (members)", "rows": n, "flagged_share": tpr},
             {"side": "held-out rows (non-members)", "rows": n, "flagged_share": fpr},
         ],
-        sample_size=2 * n,
+        sample_size=4 * n,  # n members and n non-members to train the attack, as many to test
     )

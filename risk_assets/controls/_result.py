@@ -76,3 +76,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in cols) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def as_groups(values: Any) -> Any:
+    """Group labels as text: missing values become "missing", and whole numbers print
+    without a decimal point, so 2 and 2.0 (an integer column with a gap) are one group."""
+    import pandas as pd
+
+    s = pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        whole = s.dropna()
+        if len(whole) and (whole == whole.round()).all():
+            s = s.astype("Int64")
+    out = s.astype(object).where(s.notna(), "missing").map(str)
+    return out

@@ -38,6 +38,8 @@ def perturbation_flip_rate(
     seed: int = 0,
 ) -> ControlResult:
     """Share of rows whose decision flips under bounded random perturbations."""
+    import pandas as pd
+
     missing = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
     if missing:
         return ControlResult.undecided(f"mutable features {missing} are not model features")
@@ -49,12 +51,12 @@ def perturbation_flip_rate(
         moved = sample.copy()
         for col, budget in budgets.items():
             noise = rng.uniform(-budget, budget, size=len(moved))
-            values = moved[col].to_numpy(dtype=float) + noise
-            if np.issubdtype(sample[col].dtype, np.integer):
+            values = moved[col].to_numpy(dtype=float, na_value=np.nan) + noise
+            if pd.api.types.is_integer_dtype(sample[col].dtype):
                 values = np.rint(values)
             moved[col] = (
                 values.astype(sample[col].dtype)
-                if np.issubdtype(sample[col].dtype, np.integer)
+                if pd.api.types.is_integer_dtype(sample[col].dtype)
                 else values
             )
         for col in categorical_moves:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, as_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +51,7 @@ def performs_across_slices(
     judged = 0
     worst_value = np.inf
     for column, groups in segments.items():
-        keys = np.asarray(groups.astype(str))
+        keys = np.asarray(as_groups(groups), dtype=object)
         values = {}
         for key in sorted(set(keys)):
             mask = keys == key
@@ -73,6 +73,8 @@ def performs_across_slices(
                 worst_value = min(worst_value, value)
                 if value < min_value:
                     problems.append(f"{column}={key} {metric} {value:.3f} < {min_value:.3f}")
+        if not values:
+            problems.append(f"{column}: no segment has {min_slice_size} rows (cannot decide)")
         if max_gap is not None and len(values) >= 2:
             gap = max(values.values()) - min(values.values())
             if gap > max_gap:

@@ -560,7 +560,7 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             dagster_run_id=context.run.run_id,
             figures=dict(result.figures),
             sample_size=result.sample_size,
-            reference=inputs.extra.get("champion_version"),
+            reference=inputs.extra.get("champion_version") or inputs.extra.get("risk/reference"),
         )
         return result, record
 

@@ -193,10 +193,12 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
         spec = inp.spec
         values = inp.test[attribute]
         edges = spec.protected_bands.get(attribute)
-        groups = band(values, edges) if edges else values
+        groups = band(values, edges) if edges else _as_segments(values, attribute, inp)
         if edges:
             inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
-        favourable = spec.positive_label if spec.positive_label is not None else 1
+        favourable = spec.favourable_label
+        if favourable is None:
+            favourable = spec.positive_label if spec.positive_label is not None else 1
         return fairness_across(
             inp.test[inp.candidate["target"]],
             inp.test_predictions,
@@ -208,6 +210,27 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
         )
 
     return run
+
+
+_MAX_UNBANDED_GROUPS = 20
+
+
+def _as_segments(values: Any, column: str, inp: GateInputs) -> Any:
+    """A column as groups; a numeric column with many values needs bands first, or every
+    value would become a group and appear in the evidence."""
+    import pandas as pd
+
+    numeric = pd.api.types.is_numeric_dtype(values.dtype)
+    if (
+        numeric
+        and column not in inp.validated_categorical
+        and values.nunique() > _MAX_UNBANDED_GROUPS
+    ):
+        raise SpecError(
+            f"{inp.pipeline.spec.path}: {column!r} is numeric with {values.nunique()} values; "
+            "give it band edges in protected_bands (or list it in categorical_features)"
+        )
+    return values
 
 
 def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
@@ -224,7 +247,7 @@ def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
         segments = {}
         for col in columns:
             edges = spec.protected_bands.get(col)
-            segments[col] = band(test[col], edges) if edges else test[col]
+            segments[col] = band(test[col], edges) if edges else _as_segments(test[col], col, inp)
         return performs_across_slices(
             test[inp.candidate["target"]],
             inp.test_predictions,
@@ -351,6 +374,7 @@ def _explainability(params: Any) -> Callable[[GateInputs], ControlResult]:
             inp.test[target],
             inp.test[protected],
             top_k=params.top_k,
+            categorical=inp.validated_categorical,
             proxy_threshold=params.proxy_threshold,
             n_repeats=params.n_repeats,
             sample_size=params.sample_size,
