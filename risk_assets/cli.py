@@ -238,7 +238,7 @@ def render_lineage(info: dict[str, Any]) -> str:
     ]
     for g in info["gates"]:
         lines.append(
-            f"    {'PASS' if g['passed'] else 'FAIL'} {g['name']:<26} {g['risk_id']:<10} "
+            f"    {'PASS' if g['passed'] else 'FAIL'} {g['name']:<36} {g['risk_id']:<10} "
             f"{'blocking' if g['blocking'] else 'warning '} value {_num(g['value'])} "
             f"threshold {_num(g['threshold'])}  {g['summary']}"
         )

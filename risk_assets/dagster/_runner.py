@@ -74,7 +74,7 @@ class RunOutcome:
             mark = "not run" if g.passed is None else ("PASS" if g.passed else "FAIL")
             num = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
             lines.append(
-                f"  {mark:<7} {g.name:<26} {g.risk_id:<10} {g.asset:<16} "
+                f"  {mark:<7} {g.name:<36} {g.risk_id:<10} {g.asset:<16} "
                 f"{'blocking' if g.blocking else 'warning '} value {num(g.value)} "
                 f"threshold {num(g.threshold)}  {g.summary}"
             )
