@@ -130,6 +130,14 @@ class LabelNoiseParams(_Strict):
     sample_size: int = Field(default=20_000, ge=100)
 
 
+class SkewParams(_Strict):
+    max_out_of_range_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_unseen_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_expected: float = Field(
+        default=5.0, gt=0.0, description="a category vanishes if expected this often at serving"
+    )
+
+
 class SlicesParams(_Strict):
     metric: Literal["accuracy", "balanced_accuracy", "f1", "precision", "recall"] = "accuracy"
     min_value: float = Field(ge=0.0, le=1.0, description="lowest allowed metric in any segment")
@@ -192,6 +200,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "validated_data",
         "labels_consistent",
         "labels against the reference window; duplicates with conflicting labels",
+    ),
+    "skew": ControlInfo(
+        SkewParams,
+        "validated_data",
+        "no_training_serving_skew",
+        "serving features against training: schema, ranges, unseen and vanished categories",
     ),
     "fairness": ControlInfo(
         FairnessParams,

@@ -109,6 +109,9 @@ class PipelineSpec(_Strict):
     description: str = ""
     owner: str | None = None
     source: SourceSpec
+    serving_source: SourceSpec | None = Field(
+        default=None, description="recent scoring inputs (features), for the skew control"
+    )
     target: str = Field(min_length=1)
     positive_label: int | str | None = None
     favourable_label: int | str | None = Field(
@@ -208,6 +211,11 @@ class LoadedSpec:
         return _resolve(self.path, self.spec.source.path)
 
     @property
+    def serving_path(self) -> Path | None:
+        src = self.spec.serving_source
+        return None if src is None else _resolve(self.path, src.path)
+
+    @property
     def suite_path(self) -> Path:
         return _resolve(self.path, self.spec.expectations)
 
@@ -234,6 +242,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except ValidationError as exc:
         raise SpecError(format_validation_error(path, exc)) from None
     loaded = LoadedSpec(spec=spec, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    if loaded.serving_path is not None and not loaded.serving_path.is_file():
+        raise SpecError(f"{path}: serving_source.path: file not found: {loaded.serving_path}")
     for key, target in (
         ("source.path", loaded.source_path),
         ("expectations", loaded.suite_path),

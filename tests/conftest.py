@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
 CREDIT_SPEC = PIPELINES / "credit_risk.yaml"
 CREDIT_DATA = PIPELINES / "data" / "german_credit.csv"
+CREDIT_SERVING = PIPELINES / "data" / "german_credit_serving.csv"
 CREDIT_POLICY = PIPELINES / "policies" / "credit_risk.yaml"
 CREDIT_SUITE = ROOT / "expectations" / "credit_risk.json"
 CLI = Path(sys.executable).parent / "risk-assets"
@@ -75,6 +76,7 @@ def make_pipeline(
     spec: dict | None = None,
     policy: dict | None = None,
     suite: dict | None = None,
+    serving: pd.DataFrame | None = None,
     name: str = "credit_risk",
 ) -> Path:
     """Copy the credit_risk pipeline into ``folder`` with overrides; return the spec path.
@@ -91,6 +93,10 @@ def make_pipeline(
         shutil.copy(CREDIT_DATA, data_path)
     else:
         data.to_csv(data_path, index=False)
+    if serving is None:
+        shutil.copy(CREDIT_SERVING, folder / "serving.csv")
+    else:
+        serving.to_csv(folder / "serving.csv", index=False)
     policy = dict(policy or {})
     for risk_id, params in policy.pop("risk_params", {}).items():
         risk = next(r for r in policy_doc["risks"] if r["id"] == risk_id)
@@ -99,6 +105,7 @@ def make_pipeline(
     spec_doc.update(
         {
             "source": {"path": "data.csv"},
+            "serving_source": {"path": "serving.csv"},
             "expectations": "suite.json",
             "policy": "policy.yaml",
             "name": name,

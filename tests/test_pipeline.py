@@ -99,6 +99,7 @@ def test_lineage_answers_from_mlflow(clean_run):
         "pii_free",
         "no_feature_drift",
         "labels_consistent",
+        "no_training_serving_skew",
         "meets_metric_thresholds",
         "no_worse_than_champion",
         "performs_across_slices",

@@ -417,7 +417,33 @@ def _label_noise(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _skew(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._skew import training_serving_skew
+        from risk_assets.data import frame_sha256, read_source
+
+        loaded = inp.pipeline.spec
+        if loaded.serving_path is None:
+            raise SpecError(f"{loaded.path}: the skew control needs serving_source")
+        serving = read_source(loaded.serving_path, loaded.spec.serving_source.format)
+        inp.extra["risk/serving_sha256"] = frame_sha256(serving)
+        categorical = inp.validated["categorical"]
+        numeric = [c for c in inp.validated["features"] if c not in categorical]
+        return training_serving_skew(
+            inp.frame,
+            serving,
+            numeric=numeric,
+            categorical=categorical,
+            max_out_of_range_share=params.max_out_of_range_share,
+            max_unseen_share=params.max_unseen_share,
+            min_expected=params.min_expected,
+        )
+
+    return run
+
+
 _SINGLE = {
+    "skew": _skew,
     "label_noise": _label_noise,
     "explainability": _explainability,
     "membership_inference": _membership,

@@ -1,0 +1,85 @@
+"""Training/serving skew: the features the model will see at scoring against training.
+
+Per feature: present at serving; the same kind (number or text); for numbers, the share
+of serving values outside the training range; for categories, the share of serving rows
+with a category never seen in training, and categories common in training (expected at
+least ``min_expected`` times at serving) that never occur at serving (vanished).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from risk_assets.controls._result import ControlResult, as_groups
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["training_serving_skew"]
+
+
+def training_serving_skew(
+    training: pd.DataFrame,
+    serving: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    max_out_of_range_share: float,
+    max_unseen_share: float,
+    min_expected: float = 5.0,
+) -> ControlResult:
+    """Compare serving features with the training features; any problem blocks."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for col in [*numeric, *categorical]:
+        if col not in serving.columns:
+            problems.append(f"{col}: missing at serving")
+            rows.append({"feature": col, "problem": "missing at serving"})
+            continue
+        t, s = training[col], serving[col]
+        if col in numeric:
+            if not pd.api.types.is_numeric_dtype(s.dtype):
+                problems.append(f"{col}: numeric in training, text at serving")
+                rows.append({"feature": col, "problem": "type changed"})
+                continue
+            lo, hi = t.min(), t.max()
+            share = float(((s < lo) | (s > hi)).mean())
+            rows.append({"feature": col, "kind": "numeric", "out_of_range_share": share})
+            if share > max_out_of_range_share:
+                problems.append(f"{col}: {share:.1%} of serving values outside the training range")
+            continue
+        tg, sg = as_groups(t), as_groups(s)
+        train_share = tg.value_counts(normalize=True)
+        unseen = float((~sg.isin(train_share.index)).mean())
+        vanished = [
+            c for c, p in train_share.items() if p * len(sg) >= min_expected and not (sg == c).any()
+        ]
+        rows.append(
+            {
+                "feature": col,
+                "kind": "categorical",
+                "unseen_share": unseen,
+                "vanished_categories": len(vanished),
+            }
+        )
+        if unseen > max_unseen_share:
+            problems.append(f"{col}: {unseen:.1%} of serving rows have unseen categories")
+        if vanished:
+            problems.append(
+                f"{col}: {len(vanished)} training categor"
+                f"{'y' if len(vanished) == 1 else 'ies'} vanished at serving"
+            )
+    return ControlResult(
+        passed=not problems,
+        value=float(len(problems)),
+        threshold=0.0,
+        summary="; ".join(problems[:5])
+        if problems
+        else f"serving features match training ({len(serving)} serving rows)",
+        figures={"problems": len(problems)},
+        table=rows,
+        sample_size=len(serving),
+    )
