@@ -27,6 +27,12 @@ CLI = Path(sys.executable).parent / "risk-assets"
 _STATE_VARS = ("RISK_ASSETS_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+def policy_params(risk_id: str) -> dict:
+    """The control parameters of one risk in the shipped credit_risk register."""
+    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    return dict(next(r for r in policy["risks"] if r["id"] == risk_id)["control"]["params"])
+
+
 def state_env(state: Path) -> dict[str, str]:
     """Environment that puts every store of risk-assets under ``state``."""
     home = state / "dagster"

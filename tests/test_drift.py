@@ -7,9 +7,14 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions, using_state
+from conftest import (
+    make_pipeline,
+    mlflow_client,
+    policy_params,
+    registered_versions,
+    using_state,
+)
 from risk_assets.cli import main
 from risk_assets.controls._drift import feature_drift, holm, psi
 from risk_assets.data import split_frame
@@ -19,9 +24,9 @@ CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose
 
 
 def _params() -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    params = next(r for r in policy["risks"] if r["id"] == "DRIFT-001")["control"]["params"]
-    return {k: v for k, v in params.items() if k != "backend"}
+    params = policy_params("DRIFT-001")
+    params.pop("backend")
+    return params
 
 
 def _shifted(df, columns):

@@ -6,9 +6,14 @@ import json
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions, using_state
+from conftest import (
+    make_pipeline,
+    mlflow_client,
+    policy_params,
+    registered_versions,
+    using_state,
+)
 from risk_assets.cli import main
 from risk_assets.controls._poisoning import conflicting_duplicates_share, label_consistency
 from risk_assets.data import split_frame
@@ -27,8 +32,7 @@ CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose
 
 
 def _params() -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    return next(r for r in policy["risks"] if r["id"] == "INT-001")["control"]["params"]
+    return policy_params("INT-001")
 
 
 def _flipped(credit, share=0.10, seed=0):

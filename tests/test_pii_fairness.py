@@ -9,19 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions
+from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, policy_params, registered_versions
 from risk_assets.cli import main
 from risk_assets.controls._fairness import band, fairness_across
 from risk_assets.controls._pii import PII_KINDS, scan_pii
 
 
-def _policy_params(risk_id: str) -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    return next(r for r in policy["risks"] if r["id"] == risk_id)["control"]["params"]
-
-
 def test_clean_credit_data_has_no_pii(credit):
-    params = _policy_params("PRIV-001")
+    params = policy_params("PRIV-001")
     result = scan_pii(credit, max_share=params["max_share"], sample_size=params["sample_size"])
     assert result.passed and result.table == [] and result.sample_size == 1000
 
@@ -103,7 +98,7 @@ def _biased(credit: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_fairness_control_on_clean_and_biased_predictions(credit):
-    params = _policy_params("FAIR-001")
+    params = policy_params("FAIR-001")
     y = credit["risk"]
     fair = fairness_across(
         y,
@@ -138,7 +133,7 @@ def test_model_that_uses_sex_to_discriminate_is_blocked(state, tmp_path, credit,
     gates = {g["name"]: g for g in payload["gates"]}
     assert code == 3 and "fair_across_sex" in payload["blocked_by"]
     sex = gates["fair_across_sex"]
-    assert sex["passed"] is False and sex["value"] < _policy_params("FAIR-001")["min_ratio"]
+    assert sex["passed"] is False and sex["value"] < policy_params("FAIR-001")["min_ratio"]
     assert sex["risk_id"] == "FAIR-001" and "(female)" in sex["summary"]
     assert registered_versions(mlflow_client()) == []
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import yaml
 from sklearn.linear_model import LogisticRegression
 
-from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions
+from conftest import make_pipeline, mlflow_client, policy_params, registered_versions
 from risk_assets.cli import main
 from risk_assets.controls._robustness import perturbation_flip_rate, stress_scenarios
 from risk_assets.data import split_frame
@@ -27,11 +26,6 @@ CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose
 NUMERIC = ["credit_amount", "duration"]
 
 
-def _params(risk_id: str) -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    return next(r for r in policy["risks"] if r["id"] == risk_id)["control"]["params"]
-
-
 def _fit(credit, class_path, params):
     split = split_frame(credit, target="risk", test_size=0.25, seed=42, stratify=True)
     model = build_pipeline(
@@ -41,7 +35,7 @@ def _fit(credit, class_path, params):
 
 
 def test_flip_rate_separates_a_smooth_model_from_a_deep_tree(credit):
-    p = _params("ROB-001")
+    p = policy_params("ROB-001")
     kwargs = {"budgets": p["budgets"], "max_flip_rate": p["max_flip_rate"], "trials": p["trials"]}
     smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
     tree, _ = _fit(credit, "sklearn.tree.DecisionTreeClassifier", {"random_state": 0})
@@ -112,8 +106,8 @@ def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_pa
         "robust_to_perturbation",
         "no_membership_leakage",
     ], payload["blocked_by"]
-    assert gates["robust_to_perturbation"]["value"] > _params("ROB-001")["max_flip_rate"]
-    assert gates["no_membership_leakage"]["value"] > _params("PRIV-002")["max_advantage"]
+    assert gates["robust_to_perturbation"]["value"] > policy_params("ROB-001")["max_flip_rate"]
+    assert gates["no_membership_leakage"]["value"] > policy_params("PRIV-002")["max_advantage"]
     assert gates["no_membership_leakage"]["risk_id"] == "PRIV-002"
     assert gates["valid_under_stress"]["passed"] is True
     assert registered_versions(mlflow_client()) == []
@@ -122,7 +116,7 @@ def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_pa
 def test_membership_inference_catches_memorisation(credit):
     from risk_assets.controls._privacy import membership_inference_advantage
 
-    limit = _params("PRIV-002")["max_advantage"]
+    limit = policy_params("PRIV-002")["max_advantage"]
     for class_path, params, leaks in [
         ("sklearn.linear_model.LogisticRegression", {"max_iter": 1000}, False),
         ("sklearn.tree.DecisionTreeClassifier", {"random_state": 0}, True),

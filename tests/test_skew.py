@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from conftest import (
-    CREDIT_POLICY,
     CREDIT_SERVING,
     make_pipeline,
     mlflow_client,
+    policy_params,
     registered_versions,
 )
 from risk_assets.cli import main
@@ -23,8 +22,7 @@ CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose
 
 
 def _params() -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    return next(r for r in policy["risks"] if r["id"] == "SKEW-001")["control"]["params"]
+    return policy_params("SKEW-001")
 
 
 def _check(credit, serving):

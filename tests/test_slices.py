@@ -6,16 +6,14 @@ import json
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from conftest import CREDIT_POLICY, make_pipeline, mlflow_client, registered_versions
+from conftest import make_pipeline, mlflow_client, policy_params, registered_versions
 from risk_assets.cli import main
 from risk_assets.controls._slices import performs_across_slices
 
 
 def _params() -> dict:
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
-    return next(r for r in policy["risks"] if r["id"] == "PERF-003")["control"]["params"]
+    return policy_params("PERF-003")
 
 
 def test_control_judges_segments_and_gap():
