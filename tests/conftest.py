@@ -23,6 +23,17 @@ CREDIT_SERVING = PIPELINES / "data" / "german_credit_serving.csv"
 CREDIT_POLICY = PIPELINES / "policies" / "credit_risk.yaml"
 CREDIT_SUITE = ROOT / "expectations" / "credit_risk.json"
 CLI = Path(sys.executable).parent / "risk-assets"
+#: The model features of the shipped credit_risk spec (sex and age are protected only).
+FEATURES = [
+    "job",
+    "housing",
+    "saving_accounts",
+    "checking_account",
+    "credit_amount",
+    "duration",
+    "purpose",
+]
+CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose"]
 
 _STATE_VARS = ("RISK_ASSETS_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from conftest import (
+    CATEGORICAL,
+    FEATURES,
     make_pipeline,
     mlflow_client,
     policy_params,
@@ -18,17 +20,6 @@ from risk_assets.cli import main
 from risk_assets.controls._poisoning import conflicting_duplicates_share, label_consistency
 from risk_assets.data import split_frame
 from risk_assets.estimator import build_pipeline
-
-FEATURES = [
-    "job",
-    "housing",
-    "saving_accounts",
-    "checking_account",
-    "credit_amount",
-    "duration",
-    "purpose",
-]
-CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose"]
 
 
 def _params() -> dict:

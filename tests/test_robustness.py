@@ -7,22 +7,19 @@ import json
 
 from sklearn.linear_model import LogisticRegression
 
-from conftest import make_pipeline, mlflow_client, policy_params, registered_versions
+from conftest import (
+    CATEGORICAL,
+    FEATURES,
+    make_pipeline,
+    mlflow_client,
+    policy_params,
+    registered_versions,
+)
 from risk_assets.cli import main
 from risk_assets.controls._robustness import perturbation_flip_rate, stress_scenarios
 from risk_assets.data import split_frame
 from risk_assets.estimator import build_pipeline
 
-FEATURES = [
-    "job",
-    "housing",
-    "saving_accounts",
-    "checking_account",
-    "credit_amount",
-    "duration",
-    "purpose",
-]
-CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose"]
 NUMERIC = ["credit_amount", "duration"]
 
 
