@@ -548,6 +548,19 @@ def _default_extra_risks(
                 {"budgets": budgets, "max_flip_rate": 0.1, "trials": 10, "sample_size": 500},
             )
         )
+        parts.append(
+            risk(
+                "ROB-003",
+                "Decisions an adversary can change within small budgets",
+                "robustness",
+                "A black-box evasion attack (HopSkipJump) within the same budgets.",
+                2,
+                3,
+                "model-risk",
+                "evasion",
+                {"budgets": budgets, "max_success_rate": 0.2, "sample_size": 30},
+            )
+        )
     if protected:
         parts.append(
             risk(

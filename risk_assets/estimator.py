@@ -92,5 +92,10 @@ def build_pipeline(
             )
         )
     return Pipeline(
-        [("preprocess", ColumnTransformer(transformers, remainder="drop")), ("model", estimator)]
+        [
+            # dense output: several estimators (e.g. HistGradientBoostingClassifier) refuse
+            # sparse input, and one-hot tabular features are narrow enough to hold densely
+            ("preprocess", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
+            ("model", estimator),
+        ]
     )

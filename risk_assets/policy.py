@@ -107,6 +107,30 @@ class PerturbationParams(_Strict):
         return value
 
 
+class EvasionParams(_Strict):
+    budgets: dict[str, float] = Field(
+        min_length=1, description="mutable numeric features and their budgets, in their units"
+    )
+    categorical_moves: list[str] = Field(
+        default_factory=list, description="categorical features that may switch to seen categories"
+    )
+    max_success_rate: float = Field(
+        ge=0.0, le=1.0, description="largest share of changed decisions"
+    )
+    sample_size: int = Field(default=30, ge=5, description="rows attacked")
+    max_iter: int = Field(default=5, ge=1, le=100, description="HopSkipJump iterations per row")
+    max_eval: int = Field(default=50, ge=10, le=10_000, description="queries per gradient estimate")
+    init_size: int = Field(default=100, ge=1, le=10_000, description="random points tried per row")
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, v in value.items() if not v > 0)
+        if bad:
+            raise ValueError(f"budgets must be positive; not so for {bad}")
+        return value
+
+
 class StressParams(_Strict):
     sample_size: int = Field(default=200, ge=10, description="rows per stress scenario")
 
@@ -230,6 +254,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "candidate_model",
         "robust_to_perturbation",
         "decision flip rate under bounded random perturbations in the data's units",
+    ),
+    "evasion": ControlInfo(
+        EvasionParams,
+        "candidate_model",
+        "robust_to_evasion",
+        "black-box evasion attack (ART HopSkipJump) within budgets in the data's units",
     ),
     "stress": ControlInfo(
         StressParams,

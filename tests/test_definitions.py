@@ -38,6 +38,7 @@ def test_code_location_has_assets_gates_and_job():
         ("credit_risk/candidate_model", "no_worse_than_champion"),
         ("credit_risk/candidate_model", "performs_across_slices"),
         ("credit_risk/candidate_model", "robust_to_perturbation"),
+        ("credit_risk/candidate_model", "robust_to_evasion"),
         ("credit_risk/candidate_model", "valid_under_stress"),
         ("credit_risk/candidate_model", "no_membership_leakage"),
         ("credit_risk/candidate_model", "no_protected_proxy_in_top_features"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from conftest import (
@@ -16,7 +17,11 @@ from conftest import (
     registered_versions,
 )
 from risk_assets.cli import main
-from risk_assets.controls._robustness import perturbation_flip_rate, stress_scenarios
+from risk_assets.controls._robustness import (
+    evasion_attack,
+    perturbation_flip_rate,
+    stress_scenarios,
+)
 from risk_assets.data import split_frame
 from risk_assets.estimator import build_pipeline
 
@@ -77,6 +82,109 @@ def test_stress_scenarios(credit):
     assert bad.value == 2.0
 
 
+def _ranges(frame, columns):
+    return {c: (float(frame[c].min()), float(frame[c].max())) for c in columns}
+
+
+def test_evasion_attack_separates_a_smooth_model_from_a_deep_tree(credit):
+    p = policy_params("ROB-003")
+    kwargs = {k: p[k] for k in ("budgets", "max_success_rate", "sample_size", "max_iter")}
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    tree, _ = _fit(credit, "sklearn.tree.DecisionTreeClassifier", {"random_state": 0})
+    ranges = _ranges(split.train, NUMERIC)
+    ok = evasion_attack(smooth, split.test[FEATURES], train_ranges=ranges, **kwargs)
+    bad = evasion_attack(tree, split.test[FEATURES], train_ranges=ranges, **kwargs)
+    assert ok.passed and ok.value <= p["max_success_rate"], ok.summary
+    assert not bad.passed and bad.value > 2 * p["max_success_rate"], bad.summary
+    assert ok.sample_size == bad.sample_size == p["sample_size"]
+    f = bad.figures
+    assert f["successes"] == f["by_category_switch"] + f["by_random_search"] + f["by_hopskipjump"]
+    # every move that succeeded lies within its budget
+    for row in bad.table:
+        assert 0 <= row["median_move_of_successes"] <= p["budgets"][row["feature"]]
+
+
+class _Recording:
+    """A model that remembers every frame it was asked to score."""
+
+    def __init__(self, model):
+        self.model, self.frames = model, []
+        self.classes_ = model.classes_
+
+    def predict(self, frame):
+        self.frames.append(frame.copy())
+        return self.model.predict(frame)
+
+
+def test_hopskipjump_moves_only_the_masked_features_and_finds_what_random_search_misses():
+    """Breast cancer data, 30 numeric features, 25 of them mutable: a random search in a
+    25-dimensional box rarely lands near the boundary, HopSkipJump walks to it. Features
+    without a budget never move, and no queried value leaves the training range."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer(as_frame=True)
+    columns = list(data.data.columns)
+    X_train, X_test, y_train, _ = train_test_split(
+        data.data, data.target, test_size=0.3, random_state=0
+    )
+    model = build_pipeline(
+        class_path="sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 1000},
+        numeric=columns,
+        categorical=[],
+    ).fit(X_train, y_train)
+    mutable = columns[:25]
+    budgets = {c: 0.5 * float(X_train[c].std()) for c in mutable}
+    ranges = _ranges(X_train, columns)
+    recording = _Recording(model)
+    result = evasion_attack(
+        recording,
+        X_test,
+        budgets=budgets,
+        train_ranges=ranges,
+        max_success_rate=1.0,
+        sample_size=30,
+        max_iter=5,
+        max_eval=50,
+    )
+    assert result.figures["by_hopskipjump"] >= 1, result.summary
+    queried = pd.concat(recording.frames, ignore_index=True)
+    fixed = [c for c in columns if c not in mutable]
+    originals = set(map(tuple, X_test[fixed].to_numpy()))
+    assert set(map(tuple, queried[fixed].to_numpy())) <= originals
+    for c in mutable:  # within the training range, widened to the test rows' own values
+        lo, hi = min(ranges[c][0], X_test[c].min()), max(ranges[c][1], X_test[c].max())
+        assert queried[c].between(lo, hi).all(), c
+    assert len(queried) > 30 * 100  # the random search alone asks this much
+
+
+def test_categorical_switches_count_exactly_the_rows_one_switch_flips(credit):
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    seen = sorted(split.train["purpose"].unique())
+    sample = split.test[FEATURES].sample(n=40, random_state=0)
+    result = evasion_attack(
+        smooth,
+        sample,
+        budgets={"duration": 1e-9},  # numeric moves too small to matter
+        train_ranges=_ranges(split.train, NUMERIC),
+        categorical_moves=["purpose"],
+        categories={"purpose": seen},
+        max_success_rate=1.0,
+        sample_size=40,
+        max_iter=1,  # the numeric part is not under test here
+        init_size=5,
+    )
+    base = smooth.predict(sample)
+    flips = sum(
+        any(smooth.predict(sample.iloc[[i]].assign(purpose=p))[0] != base[i] for p in seen)
+        for i in range(len(sample))
+    )
+    assert flips > 0
+    assert result.figures["by_category_switch"] == flips
+    assert result.figures["successes"] == flips
+
+
 def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_path, capsys):
     spec = make_pipeline(
         tmp_path / "p",
@@ -101,9 +209,11 @@ def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_pa
     # it flips under small perturbations and it memorises its training rows
     assert code == 3 and payload["blocked_by"] == [
         "robust_to_perturbation",
+        "robust_to_evasion",
         "no_membership_leakage",
     ], payload["blocked_by"]
     assert gates["robust_to_perturbation"]["value"] > policy_params("ROB-001")["max_flip_rate"]
+    assert gates["robust_to_evasion"]["value"] > policy_params("ROB-003")["max_success_rate"]
     assert gates["no_membership_leakage"]["value"] > policy_params("PRIV-002")["max_advantage"]
     assert gates["no_membership_leakage"]["risk_id"] == "PRIV-002"
     assert gates["valid_under_stress"]["passed"] is True

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from risk_assets.controls._art import art_imports
 from risk_assets.controls._result import ControlResult
 
 __all__ = ["membership_inference_advantage"]
@@ -39,11 +40,7 @@ def membership_inference_advantage(
     training rows and the held-out rows used (half to train the attack, half to measure it);
     fewer than 20 rows per half cannot decide (fail).
     """
-    import warnings
-
-    with warnings.catch_warnings():
-        # ART announces optional PyTorch features it cannot load; they are not used here
-        warnings.filterwarnings("ignore", message="PyTorch not found")
+    with art_imports():
         from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
         from art.estimators.classification.scikitlearn import SklearnClassifier
 

@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from risk_assets.controls._art import art_imports
 from risk_assets.controls._result import ControlResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["perturbation_flip_rate", "stress_scenarios"]
+__all__ = ["evasion_attack", "perturbation_flip_rate", "stress_scenarios"]
+
+
+def _names(columns: Sequence[str], shown: int = 4) -> str:
+    """The first few column names, and how many more."""
+    rest = len(columns) - shown
+    return ", ".join(columns[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def perturbation_flip_rate(
@@ -67,17 +74,13 @@ def perturbation_flip_rate(
             )
         flipped |= model.predict(moved) != base
     rate = float(flipped.mean())
-    moved_names = [*budgets, *categorical_moves]
-    shown = ", ".join(moved_names[:4]) + (
-        f" and {len(moved_names) - 4} more" if len(moved_names) > 4 else ""
-    )
     return ControlResult(
         passed=rate <= max_flip_rate,
         value=rate,
         threshold=max_flip_rate,
         summary=(
             f"{rate:.1%} of {len(sample)} decisions flip under {trials} bounded perturbations "
-            f"of {shown} (allowed {max_flip_rate:.1%})"
+            f"of {_names([*budgets, *categorical_moves])} (allowed {max_flip_rate:.1%})"
         ),
         figures={"flip_rate": rate, "trials": trials},
         table=[{"feature": c, "budget": float(b)} for c, b in budgets.items()]
@@ -150,5 +153,203 @@ def stress_scenarios(
         ),
         figures={"scenarios": len(rows), "failed_scenarios": len(failed)},
         table=rows,
+        sample_size=len(sample),
+    )
+
+
+class _WithinBudget(Exception):
+    """Raised from inside the attack's queries: a point within budget changed the decision."""
+
+    def __init__(self, move: np.ndarray) -> None:
+        super().__init__("within budget")
+        self.move = move
+
+
+def evasion_attack(
+    model: Any,
+    X: pd.DataFrame,
+    *,
+    budgets: Mapping[str, float],
+    train_ranges: Mapping[str, tuple[float, float]],
+    categorical_moves: Sequence[str] = (),
+    categories: Mapping[str, Sequence[Any]] | None = None,
+    max_success_rate: float,
+    sample_size: int = 50,
+    max_iter: int = 10,
+    max_eval: int = 100,
+    init_size: int = 100,
+    theta: float = 0.05,
+    seed: int = 0,
+) -> ControlResult:
+    """Success rate of a black-box evasion attack within ``budgets`` (ART's HopSkipJump).
+
+    Each sampled row is attacked in three steps; the first that changes the decision
+    within budget counts, and the attack stops there:
+
+    1. each categorical feature in ``categorical_moves`` switched, one at a time, to every
+       other category seen in training (an exhaustive search of single switches);
+    2. ``init_size`` random points in the budget box (every mutable numeric feature moved
+       by at most its budget, in its own units);
+    3. HopSkipJump: a random point with another decision, anywhere in the training range,
+       walked towards the row while minimising the largest move in budget units. Its
+       array holds every numeric model feature measured from the row's value in units of
+       that feature's budget, so the budget is the box [-1, 1]; the mask lets it move only
+       the mutable features. The attack succeeds as soon as it queries a point within the
+       box with another decision.
+
+    The model always sees mutable values within the training range (widened to the row's
+    own value) and rounded for integer features; the other features exactly as in the row.
+    Steps 1 and 2 run as one batch for all rows; HopSkipJump runs per row, ``max_iter`` iterations of at most ``max_eval`` queries for its gradient estimate.
+    """
+    import pandas as pd
+
+    with art_imports():
+        from art.attacks.evasion import HopSkipJump
+        from art.estimators.classification import BlackBoxClassifier
+
+    absent = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
+    if absent:
+        return ControlResult.undecided(f"mutable features {absent} are not model features")
+    unranged = [c for c in budgets if c not in train_ranges]
+    if unranged:
+        return ControlResult.undecided(f"no training range for mutable features {unranged}")
+    numeric = list(train_ranges)
+    mutable = [c for c in numeric if c in budgets]
+    sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
+    sample = sample.reset_index(drop=True)
+    classes = np.asarray(model.classes_)
+    scale = np.array([float(budgets.get(c, 1.0)) for c in numeric])
+    mask = np.array([1.0 if c in budgets else 0.0 for c in numeric])
+    lo = np.array([train_ranges[c][0] for c in numeric], dtype=float)
+    hi = np.array([train_ranges[c][1] for c in numeric], dtype=float)
+    integer = np.array([pd.api.types.is_integer_dtype(X[c].dtype) for c in numeric])
+    origins = sample[numeric].to_numpy(dtype=float, na_value=np.nan)
+    base = np.asarray(model.predict(sample))
+    rng = np.random.default_rng(seed)
+
+    def decode(z: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Values of the numeric features: a mutable feature moved by z budgets, kept within
+        the training range (widened to the row's own value) and rounded if integer; every
+        other feature exactly as in the row."""
+        moved = np.clip(origin + z * scale, np.fmin(lo, origin), np.fmax(hi, origin))
+        moved = np.where(integer, np.rint(moved), moved)
+        return np.where(mask == 1, moved, origin)
+
+    def predict_at(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Decisions for sample rows ``rows`` with their numeric features moved by ``z``."""
+        frame = sample.iloc[rows].reset_index(drop=True)
+        frame[numeric] = decode(z, origins[rows])
+        return np.asarray(model.predict(frame))
+
+    # Step 1: single category switches, every row at once.
+    switched = np.zeros(len(sample), dtype=bool)
+    variants, owners = [], []
+    for col in categorical_moves:
+        for option in (categories or {}).get(col, ()):
+            other = np.flatnonzero((sample[col] != option).to_numpy())
+            variants.append(sample.iloc[other].assign(**{col: option}))
+            owners.append(other)
+    if variants:
+        flipped = np.asarray(model.predict(pd.concat(variants, ignore_index=True)))
+        owner = np.concatenate(owners)
+        switched[owner[flipped != base[owner]]] = True
+
+    # Step 2: random points in the budget box, every remaining row at once.
+    moves: dict[int, np.ndarray] = {}
+    left = np.flatnonzero(~switched)
+    rows = np.repeat(left, init_size)
+    z = rng.uniform(-1, 1, size=(len(rows), len(numeric))) * mask
+    hit = predict_at(rows, z) != base[rows]
+    for r in np.unique(rows[hit]):
+        first = np.flatnonzero(hit & (rows == r))[0]
+        moves[int(r)] = (decode(z[first], origins[r]) - origins[r]) / scale
+    left = np.array([r for r in left if r not in moves], dtype=int)
+    by_random = len(moves)
+
+    # Step 3: HopSkipJump from a far start, per remaining row.
+    state = np.random.get_state()  # HopSkipJump estimates gradients with np.random
+    np.random.seed(seed)
+    try:
+        for r in left:
+            origin = origins[r]
+            lo_z, hi_z = (lo - origin) / scale * mask, (hi - origin) / scale * mask
+            starts = rng.uniform(lo_z, hi_z, size=(init_size, len(numeric)))
+            other = np.flatnonzero(predict_at(np.full(init_size, r), starts) != base[r])
+            if not len(other):
+                continue  # no other decision anywhere in the training range: robust
+            start = starts[other[np.argmin(np.abs(starts[other]).max(axis=1))]]
+
+            def predict(z: np.ndarray, r: int = r) -> np.ndarray:
+                pred = predict_at(np.full(len(z), r), z)
+                move = (decode(z, origins[r]) - origins[r]) / scale
+                inside = (pred != base[r]) & (np.abs(move * mask).max(axis=1) <= 1.0)
+                if inside.any():
+                    raise _WithinBudget(move[np.argmax(inside)])
+                return (pred[:, None] == classes[None, :]).astype(np.float32)
+
+            bound = float(max(np.abs(lo_z).max(), np.abs(hi_z).max(), 1.0))
+            attack = HopSkipJump(
+                BlackBoxClassifier(
+                    predict,
+                    input_shape=(len(numeric),),
+                    nb_classes=len(classes),
+                    clip_values=(-bound, bound),
+                ),
+                batch_size=max_eval,
+                norm=np.inf,
+                max_iter=max_iter,
+                max_eval=max_eval,
+                init_eval=min(10, max_eval),
+                init_size=1,
+                verbose=False,
+            )
+            attack.theta = theta  # binary-search tolerance, in budget units
+            try:
+                attack.generate(
+                    np.zeros((1, len(numeric)), dtype=np.float32),
+                    x_adv_init=start[None, :].astype(np.float32),
+                    mask=mask[None, :],
+                )
+            except _WithinBudget as found:
+                moves[int(r)] = found.move
+    finally:
+        np.random.set_state(state)
+
+    successes = int(switched.sum()) + len(moves)
+    rate = successes / len(sample)
+    idx = [numeric.index(c) for c in mutable]
+    table = [
+        {
+            "feature": c,
+            "budget": float(budgets[c]),
+            "median_move_of_successes": (
+                float(np.median([abs(m[j]) for m in moves.values()]) * budgets[c])
+                if moves
+                else None
+            ),
+        }
+        for c, j in zip(mutable, idx, strict=True)
+    ] + [{"feature": c, "budget": "any seen category"} for c in categorical_moves]
+    by_attack = len(moves) - by_random
+    return ControlResult(
+        passed=rate <= max_success_rate,
+        value=rate,
+        threshold=max_success_rate,
+        summary=(
+            f"the evasion attack changes {successes} of {len(sample)} decisions within budget "
+            f"({rate:.1%}: {int(switched.sum())} by one category switch, {by_random} by random "
+            f"moves of {_names(mutable)}, {by_attack} by HopSkipJump; "
+            f"allowed {max_success_rate:.1%})"
+        ),
+        figures={
+            "success_rate": rate,
+            "successes": successes,
+            "by_category_switch": int(switched.sum()),
+            "by_random_search": by_random,
+            "by_hopskipjump": by_attack,
+            "max_iter": max_iter,
+            "max_eval": max_eval,
+        },
+        table=table,
         sample_size=len(sample),
     )

@@ -319,6 +319,40 @@ def _perturbation(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _evasion(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._robustness import evasion_attack
+
+        features = inp.candidate["features"]
+        categorical = inp.validated_categorical
+        moving_categories = [c for c in params.budgets if c in categorical]
+        if moving_categories:
+            raise SpecError(
+                f"{inp.pipeline.policy.path}: evasion budgets name categorical features "
+                f"{moving_categories}; list them under categorical_moves"
+            )
+        train = inp.train
+        numeric = [c for c in features if c not in categorical]
+        return evasion_attack(
+            inp.model,
+            inp.test[features],
+            budgets=params.budgets,
+            train_ranges={c: (float(train[c].min()), float(train[c].max())) for c in numeric},
+            categorical_moves=params.categorical_moves,
+            categories={
+                c: sorted(train[c].dropna().unique(), key=str) for c in params.categorical_moves
+            },
+            max_success_rate=params.max_success_rate,
+            sample_size=params.sample_size,
+            max_iter=params.max_iter,
+            max_eval=params.max_eval,
+            init_size=params.init_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 def _stress(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._robustness import stress_scenarios
@@ -448,6 +482,7 @@ _SINGLE = {
     "explainability": _explainability,
     "membership_inference": _membership,
     "perturbation": _perturbation,
+    "evasion": _evasion,
     "stress": _stress,
     "drift": _drift,
     "slices": _slices,
