@@ -509,6 +509,17 @@ def _default_extra_risks(
             },
         ),
         risk(
+            "INT-002",
+            "Injected rows unlike the reference (poisoning)",
+            "data_integrity",
+            "Rows the reference window's local outlier factor calls outliers.",
+            2,
+            4,
+            "data-engineering",
+            "outliers",
+            {"detector": "local_outlier_factor", "quantile": 0.01, "max_increase": 0.03},
+        ),
+        risk(
             "PRIV-002",
             "The model leaks who was in its training data",
             "privacy_leakage",

@@ -154,6 +154,17 @@ class LabelNoiseParams(_Strict):
     sample_size: int = Field(default=20_000, ge=100)
 
 
+class OutliersParams(_Strict):
+    detector: Literal["local_outlier_factor", "isolation_forest"] = Field(
+        default="local_outlier_factor", description="the scikit-learn outlier detector"
+    )
+    quantile: float = Field(
+        default=0.01, gt=0.0, lt=0.5, description="reference share beyond the threshold"
+    )
+    max_increase: float = Field(ge=0.0, le=1.0, description="allowed rise in the outlier share")
+    sample_size: int = Field(default=20_000, ge=200, description="rows per frame")
+
+
 class SkewParams(_Strict):
     max_out_of_range_share: float = Field(default=0.01, ge=0.0, le=1.0)
     max_unseen_share: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -224,6 +235,12 @@ CONTROLS: dict[str, ControlInfo] = {
         "validated_data",
         "labels_consistent",
         "labels against the reference window; duplicates with conflicting labels",
+    ),
+    "outliers": ControlInfo(
+        OutliersParams,
+        "validated_data",
+        "no_outliers_against_reference",
+        "rows the reference window calls outliers (local outlier factor or isolation forest)",
     ),
     "skew": ControlInfo(
         SkewParams,

@@ -33,6 +33,7 @@ def test_code_location_has_assets_gates_and_job():
         ("credit_risk/validated_data", "pii_free"),
         ("credit_risk/validated_data", "no_feature_drift"),
         ("credit_risk/validated_data", "labels_consistent"),
+        ("credit_risk/validated_data", "no_outliers_against_reference"),
         ("credit_risk/validated_data", "no_training_serving_skew"),
         ("credit_risk/candidate_model", "meets_metric_thresholds"),
         ("credit_risk/candidate_model", "no_worse_than_champion"),

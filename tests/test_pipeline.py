@@ -99,6 +99,7 @@ def test_lineage_answers_from_mlflow(clean_run):
         "pii_free",
         "no_feature_drift",
         "labels_consistent",
+        "no_outliers_against_reference",
         "no_training_serving_skew",
         "meets_metric_thresholds",
         "no_worse_than_champion",
@@ -296,6 +297,7 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
         "meets_expectations",
         "pii_free",
         "no_feature_drift",
+        "no_outliers_against_reference",
         "meets_metric_thresholds",
         "no_worse_than_champion",
         "valid_under_stress",
@@ -379,7 +381,7 @@ def test_policy_show_lists_the_register_with_last_results(state, tmp_path, capsy
     assert _run_json(spec, capsys)[0] == 0
     assert main(["policy", "show", str(spec), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    policy = yaml.safe_load(CREDIT_POLICY.read_text())
+    policy = yaml.safe_load((tmp_path / "p" / "policy.yaml").read_text())
     assert [r["id"] for r in doc["risks"]] == [r["id"] for r in policy["risks"]]
     fair = next(r for r in doc["risks"] if r["id"] == "FAIR-001")
     assert fair["checks"] == ["fair_across_sex", "fair_across_age"]

@@ -185,7 +185,7 @@ def test_categorical_switches_count_exactly_the_rows_one_switch_flips(credit):
     assert result.figures["successes"] == flips
 
 
-def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_path, capsys):
+def test_deep_tree_is_blocked_by_the_robustness_and_membership_gates(state, tmp_path, capsys):
     spec = make_pipeline(
         tmp_path / "p",
         spec={
@@ -202,6 +202,7 @@ def test_deep_tree_is_blocked_by_perturbation_and_membership_gates(state, tmp_pa
                 "FAIR-001": {"min_ratio": 0.01},
             }
         },
+        without=(),  # the evasion attack is part of this test
     )
     code = main(["run", str(spec), "--json"])
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

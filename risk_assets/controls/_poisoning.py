@@ -1,4 +1,11 @@
-"""Poisoning and label noise: conflicting duplicates, and labels that contradict the reference.
+"""Poisoning and label noise: outliers against the reference, conflicting duplicates, and
+labels that contradict the reference.
+
+- Outliers: an outlier detector of scikit-learn (isolation forest or local outlier
+  factor), fitted on half of the reference window, sets its threshold at the ``quantile``
+  of the other half's scores; rows of the new data beyond it are outliers. By
+  construction about ``quantile`` of reference-like rows fall beyond, so injected rows
+  unlike the reference raise the share above it.
 
 - Conflicting duplicates: rows with identical features but different labels (share of
   rows in such groups).
@@ -21,7 +28,7 @@ from risk_assets.controls._result import ControlResult
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["conflicting_duplicates_share", "label_consistency"]
+__all__ = ["conflicting_duplicates_share", "label_consistency", "outliers_against_reference"]
 
 
 def conflicting_duplicates_share(
@@ -128,5 +135,97 @@ def label_consistency(
         else f"labels consistent: {note}; {dup_share:.1%} conflicting duplicates",
         figures=figures,
         table=rows,
+        sample_size=len(cur),
+    )
+
+
+def _encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
+    """Numbers imputed and scaled, categories imputed and one-hot encoded (dense)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, RobustScaler
+
+    parts = []
+    if numeric:
+        parts.append(
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), RobustScaler()), numeric)
+        )
+    if categorical:
+        parts.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            )
+        )
+    return ColumnTransformer(parts, sparse_threshold=0.0)
+
+
+def outliers_against_reference(
+    reference: pd.DataFrame | None,
+    current: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    detector: str = "isolation_forest",
+    quantile: float = 0.01,
+    max_increase: float,
+    sample_size: int = 20_000,
+    seed: int = 0,
+) -> ControlResult:
+    """Block when the share of new rows that the reference calls outliers exceeds
+    ``quantile`` (the share expected of reference-like data) by more than ``max_increase``.
+    Without a reference the gate passes and says so."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    if reference is None:
+        return ControlResult(
+            passed=True,
+            value=None,
+            threshold=max_increase,
+            summary="no reference window yet: no outliers to measure against, gate passes",
+        )
+    columns = [*numeric, *categorical]
+    ref = reference[columns].sample(frac=1.0, random_state=seed)
+    ref = ref.iloc[: 2 * sample_size]
+    fit_half, calibration = ref.iloc[: len(ref) // 2], ref.iloc[len(ref) // 2 :]
+    if len(calibration) < 1 / quantile:
+        return ControlResult.undecided(
+            f"the reference has {len(ref)} rows; a {quantile:.1%} threshold needs at least "
+            f"{2 * int(np.ceil(1 / quantile))}"
+        )
+    cur = current[columns]
+    cur = cur.sample(n=sample_size, random_state=seed) if len(cur) > sample_size else cur
+    encoder = _encoder(list(numeric), list(categorical)).fit(fit_half)
+    if detector == "isolation_forest":
+        model = IsolationForest(n_estimators=200, random_state=seed)
+    elif detector == "local_outlier_factor":
+        model = LocalOutlierFactor(n_neighbors=20, novelty=True)
+    else:
+        return ControlResult.undecided(f"unknown outlier detector {detector!r}")
+    model.fit(encoder.transform(fit_half))
+    cut = float(np.quantile(model.score_samples(encoder.transform(calibration)), quantile))
+    share = float((model.score_samples(encoder.transform(cur)) < cut).mean())
+    increase = share - quantile
+    return ControlResult(
+        passed=increase <= max_increase,
+        value=increase,
+        threshold=max_increase,
+        summary=(
+            f"{share:.1%} of {len(cur)} rows are outliers against the reference "
+            f"({detector.replace('_', ' ')}; {quantile:.1%} expected, "
+            f"allowed increase {max_increase:.1%})"
+        ),
+        figures={"outlier_share": share, "expected_share": quantile, "increase": increase},
+        table=[
+            {"rows": "reference, fitted", "count": len(fit_half)},
+            {"rows": "reference, calibration", "count": len(calibration), "share": quantile},
+            {"rows": "new data", "count": len(cur), "share": share},
+        ],
         sample_size=len(cur),
     )

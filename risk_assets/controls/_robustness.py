@@ -199,7 +199,8 @@ def evasion_attack(
 
     The model always sees mutable values within the training range (widened to the row's
     own value) and rounded for integer features; the other features exactly as in the row.
-    Steps 1 and 2 run as one batch for all rows; HopSkipJump runs per row, ``max_iter`` iterations of at most ``max_eval`` queries for its gradient estimate.
+    Steps 1 and 2 run as one batch for all rows; HopSkipJump runs per row, ``max_iter``
+    iterations of at most ``max_eval`` queries for its gradient estimate.
     """
     import pandas as pd
 
@@ -266,18 +267,23 @@ def evasion_attack(
     left = np.array([r for r in left if r not in moves], dtype=int)
     by_random = len(moves)
 
-    # Step 3: HopSkipJump from a far start, per remaining row.
+    # Step 3: HopSkipJump, per remaining row, from the nearest of ``init_size`` random points
+    # in the training range with another decision (all rows' points scored in one batch).
+    rows = np.repeat(left, init_size)
+    lo_z = (lo[None, :] - origins[left]) / scale * mask
+    hi_z = (hi[None, :] - origins[left]) / scale * mask
+    far = rng.uniform(np.repeat(lo_z, init_size, axis=0), np.repeat(hi_z, init_size, axis=0))
+    other = predict_at(rows, far) != base[rows] if len(rows) else np.zeros(0, dtype=bool)
     state = np.random.get_state()  # HopSkipJump estimates gradients with np.random
     np.random.seed(seed)
     try:
-        for r in left:
-            origin = origins[r]
-            lo_z, hi_z = (lo - origin) / scale * mask, (hi - origin) / scale * mask
-            starts = rng.uniform(lo_z, hi_z, size=(init_size, len(numeric)))
-            other = np.flatnonzero(predict_at(np.full(init_size, r), starts) != base[r])
-            if not len(other):
-                continue  # no other decision anywhere in the training range: robust
-            start = starts[other[np.argmin(np.abs(starts[other]).max(axis=1))]]
+        for k, r in enumerate(left):
+            mine = slice(k * init_size, (k + 1) * init_size)
+            starts = far[mine][other[mine]]
+            if not len(starts):
+                continue  # no other decision found in the training range
+            start = starts[np.argmin(np.abs(starts).max(axis=1))]
+            bound = float(max(np.abs(lo_z[k]).max(), np.abs(hi_z[k]).max(), 1.0))
 
             def predict(z: np.ndarray, r: int = r) -> np.ndarray:
                 pred = predict_at(np.full(len(z), r), z)
@@ -287,7 +293,6 @@ def evasion_attack(
                     raise _WithinBudget(move[np.argmax(inside)])
                 return (pred[:, None] == classes[None, :]).astype(np.float32)
 
-            bound = float(max(np.abs(lo_z).max(), np.abs(hi_z).max(), 1.0))
             attack = HopSkipJump(
                 BlackBoxClassifier(
                     predict,

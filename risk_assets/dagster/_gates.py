@@ -451,6 +451,26 @@ def _label_noise(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _outliers(params: Any) -> Callable[[GateInputs], ControlResult]:
+    def run(inp: GateInputs) -> ControlResult:
+        from risk_assets.controls._poisoning import outliers_against_reference
+
+        categorical = inp.validated["categorical"]
+        return outliers_against_reference(
+            inp.reference,
+            inp.frame,
+            numeric=[c for c in inp.validated["features"] if c not in categorical],
+            categorical=categorical,
+            detector=params.detector,
+            quantile=params.quantile,
+            max_increase=params.max_increase,
+            sample_size=params.sample_size,
+            seed=inp.spec.split.seed,
+        )
+
+    return run
+
+
 def _skew(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._skew import training_serving_skew
@@ -479,6 +499,7 @@ def _skew(params: Any) -> Callable[[GateInputs], ControlResult]:
 _SINGLE = {
     "skew": _skew,
     "label_noise": _label_noise,
+    "outliers": _outliers,
     "explainability": _explainability,
     "membership_inference": _membership,
     "perturbation": _perturbation,
