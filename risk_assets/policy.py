@@ -80,11 +80,34 @@ class FairnessParams(_Strict):
 
 
 class DriftParams(_Strict):
-    backend: Literal["scipy"] = Field(default="scipy", description="the drift tests to use")
+    backend: Literal["scipy", "alibi"] = Field(
+        default="scipy",
+        description="scipy, or alibi (extra 'alibi': alibi-detect, Business Source License)",
+    )
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Holm-adjusted significance")
     min_psi: float = Field(default=0.1, ge=0.0, description="smallest PSI that counts as drift")
     max_drifted: int = Field(default=0, ge=0, description="drifted features allowed")
     sample_size: int = Field(default=20_000, ge=100, description="rows per frame compared")
+    multivariate: bool = Field(
+        default=False, description="also alibi-detect's ClassifierDrift (backend alibi only)"
+    )
+    min_multivariate_distance: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="smallest classifier KS that counts as drift"
+    )
+
+    @model_validator(mode="after")
+    def _backend_available(self) -> DriftParams:
+        if self.multivariate and self.backend != "alibi":
+            raise ValueError("multivariate: true needs backend: alibi")
+        if self.backend == "alibi":
+            import importlib.util
+
+            if importlib.util.find_spec("alibi_detect") is None:
+                raise ValueError(
+                    "backend 'alibi' needs alibi-detect: pip install 'risk-assets[alibi]' "
+                    "(Business Source License 1.1: non-production use without a Seldon licence)"
+                )
+        return self
 
 
 class PerturbationParams(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -80,6 +81,18 @@ def test_bad_spec_names_key(tmp_path, state, capsys, edit, expected):
             "an accepted risk needs 'justification' and 'accepted_by'",
         ),
         (lambda d: d["risks"][1].update(likelihood=9), "risks.1.likelihood"),
+        (
+            lambda d: _risk(d, "DRIFT-001")["control"]["params"].update(multivariate=True),
+            "multivariate: true needs backend: alibi",
+        ),
+        pytest.param(
+            lambda d: _risk(d, "DRIFT-001")["control"]["params"].update(backend="alibi"),
+            "pip install 'risk-assets[alibi]'",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("alibi_detect") is not None,
+                reason="alibi-detect is installed here",
+            ),
+        ),
     ],
 )
 def test_bad_policy_names_key(tmp_path, state, capsys, edit, expected):

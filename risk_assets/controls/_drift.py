@@ -6,6 +6,13 @@ least ``min_psi``, so that a large sample does not flag immaterial differences. 
 feature: p-value, corrected p-value, PSI and, for numbers, the Wasserstein distance in
 units of the reference's standard deviation. Both frames are sampled (seeded) to
 ``sample_size`` rows, and the sample sizes are reported.
+
+Two backends compute the p-values: ``scipy`` (the default, permissive licence) and
+``alibi`` (alibi-detect's ``TabularDrift``, optional extra, Business Source License; see
+:mod:`risk_assets.controls._drift_alibi`). Distances and the decision rule are the same for
+both. The alibi backend can add a multivariate test (``ClassifierDrift``): one more row in
+the Holm family, material when the KS statistic of its out-of-fold probabilities reaches
+``min_multivariate_distance``.
 """
 
 from __future__ import annotations
@@ -63,6 +70,11 @@ def _numeric(ref: np.ndarray, cur: np.ndarray) -> dict[str, float]:
     }
 
 
+def _labels(values: pd.Series) -> np.ndarray:
+    """Category labels as text (missing values labelled), for the alibi backend."""
+    return as_groups(values).to_numpy(dtype=object)
+
+
 def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, float]:
     from scipy import stats
 
@@ -90,8 +102,15 @@ def feature_drift(
     max_drifted: int = 0,
     sample_size: int = 20_000,
     seed: int = 0,
+    backend: str = "scipy",
+    multivariate: bool = False,
+    min_multivariate_distance: float = 0.1,
 ) -> ControlResult:
     """Compare the features of ``current`` with ``reference``; block above ``max_drifted``."""
+    if backend not in ("scipy", "alibi"):
+        return ControlResult.undecided(f"unknown drift backend {backend!r}")
+    if multivariate and backend != "alibi":
+        return ControlResult.undecided("the multivariate test needs backend 'alibi'")
     features = [*numeric, *categorical]
     missing = [c for c in features if c not in reference.columns or c not in current.columns]
     if missing:
@@ -105,18 +124,21 @@ def feature_drift(
         current.sample(n=sample_size, random_state=seed) if len(current) > sample_size else current
     )
     rows: list[dict[str, Any]] = []
+    pairs: list[tuple[np.ndarray, np.ndarray, bool]] = []  # what each row's test compares
     for col in numeric:
         r = ref[col].dropna().to_numpy(dtype=float)
         c = cur[col].dropna().to_numpy(dtype=float)
         if len(r) == 0 or len(c) == 0:
             return ControlResult.undecided(f"feature {col!r} has no values in one of the frames")
         rows.append({"feature": col, "kind": "numeric", "test": "ks", **_numeric(r, c)})
+        pairs.append((r, c, False))
         # a change in how often the value is missing is drift too
         if ref[col].isna().any() or cur[col].isna().any():
             missing = _categorical(ref[col].isna(), cur[col].isna())
             rows.append(
                 {"feature": f"{col} (missing)", "kind": "missing share", "test": "chi2", **missing}
             )
+            pairs.append((_labels(ref[col].isna()), _labels(cur[col].isna()), True))
     for col in categorical:
         rows.append(
             {
@@ -126,20 +148,48 @@ def feature_drift(
                 **_categorical(ref[col], cur[col]),
             }
         )
+        pairs.append((_labels(ref[col]), _labels(cur[col]), True))
     if not rows:
         return ControlResult.undecided("no features to compare")
+    if backend == "alibi":
+        from risk_assets.controls._drift_alibi import classifier_drift, feature_p_values
+
+        for row, (p, _) in zip(rows, feature_p_values(pairs), strict=True):
+            row["p_value"] = p
+            row["test"] = f"{row['test']} (alibi-detect TabularDrift)"
+        if multivariate:
+            p, distance = classifier_drift(
+                ref, cur, numeric=numeric, categorical=categorical, seed=seed
+            )
+            rows.append(
+                {
+                    "feature": "all features",
+                    "kind": "multivariate",
+                    "test": "classifier (alibi-detect ClassifierDrift)",
+                    "p_value": p,
+                    "classifier_ks": distance,
+                }
+            )
     adjusted = holm([r["p_value"] for r in rows])
     for row, adj in zip(rows, adjusted, strict=True):
         row["p_adjusted"] = float(adj)
-        row["drift"] = bool(adj < alpha and row["psi"] >= min_psi)
+        material = (
+            row["classifier_ks"] >= min_multivariate_distance
+            if row["kind"] == "multivariate"
+            else row["psi"] >= min_psi
+        )
+        row["drift"] = bool(adj < alpha and material)
     drifted = [r["feature"] for r in rows if r["drift"]]
-    max_psi = max(r["psi"] for r in rows)
+    max_psi = max(r["psi"] for r in rows if "psi" in r)
     summary = (
-        f"no drift in {len(rows)} features (Holm-adjusted p >= {alpha} or PSI < {min_psi})"
+        f"no drift in {len(rows)} tests (Holm-adjusted p >= {alpha} or PSI < {min_psi}; "
+        f"{backend} backend)"
         if not drifted
-        else f"{len(drifted)} of {len(rows)} features drifted: "
+        else f"{len(drifted)} of {len(rows)} tests find drift ({backend} backend): "
         + ", ".join(
-            f"{r['feature']} (PSI {r['psi']:.2f}, p {r['p_adjusted']:.1e})"
+            f"{r['feature']} ("
+            + (f"PSI {r['psi']:.2f}" if "psi" in r else f"classifier KS {r['classifier_ks']:.2f}")
+            + f", p {r['p_adjusted']:.1e})"
             for r in rows
             if r["drift"]
         )

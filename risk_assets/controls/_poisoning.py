@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, tabular_encoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,32 +139,6 @@ def label_consistency(
     )
 
 
-def _encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
-    """Numbers imputed and scaled, categories imputed and one-hot encoded (dense)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, RobustScaler
-
-    parts = []
-    if numeric:
-        parts.append(
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), RobustScaler()), numeric)
-        )
-    if categorical:
-        parts.append(
-            (
-                "categorical",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                ),
-                categorical,
-            )
-        )
-    return ColumnTransformer(parts, sparse_threshold=0.0)
-
-
 def outliers_against_reference(
     reference: pd.DataFrame | None,
     current: pd.DataFrame,
@@ -201,7 +175,7 @@ def outliers_against_reference(
         )
     cur = current[columns]
     cur = cur.sample(n=sample_size, random_state=seed) if len(cur) > sample_size else cur
-    encoder = _encoder(list(numeric), list(categorical)).fit(fit_half)
+    encoder = tabular_encoder(list(numeric), list(categorical)).fit(fit_half)
     if detector == "isolation_forest":
         model = IsolationForest(n_estimators=200, random_state=seed)
     elif detector == "local_outlier_factor":

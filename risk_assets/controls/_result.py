@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ControlResult", "markdown_table"]
+__all__ = ["ControlResult", "as_groups", "markdown_table", "tabular_encoder"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,29 @@ def as_groups(values: Any) -> Any:
             s = s.astype("Int64")
     out = s.astype(object).where(s.notna(), "missing").map(str)
     return out
+
+
+def tabular_encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
+    """Numbers imputed and scaled, categories imputed and one-hot encoded (dense)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, RobustScaler
+
+    parts = []
+    if numeric:
+        parts.append(
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), RobustScaler()), numeric)
+        )
+    if categorical:
+        parts.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            )
+        )
+    return ColumnTransformer(parts, sparse_threshold=0.0)

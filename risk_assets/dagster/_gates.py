@@ -286,6 +286,9 @@ def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
             max_drifted=params.max_drifted,
             sample_size=params.sample_size,
             seed=inp.spec.split.seed,
+            backend=params.backend,
+            multivariate=params.multivariate,
+            min_multivariate_distance=params.min_multivariate_distance,
         )
 
     return run
