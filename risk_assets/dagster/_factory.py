@@ -368,6 +368,7 @@ def _fit_and_log(
         GateRecord,
         iter_param_items,
         log_gate,
+        log_gate_plot,
         snapshot_dataset_input,
     )
     from risk_assets.registry._models import save_model_dir
@@ -503,6 +504,9 @@ def _fit_and_log(
         client.set_tag(run_id, _TAG + "model_sha256", model_sha)
         for record in data_records:
             log_gate(client, run_id, GateRecord.from_dict(record))
+            png = store.get_evidence_plot(validated["sha256"], record["check"])
+            if png is not None:
+                log_gate_plot(client, run_id, record["check"], png)
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -533,6 +537,20 @@ def _fit_and_log(
     )
 
 
+def _plot(control: str, check: str, result: ControlResult, log: Any) -> bytes | None:
+    """The gate's plot, if its control draws one. A plot that cannot be drawn is logged and
+    left out: it is an illustration of the evidence, not part of the verdict."""
+    from risk_assets.controls._plots import PLOTTED_CONTROLS, plot_png
+
+    if control not in PLOTTED_CONTROLS:
+        return None
+    try:
+        return plot_png(control, check, result)
+    except Exception as exc:  # noqa: BLE001 - reported, never decides the gate
+        log.warning(f"{check}: no plot ({type(exc).__name__}: {exc})")
+        return None
+
+
 def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
     """One asset check for one gate: runs the control, records evidence, reports metadata."""
     risk, lpolicy = gate.risk, pipeline.policy
@@ -541,7 +559,7 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
         f"({'blocking' if gate.blocking else 'warning'})"
     )
 
-    def evaluate(context, inputs: GateInputs, subject: str) -> tuple[ControlResult, Any]:
+    def evaluate(context, inputs: GateInputs, subject: str) -> tuple[ControlResult, Any, Any]:
         from risk_assets.registry._mlflow import GateRecord
 
         result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
@@ -562,7 +580,7 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             sample_size=result.sample_size,
             reference=inputs.extra.get("champion_version") or inputs.extra.get("risk/reference"),
         )
-        return result, record
+        return result, record, _plot(risk.control.name, gate.check, result, context.log)
 
     def finish(result: ControlResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
@@ -586,11 +604,13 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             inputs = GateInputs(
                 pipeline=pipeline, store=store, validated=validated_data, mlflow=mlflow
             )
-            result, record = evaluate(context, inputs, validated_data["sha256"])
+            result, record, plot = evaluate(context, inputs, validated_data["sha256"])
             store.put_evidence(validated_data["sha256"], gate.check, record.to_dict())
-            return finish(
-                result, {**inputs.extra, "risk/snapshot_sha256": validated_data["sha256"]}
-            )
+            extra = {**inputs.extra, "risk/snapshot_sha256": validated_data["sha256"]}
+            if plot is not None:
+                path = store.put_evidence_plot(validated_data["sha256"], gate.check, plot)
+                extra["risk/plot"] = dg.MetadataValue.path(str(path))
+            return finish(result, extra)
 
         return data_check
 
@@ -606,7 +626,7 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
         mlflow: MlflowResource,
         snapshots: SnapshotStoreResource,
     ) -> dg.AssetCheckResult:
-        from risk_assets.registry._mlflow import log_gate
+        from risk_assets.registry._mlflow import log_gate, log_gate_plot
 
         inputs = GateInputs(
             pipeline=pipeline,
@@ -614,9 +634,14 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             candidate=candidate_model,
             mlflow=mlflow,
         )
-        result, record = evaluate(context, inputs, candidate_model["model_sha256"])
+        result, record, plot = evaluate(context, inputs, candidate_model["model_sha256"])
         log_gate(inputs.client, candidate_model["run_id"], record)
-        return finish(result, {**inputs.extra, "mlflow_run_id": candidate_model["run_id"]})
+        extra = {**inputs.extra, "mlflow_run_id": candidate_model["run_id"]}
+        if plot is not None:
+            extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
+                inputs.client, candidate_model["run_id"], gate.check, plot
+            )
+        return finish(result, extra)
 
     return model_check
 

@@ -35,6 +35,7 @@ __all__ = [
     "find_champion",
     "lineage",
     "log_gate",
+    "log_gate_plot",
     "register_candidate",
     "verify_gate_evidence",
 ]
@@ -101,6 +102,15 @@ def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
         ),
     ]
     client.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def log_gate_plot(client: MlflowClient, run_id: str, check: str, png: bytes) -> str:
+    """Put a gate's plot on the MLflow run as ``gates/<check>.png``; return that path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{check}.png"
+        path.write_bytes(png)
+        client.log_artifact(run_id, str(path), "gates")
+    return f"gates/{check}.png"
 
 
 def _metric_key(name: str) -> str:

@@ -94,6 +94,16 @@ class SnapshotStore:
         _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return path
 
+    def put_evidence_plot(self, subject_sha256: str, check: str, png: bytes) -> Path:
+        """The gate's plot beside its evidence (``<check>.png``)."""
+        path = self._evidence_path(subject_sha256, check).with_suffix(".png")
+        _atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
+        return path
+
+    def get_evidence_plot(self, subject_sha256: str, check: str) -> bytes | None:
+        path = self._evidence_path(subject_sha256, check).with_suffix(".png")
+        return path.read_bytes() if path.is_file() else None
+
     def get_evidence(self, subject_sha256: str, check: str) -> dict[str, Any] | None:
         path = self._evidence_path(subject_sha256, check)
         if not path.is_file():
