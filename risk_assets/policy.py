@@ -185,7 +185,9 @@ class OutliersParams(_Strict):
         default=0.01, gt=0.0, lt=0.5, description="reference share beyond the threshold"
     )
     max_increase: float = Field(ge=0.0, le=1.0, description="allowed rise in the outlier share")
-    sample_size: int = Field(default=20_000, ge=200, description="rows per frame")
+    sample_size: int = Field(
+        default=5_000, ge=200, description="rows scored; twice as many reference rows"
+    )
 
 
 class SkewParams(_Strict):

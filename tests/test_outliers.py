@@ -55,13 +55,27 @@ def test_injected_rows_are_outliers_and_clean_rows_are_not(credit, seed):
     split = split_frame(credit, target="risk", test_size=0.25, seed=42, stratify=True)
     reference, new = split.train, split.test
     clean = outliers_against_reference(reference, new, **_kwargs(), seed=seed)
-    poisoned = outliers_against_reference(reference, _poisoned(new, seed=seed), **_kwargs())
+    poisoned = outliers_against_reference(
+        reference, _poisoned(new, seed=seed), **_kwargs(), seed=seed
+    )
     limit = policy_params("INT-002")["max_increase"]
     assert clean.passed and clean.value <= limit, clean.summary
     assert not poisoned.passed and poisoned.value > limit, poisoned.summary
     # most of the injected 10 % are found
     assert poisoned.figures["outlier_share"] >= 0.08
     assert poisoned.sample_size == len(new)
+
+
+def test_repeated_rows_in_the_reference_do_not_hide_injected_ones(credit):
+    """Categories only: half the reference rows repeat another. Fitted on distinct rows, the
+    local outlier factor still finds 15 % of rows set to one combination never seen."""
+    reference, new = credit.iloc[:750], credit.iloc[750:].copy()
+    odd = new.sample(frac=0.15, random_state=0).index
+    new.loc[odd, CATEGORICAL] = [0, "free", "rich", "rich", "vacation/others"]
+    kwargs = _kwargs(numeric=[])
+    assert outliers_against_reference(reference, credit.iloc[750:], **kwargs).passed
+    result = outliers_against_reference(reference, new, **kwargs)
+    assert not result.passed and result.figures["outlier_share"] >= 0.14, result.summary
 
 
 def test_isolation_forest_is_the_other_detector(credit):
@@ -77,8 +91,9 @@ def test_isolation_forest_is_the_other_detector(credit):
 def test_no_reference_passes_and_says_so_and_a_tiny_reference_fails_closed(credit):
     first = outliers_against_reference(None, credit, **_kwargs())
     assert first.passed and "no reference window" in first.summary
-    tiny = outliers_against_reference(credit.head(60), credit, **_kwargs())
+    tiny = outliers_against_reference(credit.head(199), credit, **_kwargs())
     assert not tiny.passed and "needs at least 200" in tiny.summary
+    assert outliers_against_reference(credit.head(200), credit.head(200), **_kwargs()).passed
 
 
 def test_poisoned_batch_is_blocked_against_the_champion(clean_run, tmp_path, credit, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
@@ -99,7 +100,7 @@ def test_evasion_attack_separates_a_smooth_model_from_a_deep_tree(credit):
     assert ok.sample_size == bad.sample_size == p["sample_size"]
     f = bad.figures
     assert f["successes"] == f["by_category_switch"] + f["by_random_search"] + f["by_hopskipjump"]
-    # every move that succeeded lies within its budget
+    # the median move of the successes lies within each budget
     for row in bad.table:
         assert 0 <= row["median_move_of_successes"] <= p["budgets"][row["feature"]]
 
@@ -183,6 +184,42 @@ def test_categorical_switches_count_exactly_the_rows_one_switch_flips(credit):
     assert flips > 0
     assert result.figures["by_category_switch"] == flips
     assert result.figures["successes"] == flips
+
+
+def test_evasion_with_missing_values_and_integer_budgets(credit):
+    """A missing value stays missing (the model imputes it) and the row is still attacked on
+    its other features; a move counts only as the model saw it, after rounding."""
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    ranges = _ranges(split.train, NUMERIC)
+    holes = split.test[FEATURES].copy()
+    holes.loc[holes.sample(frac=0.3, random_state=0).index, "credit_amount"] = np.nan
+    recording = _Recording(smooth)
+    result = evasion_attack(
+        recording,
+        holes,
+        budgets={"credit_amount": 3000, "duration": 12},
+        train_ranges=ranges,
+        max_success_rate=1.0,
+        sample_size=30,
+        max_iter=2,
+    )
+    assert not result.summary.startswith("could not decide"), result.summary
+    assert result.figures["successes"] > 0
+    medians = {r["feature"]: r["median_move_of_successes"] for r in result.table}
+    assert all(np.isfinite(v) for v in medians.values())
+    queried = pd.concat(recording.frames, ignore_index=True)
+    assert queried["credit_amount"].isna().any()  # never filled in by the attack
+    # duration is a whole number of months: a budget below one month allows no move at all
+    tight = evasion_attack(
+        smooth,
+        split.test[FEATURES],
+        budgets={"duration": 0.6},
+        train_ranges=ranges,
+        max_success_rate=1.0,
+        sample_size=30,
+        max_iter=2,
+    )
+    assert tight.figures["successes"] == 0, tight.summary
 
 
 def test_deep_tree_is_blocked_by_the_robustness_and_membership_gates(state, tmp_path, capsys):

@@ -34,6 +34,10 @@ def _drift(result: ControlResult, title: str) -> Any:
     ax.barh(names, [r["psi"] for r in rows], color=[_RED if r["drift"] else _BLUE for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("population stability index (red: drift)")
+    for r in result.table:
+        if r.get("kind") == "multivariate":  # no PSI: its own line under the title
+            verdict = "drift" if r["drift"] else "no drift"
+            title += f"\nall features (classifier): {verdict}, KS {r['classifier_ks']:.2f}"
     ax.set_title(title)
     return fig
 

@@ -139,6 +139,9 @@ def label_consistency(
     )
 
 
+_NEIGHBOURS = 20  # of the local outlier factor
+
+
 def outliers_against_reference(
     reference: pd.DataFrame | None,
     current: pd.DataFrame,
@@ -167,23 +170,32 @@ def outliers_against_reference(
     columns = [*numeric, *categorical]
     ref = reference[columns].sample(frac=1.0, random_state=seed)
     ref = ref.iloc[: 2 * sample_size]
-    fit_half, calibration = ref.iloc[: len(ref) // 2], ref.iloc[len(ref) // 2 :]
-    if len(calibration) < 1 / quantile:
+    needed = 2 * max(int(np.ceil(1 / quantile)), _NEIGHBOURS + 1)
+    if len(ref) < needed:
         return ControlResult.undecided(
-            f"the reference has {len(ref)} rows; a {quantile:.1%} threshold needs at least "
-            f"{2 * int(np.ceil(1 / quantile))}"
+            f"the reference has {len(ref)} rows; a {quantile:.1%} threshold needs at least {needed}"
         )
+    fit_half, calibration = ref.iloc[: len(ref) // 2], ref.iloc[len(ref) // 2 :]
     cur = current[columns]
     cur = cur.sample(n=sample_size, random_state=seed) if len(cur) > sample_size else cur
     encoder = tabular_encoder(list(numeric), list(categorical)).fit(fit_half)
     if detector == "isolation_forest":
         model = IsolationForest(n_estimators=200, random_state=seed)
     elif detector == "local_outlier_factor":
-        model = LocalOutlierFactor(n_neighbors=20, novelty=True)
+        model = LocalOutlierFactor(n_neighbors=_NEIGHBOURS, novelty=True)
     else:
         return ControlResult.undecided(f"unknown outlier detector {detector!r}")
-    model.fit(encoder.transform(fit_half))
+    # Repeated rows would make the local outlier factor's densities infinite (and every
+    # row that repeats a fitted one look infinitely normal): fit on the distinct rows.
+    fitted = np.unique(encoder.transform(fit_half), axis=0)
+    if len(fitted) <= _NEIGHBOURS:
+        return ControlResult.undecided(
+            f"the reference has only {len(fitted)} distinct rows in its fitted half"
+        )
+    model.fit(fitted)
     cut = float(np.quantile(model.score_samples(encoder.transform(calibration)), quantile))
+    if not np.isfinite(cut):
+        return ControlResult.undecided("the reference's outlier scores are not finite")
     share = float((model.score_samples(encoder.transform(cur)) < cut).mean())
     increase = share - quantile
     return ControlResult(
@@ -197,7 +209,7 @@ def outliers_against_reference(
         ),
         figures={"outlier_share": share, "expected_share": quantile, "increase": increase},
         table=[
-            {"rows": "reference, fitted", "count": len(fit_half)},
+            {"rows": "reference, fitted (distinct)", "count": len(fitted)},
             {"rows": "reference, calibration", "count": len(calibration), "share": quantile},
             {"rows": "new data", "count": len(cur), "share": share},
         ],

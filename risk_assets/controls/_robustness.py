@@ -216,37 +216,48 @@ def evasion_attack(
         return ControlResult.undecided(f"no training range for mutable features {unranged}")
     numeric = list(train_ranges)
     mutable = [c for c in numeric if c in budgets]
+    if not mutable and not categorical_moves:
+        return ControlResult.undecided("no mutable features: nothing to attack")
+    unlisted = [c for c in categorical_moves if not (categories or {}).get(c)]
+    if unlisted:
+        return ControlResult.undecided(f"no seen categories given for {unlisted}")
     sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
     sample = sample.reset_index(drop=True)
     classes = np.asarray(model.classes_)
     scale = np.array([float(budgets.get(c, 1.0)) for c in numeric])
-    mask = np.array([1.0 if c in budgets else 0.0 for c in numeric])
     lo = np.array([train_ranges[c][0] for c in numeric], dtype=float)
     hi = np.array([train_ranges[c][1] for c in numeric], dtype=float)
     integer = np.array([pd.api.types.is_integer_dtype(X[c].dtype) for c in numeric])
     origins = sample[numeric].to_numpy(dtype=float, na_value=np.nan)
+    # per row: the mutable features it has a value for (a missing value stays missing)
+    masks = np.array([c in budgets for c in numeric])[None, :] & ~np.isnan(origins)
     base = np.asarray(model.predict(sample))
     rng = np.random.default_rng(seed)
 
-    def decode(z: np.ndarray, origin: np.ndarray) -> np.ndarray:
-        """Values of the numeric features: a mutable feature moved by z budgets, kept within
-        the training range (widened to the row's own value) and rounded if integer; every
-        other feature exactly as in the row."""
+    def decode(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Values of the numeric features of ``rows``: a mutable feature moved by z budgets,
+        kept within the training range (widened to the row's own value) and rounded if
+        integer; every other feature exactly as in the row."""
+        origin = origins[rows]
         moved = np.clip(origin + z * scale, np.fmin(lo, origin), np.fmax(hi, origin))
         moved = np.where(integer, np.rint(moved), moved)
-        return np.where(mask == 1, moved, origin)
+        return np.where(masks[rows], moved, origin)
+
+    def moves_of(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The moves the model actually sees, in budget units (0 for unmoved features)."""
+        return np.where(masks[rows], (decode(z, rows) - origins[rows]) / scale, 0.0)
 
     def predict_at(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Decisions for sample rows ``rows`` with their numeric features moved by ``z``."""
         frame = sample.iloc[rows].reset_index(drop=True)
-        frame[numeric] = decode(z, origins[rows])
+        frame[numeric] = decode(z, rows)
         return np.asarray(model.predict(frame))
 
     # Step 1: single category switches, every row at once.
     switched = np.zeros(len(sample), dtype=bool)
     variants, owners = [], []
     for col in categorical_moves:
-        for option in (categories or {}).get(col, ()):
+        for option in (categories or {})[col]:
             other = np.flatnonzero((sample[col] != option).to_numpy())
             variants.append(sample.iloc[other].assign(**{col: option}))
             owners.append(other)
@@ -255,24 +266,27 @@ def evasion_attack(
         owner = np.concatenate(owners)
         switched[owner[flipped != base[owner]]] = True
 
-    # Step 2: random points in the budget box, every remaining row at once.
+    # Step 2: random points in the budget box, every remaining row at once; a hit counts
+    # only if the move the model saw (after rounding) stays within every budget.
     moves: dict[int, np.ndarray] = {}
-    left = np.flatnonzero(~switched)
+    left = np.flatnonzero(~switched & masks.any(axis=1))
     rows = np.repeat(left, init_size)
-    z = rng.uniform(-1, 1, size=(len(rows), len(numeric))) * mask
-    hit = predict_at(rows, z) != base[rows]
-    for r in np.unique(rows[hit]):
-        first = np.flatnonzero(hit & (rows == r))[0]
-        moves[int(r)] = (decode(z[first], origins[r]) - origins[r]) / scale
+    z = rng.uniform(-1, 1, size=(len(rows), len(numeric))) * masks[rows]
+    if len(rows):
+        seen = moves_of(z, rows)
+        hit = (predict_at(rows, z) != base[rows]) & (np.abs(seen).max(axis=1) <= 1.0)
+        for r in np.unique(rows[hit]):
+            moves[int(r)] = seen[np.flatnonzero(hit & (rows == r))[0]]
     left = np.array([r for r in left if r not in moves], dtype=int)
     by_random = len(moves)
 
     # Step 3: HopSkipJump, per remaining row, from the nearest of ``init_size`` random points
     # in the training range with another decision (all rows' points scored in one batch).
     rows = np.repeat(left, init_size)
-    lo_z = (lo[None, :] - origins[left]) / scale * mask
-    hi_z = (hi[None, :] - origins[left]) / scale * mask
+    lo_z = np.where(masks[left], (lo[None, :] - origins[left]) / scale, 0.0)
+    hi_z = np.where(masks[left], (hi[None, :] - origins[left]) / scale, 0.0)
     far = rng.uniform(np.repeat(lo_z, init_size, axis=0), np.repeat(hi_z, init_size, axis=0))
+    far = far.astype(np.float32)  # scored as the attack will see it
     other = predict_at(rows, far) != base[rows] if len(rows) else np.zeros(0, dtype=bool)
     state = np.random.get_state()  # HopSkipJump estimates gradients with np.random
     np.random.seed(seed)
@@ -286,9 +300,10 @@ def evasion_attack(
             bound = float(max(np.abs(lo_z[k]).max(), np.abs(hi_z[k]).max(), 1.0))
 
             def predict(z: np.ndarray, r: int = r) -> np.ndarray:
-                pred = predict_at(np.full(len(z), r), z)
-                move = (decode(z, origins[r]) - origins[r]) / scale
-                inside = (pred != base[r]) & (np.abs(move * mask).max(axis=1) <= 1.0)
+                at = np.full(len(z), r)
+                pred = predict_at(at, z)
+                move = moves_of(z, at)
+                inside = (pred != base[r]) & (np.abs(move).max(axis=1) <= 1.0)
                 if inside.any():
                     raise _WithinBudget(move[np.argmax(inside)])
                 return (pred[:, None] == classes[None, :]).astype(np.float32)
@@ -308,12 +323,15 @@ def evasion_attack(
                 init_size=1,
                 verbose=False,
             )
-            attack.theta = theta  # binary-search tolerance, in budget units
+            # ART's theta is the binary-search tolerance and sets the size of the gradient
+            # probe (theta * dimension * distance); divided by the dimension, ``theta`` is
+            # both, in budget units and as a share of the distance
+            attack.theta = theta / len(numeric)
             try:
                 attack.generate(
                     np.zeros((1, len(numeric)), dtype=np.float32),
-                    x_adv_init=start[None, :].astype(np.float32),
-                    mask=mask[None, :],
+                    x_adv_init=start[None, :],
+                    mask=masks[r][None, :].astype(np.float32),
                 )
             except _WithinBudget as found:
                 moves[int(r)] = found.move

@@ -506,7 +506,12 @@ def _fit_and_log(
             log_gate(client, run_id, GateRecord.from_dict(record))
             png = store.get_evidence_plot(validated["sha256"], record["check"])
             if png is not None:
-                log_gate_plot(client, run_id, record["check"], png)
+                try:
+                    log_gate_plot(client, run_id, record["check"], png)
+                except Exception as exc:  # an illustration: never fails the training run
+                    context.log.warning(
+                        f"{record['check']}: plot not logged ({type(exc).__name__})"
+                    )
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -562,7 +567,11 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
     def evaluate(context, inputs: GateInputs, subject: str) -> tuple[ControlResult, Any, Any]:
         from risk_assets.registry._mlflow import GateRecord
 
+        started = time.perf_counter()
         result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
+        inputs.extra["risk/seconds"] = dg.MetadataValue.float(
+            round(time.perf_counter() - started, 3)
+        )
         record = GateRecord(
             check=gate.check,
             risk_id=risk.id,
@@ -610,6 +619,8 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
             if plot is not None:
                 path = store.put_evidence_plot(validated_data["sha256"], gate.check, plot)
                 extra["risk/plot"] = dg.MetadataValue.path(str(path))
+            else:
+                store.drop_evidence_plot(validated_data["sha256"], gate.check)
             return finish(result, extra)
 
         return data_check
@@ -638,9 +649,12 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
         log_gate(inputs.client, candidate_model["run_id"], record)
         extra = {**inputs.extra, "mlflow_run_id": candidate_model["run_id"]}
         if plot is not None:
-            extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
-                inputs.client, candidate_model["run_id"], gate.check, plot
-            )
+            try:
+                extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
+                    inputs.client, candidate_model["run_id"], gate.check, plot
+                )
+            except Exception as exc:  # an illustration: never decides the gate
+                context.log.warning(f"{gate.check}: plot not logged ({type(exc).__name__})")
         return finish(result, extra)
 
     return model_check

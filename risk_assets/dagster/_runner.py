@@ -26,6 +26,7 @@ class GateOutcome:
     value: float | None
     threshold: float | None
     summary: str
+    seconds: float | None = None  # how long the control ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class GateOutcome:
             "value": self.value,
             "threshold": self.threshold,
             "summary": self.summary,
+            "seconds": self.seconds,
         }
 
 
@@ -192,6 +194,7 @@ def run_pipeline(
                 summary=summary.value
                 if summary is not None
                 else "did not run: an earlier step stopped",
+                seconds=figure("risk/seconds"),
             )
         )
     blocked_by = [g.name for g in gates if g.blocking and g.passed is False]

@@ -100,6 +100,10 @@ class SnapshotStore:
         _atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
         return path
 
+    def drop_evidence_plot(self, subject_sha256: str, check: str) -> None:
+        """Remove an earlier plot of the gate (a new verdict without a plot replaces it)."""
+        self._evidence_path(subject_sha256, check).with_suffix(".png").unlink(missing_ok=True)
+
     def get_evidence_plot(self, subject_sha256: str, check: str) -> bytes | None:
         path = self._evidence_path(subject_sha256, check).with_suffix(".png")
         return path.read_bytes() if path.is_file() else None
