@@ -120,6 +120,43 @@ def test_fairness_control_on_clean_and_biased_predictions(credit):
     assert not tiny.passed and tiny.summary.startswith("could not decide")
 
 
+def test_fairness_figures_equal_fairlearn_on_every_row(credit):
+    """The control weighs (group, truth, decision) cells by their row counts; fairlearn's
+    MetricFrame on every row gives the same per-group figures."""
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+
+    from risk_assets.controls._result import as_groups
+
+    rng = np.random.default_rng(0)
+    y = credit["risk"].to_numpy()
+    pred = np.where(rng.random(len(y)) < 0.3, 1 - y, y)  # a model that errs on 30 % of rows
+    for groups in (credit["sex"], band(credit["age"], [25, 35, 50]), credit["purpose"]):
+        result = fairness_across(y, pred, groups, favourable=1, min_ratio=0.0, min_group_size=1)
+        frame = MetricFrame(
+            metrics={
+                "rows": count,
+                "selection_rate": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+            },
+            y_true=y,
+            y_pred=pred,
+            sensitive_features=as_groups(groups).to_numpy(),
+        ).by_group
+        assert [r["group"] for r in result.table] == [str(g) for g in frame.index]
+        for row in result.table:
+            expected = frame.loc[row["group"]]
+            assert row["rows"] == expected["rows"]
+            for key in ("selection_rate", "tpr", "fpr"):
+                assert row[key] == pytest.approx(expected[key], abs=1e-12), (row, key)
+
+
 def test_model_that_uses_sex_to_discriminate_is_blocked(state, tmp_path, credit, capsys):
     features = [c for c in credit.columns if c not in ("risk", "age")]  # sex is a feature
     spec = make_pipeline(

@@ -193,9 +193,11 @@ def evasion_attack(
     3. HopSkipJump: a random point with another decision, anywhere in the training range,
        walked towards the row while minimising the largest move in budget units. Its
        array holds every numeric model feature measured from the row's value in units of
-       that feature's budget, so the budget is the box [-1, 1]; the mask lets it move only
-       the mutable features. The attack succeeds as soon as it queries a point within the
-       box with another decision.
+       that feature's budget, so the budget is the box [-1, 1]; the row's mask lets it
+       move only the mutable features the row has a value for (a missing value stays
+       missing). ``theta`` is its binary-search tolerance in budget units and the size of
+       its gradient probe as a share of the distance. The attack succeeds as soon as it
+       queries a point within the box with another decision.
 
     The model always sees mutable values within the training range (widened to the row's
     own value) and rounded for integer features; the other features exactly as in the row.
