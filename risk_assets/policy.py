@@ -110,16 +110,16 @@ class DriftParams(_Strict):
         return self
 
 
-class PerturbationParams(_Strict):
+class _Budgets(_Strict):
+    """What an attacker may change: numeric features within budgets, in their own units, and
+    categorical features to categories seen in training."""
+
     budgets: dict[str, float] = Field(
         min_length=1, description="mutable numeric features and how far each may move, in its units"
     )
     categorical_moves: list[str] = Field(
         default_factory=list, description="categorical features that may move to seen categories"
     )
-    max_flip_rate: float = Field(ge=0.0, le=1.0, description="largest share of flipped decisions")
-    trials: int = Field(default=10, ge=1, le=100)
-    sample_size: int = Field(default=500, ge=20)
 
     @field_validator("budgets")
     @classmethod
@@ -130,13 +130,13 @@ class PerturbationParams(_Strict):
         return value
 
 
-class EvasionParams(_Strict):
-    budgets: dict[str, float] = Field(
-        min_length=1, description="mutable numeric features and their budgets, in their units"
-    )
-    categorical_moves: list[str] = Field(
-        default_factory=list, description="categorical features that may switch to seen categories"
-    )
+class PerturbationParams(_Budgets):
+    max_flip_rate: float = Field(ge=0.0, le=1.0, description="largest share of flipped decisions")
+    trials: int = Field(default=10, ge=1, le=100)
+    sample_size: int = Field(default=500, ge=20)
+
+
+class EvasionParams(_Budgets):
     max_success_rate: float = Field(
         ge=0.0, le=1.0, description="largest share of changed decisions"
     )
@@ -144,14 +144,6 @@ class EvasionParams(_Strict):
     max_iter: int = Field(default=5, ge=1, le=100, description="HopSkipJump iterations per row")
     max_eval: int = Field(default=50, ge=10, le=10_000, description="queries per gradient estimate")
     init_size: int = Field(default=100, ge=1, le=10_000, description="random points tried per row")
-
-    @field_validator("budgets")
-    @classmethod
-    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = sorted(k for k, v in value.items() if not v > 0)
-        if bad:
-            raise ValueError(f"budgets must be positive; not so for {bad}")
-        return value
 
 
 class StressParams(_Strict):

@@ -287,3 +287,14 @@ def test_membership_inference_catches_memorisation(credit):
         assert again.value == result.value  # seeded: the same inputs give the same verdict
         # 125 rows per half (the 250 held-out rows bound it): 4 halves of training and held-out
         assert result.sample_size == 500
+
+
+def test_a_budget_on_a_categorical_feature_fails_the_gate_closed(state, tmp_path, capsys):
+    params = policy_params("ROB-001") | {"budgets": {"purpose": 1.0, "duration": 3}}
+    spec = make_pipeline(tmp_path / "p", policy={"risk_params": {"ROB-001": params}})
+    code = main(["run", str(spec), "--json"])
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    gate = {g["name"]: g for g in payload["gates"]}["robust_to_perturbation"]
+    assert code == 3 and payload["blocked_by"] == ["robust_to_perturbation"]
+    assert "['purpose']; list them under categorical_moves" in gate["summary"]
+    assert "policy.yaml" in gate["summary"]

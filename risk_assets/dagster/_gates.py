@@ -294,25 +294,29 @@ def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _seen_categories(inp: GateInputs, params: Any, control: str) -> dict[str, list]:
+    """The categories seen in training of each ``categorical_moves`` feature, after refusing
+    budgets on categorical features (they can only switch category)."""
+    moving_categories = [c for c in params.budgets if c in inp.validated_categorical]
+    if moving_categories:
+        raise SpecError(
+            f"{inp.pipeline.policy.path}: {control} budgets name categorical features "
+            f"{moving_categories}; list them under categorical_moves"
+        )
+    train = inp.train
+    return {c: sorted(train[c].dropna().unique(), key=str) for c in params.categorical_moves}
+
+
 def _perturbation(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._robustness import perturbation_flip_rate
 
-        categorical = inp.validated_categorical
-        moving_categories = [c for c in params.budgets if c in categorical]
-        if moving_categories:
-            raise SpecError(
-                f"{inp.pipeline.policy.path}: perturbation budgets name categorical features "
-                f"{moving_categories}; list them under categorical_moves"
-            )
         return perturbation_flip_rate(
             inp.model,
             inp.test[inp.candidate["features"]],
             budgets=params.budgets,
             categorical_moves=params.categorical_moves,
-            categories={
-                c: sorted(inp.train[c].dropna().unique(), key=str) for c in params.categorical_moves
-            },
+            categories=_seen_categories(inp, params, "perturbation"),
             max_flip_rate=params.max_flip_rate,
             trials=params.trials,
             sample_size=params.sample_size,
@@ -326,25 +330,16 @@ def _evasion(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._robustness import evasion_attack
 
-        features = inp.candidate["features"]
-        categorical = inp.validated_categorical
-        moving_categories = [c for c in params.budgets if c in categorical]
-        if moving_categories:
-            raise SpecError(
-                f"{inp.pipeline.policy.path}: evasion budgets name categorical features "
-                f"{moving_categories}; list them under categorical_moves"
-            )
-        train = inp.train
-        numeric = [c for c in features if c not in categorical]
+        features, train = inp.candidate["features"], inp.train
+        categories = _seen_categories(inp, params, "evasion")
+        numeric = [c for c in features if c not in inp.validated_categorical]
         return evasion_attack(
             inp.model,
             inp.test[features],
             budgets=params.budgets,
             train_ranges={c: (float(train[c].min()), float(train[c].max())) for c in numeric},
             categorical_moves=params.categorical_moves,
-            categories={
-                c: sorted(train[c].dropna().unique(), key=str) for c in params.categorical_moves
-            },
+            categories=categories,
             max_success_rate=params.max_success_rate,
             sample_size=params.sample_size,
             max_iter=params.max_iter,
