@@ -175,3 +175,19 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory):
     env = state_env(state)
     proc = run_cli("run", str(CREDIT_SPEC), "--json", env=env)
     return {"proc": proc, "state": state, "env": env}
+
+
+def run_against_champion(state: Path, spec: Path, capsys) -> tuple[int, dict, dict]:
+    """Run ``spec`` in-process on ``state`` (which holds a champion); return the exit code,
+    the ``--json`` payload and its gates by name. The registry must not change when the
+    run is blocked, so that is asserted here for every caller whose run is blocked."""
+    from risk_assets.cli import main
+
+    with using_state(state):
+        before = registered_versions(mlflow_client())
+        code = main(["run", str(spec), "--json"])
+        after = registered_versions(mlflow_client())
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    if code == 3:
+        assert before == after, "a blocked run changed the registry"
+    return code, payload, {g["name"]: g for g in payload["gates"]}

@@ -5,13 +5,12 @@ that per-feature tests cannot."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import CATEGORICAL, make_pipeline, mlflow_client, registered_versions, using_state
+from conftest import CATEGORICAL, make_pipeline, run_against_champion
 
 if os.environ.get("RISK_ASSETS_REQUIRE_ALIBI") == "1":
     import alibi_detect  # noqa: F401  (this environment must have it)
@@ -22,7 +21,6 @@ else:
 
 from test_drift import NUMERIC, _params, _shifted  # noqa: E402
 
-from risk_assets.cli import main  # noqa: E402
 from risk_assets.controls._drift import feature_drift  # noqa: E402
 from risk_assets.data import split_frame  # noqa: E402
 
@@ -85,12 +83,7 @@ def test_alibi_backend_blocks_a_shifted_batch_in_the_pipeline(clean_run, tmp_pat
         data=_shifted(credit, NUMERIC),
         policy={"risk_params": {"DRIFT-001": params}},
     )
-    with using_state(clean_run["state"]):
-        before = registered_versions(mlflow_client())
-        code = main(["run", str(spec), "--json"])
-        after = registered_versions(mlflow_client())
-    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    gate = {g["name"]: g for g in payload["gates"]}["no_feature_drift"]
+    code, payload, gates = run_against_champion(clean_run["state"], spec, capsys)
+    gate = gates["no_feature_drift"]
     assert code == 3 and "no_feature_drift" in payload["blocked_by"]
     assert "alibi backend" in gate["summary"] and gate["value"] == 3.0, gate["summary"]
-    assert before == after

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -11,12 +9,9 @@ from conftest import (
     CATEGORICAL,
     FEATURES,
     make_pipeline,
-    mlflow_client,
     policy_params,
-    registered_versions,
-    using_state,
+    run_against_champion,
 )
-from risk_assets.cli import main
 from risk_assets.controls._poisoning import conflicting_duplicates_share, label_consistency
 from risk_assets.data import split_frame
 from risk_assets.estimator import build_pipeline
@@ -72,12 +67,7 @@ def test_conflicting_duplicates(credit):
 
 def test_flipped_batch_is_blocked_against_the_champion(clean_run, tmp_path, credit, capsys):
     spec = make_pipeline(tmp_path / "p", data=_flipped(credit))
-    with using_state(clean_run["state"]):
-        before = registered_versions(mlflow_client())
-        code = main(["run", str(spec), "--json"])
-        after = registered_versions(mlflow_client())
-    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    gate = {g["name"]: g for g in payload["gates"]}["labels_consistent"]
+    code, payload, gates = run_against_champion(clean_run["state"], spec, capsys)
+    gate = gates["labels_consistent"]
     assert code == 3 and "labels_consistent" in payload["blocked_by"]
     assert gate["risk_id"] == "INT-001" and gate["value"] > _params()["max_increase"]
-    assert before == after

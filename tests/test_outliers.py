@@ -3,8 +3,6 @@ from the same source passes; with no reference the gate passes and says so."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,12 +10,9 @@ import pytest
 from conftest import (
     CATEGORICAL,
     make_pipeline,
-    mlflow_client,
     policy_params,
-    registered_versions,
-    using_state,
+    run_against_champion,
 )
-from risk_assets.cli import main
 from risk_assets.controls._poisoning import outliers_against_reference
 from risk_assets.data import split_frame
 
@@ -98,13 +93,8 @@ def test_no_reference_passes_and_says_so_and_a_tiny_reference_fails_closed(credi
 
 def test_poisoned_batch_is_blocked_against_the_champion(clean_run, tmp_path, credit, capsys):
     spec = make_pipeline(tmp_path / "p", data=_poisoned(credit))
-    with using_state(clean_run["state"]):
-        before = registered_versions(mlflow_client())
-        code = main(["run", str(spec), "--json"])
-        after = registered_versions(mlflow_client())
-    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    gate = {g["name"]: g for g in payload["gates"]}["no_outliers_against_reference"]
+    code, payload, gates = run_against_champion(clean_run["state"], spec, capsys)
+    gate = gates["no_outliers_against_reference"]
     assert code == 3 and "no_outliers_against_reference" in payload["blocked_by"]
     assert gate["risk_id"] == "INT-002"
     assert gate["value"] > policy_params("INT-002")["max_increase"]
-    assert before == after
