@@ -183,3 +183,57 @@ def split_frame(
         test_size=test_size,
         stratified=bool(can_stratify),
     )
+
+
+def join_labels(
+    batch: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    id_column: str,
+    target: str,
+    batch_source: str | Path,
+    labels_source: str | Path,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """A batch with its delayed labels, joined on ``id_column``.
+
+    Rows whose label has not arrived are left out (and counted): a model trains only on
+    rows with a known outcome.
+
+    Returns:
+        The labelled rows (batch order) and the counts ``rows``, ``labelled``, ``awaiting``
+        and ``labels_without_row``.
+
+    Raises:
+        DataError: the id column or the target is missing, or an id is repeated.
+    """
+    for frame, source, needed in (
+        (batch, batch_source, [id_column]),
+        (labels, labels_source, [id_column, target]),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise DataError(f"{source}: column(s) {missing} not found")
+        repeated = int(frame[id_column].duplicated().sum())
+        if repeated:
+            raise DataError(f"{source}: {repeated} repeated value(s) in id column {id_column!r}")
+    if target in batch.columns:
+        raise DataError(
+            f"{batch_source}: holds the target column {target!r} although its labels come "
+            f"from {labels_source}"
+        )
+    keys = batch[id_column].astype(str)
+    label_keys = labels[id_column].astype(str)
+    known = keys.isin(set(label_keys))
+    by_id = dict(zip(label_keys, labels[target], strict=True))
+    out = batch.loc[known].copy()
+    out[target] = keys[known].map(by_id).to_numpy()
+    if labels[target].dtype.kind in "iub" and not out.empty:
+        out[target] = out[target].astype(labels[target].dtype)
+    out = out.reset_index(drop=True)
+    counts = {
+        "rows": len(batch),
+        "labelled": int(known.sum()),
+        "awaiting": int((~known).sum()),
+        "labels_without_row": int((~label_keys.isin(set(keys))).sum()),
+    }
+    return out, counts

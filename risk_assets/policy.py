@@ -23,6 +23,8 @@ __all__ = [
     "Check",
     "checks_of",
     "METRICS",
+    "MONITORING_ASSETS",
+    "TRAINING_ASSETS",
     "ControlInfo",
     "LoadedPolicy",
     "Policy",
@@ -212,6 +214,35 @@ class MetricThresholdsParams(_Strict):
         return value
 
 
+class PredictionDriftParams(_Strict):
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="KS significance")
+    min_psi: float = Field(default=0.1, ge=0.0, description="smallest PSI that counts as drift")
+    sample_size: int = Field(default=20_000, ge=100, description="scores per side compared")
+
+
+class DecisionVolumeParams(_Strict):
+    history: int = Field(default=6, ge=1, le=366, description="earlier partitions compared with")
+    min_history: int = Field(
+        default=3, ge=1, description="fewer earlier partitions: nothing to compare yet"
+    )
+    max_rate_change: float = Field(
+        ge=0.0, le=1.0, description="largest change in the share of favourable decisions"
+    )
+    max_volume_ratio: float = Field(
+        default=2.0, gt=1.0, description="largest jump (or fall) of a decision count vs the median"
+    )
+
+    @model_validator(mode="after")
+    def _history(self) -> DecisionVolumeParams:
+        if self.min_history > self.history:
+            raise ValueError(f"min_history {self.min_history} exceeds history {self.history}")
+        return self
+
+
+class OutcomePerformanceParams(MetricThresholdsParams):
+    min_rows: int = Field(default=30, ge=1, description="fewer labelled rows cannot decide")
+
+
 class ChampionChallengerParams(_Strict):
     metric: Literal[METRICS] = "roc_auc"  # type: ignore[valid-type]
     tolerance: float = Field(ge=0.0, le=1.0, description="largest allowed drop below the champion")
@@ -222,7 +253,7 @@ class ControlInfo:
     """What a control is: its parameters, the asset its check sits on and the check's name."""
 
     params: type[BaseModel]
-    asset: Literal["validated_data", "candidate_model"]
+    asset: Literal["validated_data", "candidate_model", "scored_batch", "batch_outcomes"]
     check_name: str
     description: str
 
@@ -319,7 +350,42 @@ CONTROLS: dict[str, ControlInfo] = {
         "no_worse_than_champion",
         "candidate not worse than the production champion by more than the tolerance",
     ),
+    # monitoring: checks on the batches the champion scores (partitioned pipelines only)
+    "input_drift": ControlInfo(
+        DriftParams,
+        "scored_batch",
+        "no_input_drift",
+        "a scored batch's features against the champion's training data",
+    ),
+    "prediction_drift": ControlInfo(
+        PredictionDriftParams,
+        "scored_batch",
+        "no_prediction_drift",
+        "the champion's scores on a batch against its scores on its training data (KS, PSI)",
+    ),
+    "decision_volume": ControlInfo(
+        DecisionVolumeParams,
+        "scored_batch",
+        "decision_volume_stable",
+        "favourable and unfavourable decision counts against the recent partitions",
+    ),
+    "batch_expectations": ControlInfo(
+        ExpectationsParams,
+        "scored_batch",
+        "batch_meets_expectations",
+        "the expectation suite (without the target's expectations) on an incoming batch",
+    ),
+    "outcome_performance": ControlInfo(
+        OutcomePerformanceParams,
+        "batch_outcomes",
+        "performs_on_outcomes",
+        "the champion's metrics on a batch once its delayed labels have arrived",
+    ),
 }
+
+#: Assets whose checks gate training and registration; the rest monitor scored batches.
+TRAINING_ASSETS = ("validated_data", "candidate_model")
+MONITORING_ASSETS = ("scored_batch", "batch_outcomes")
 
 
 class Control(_Strict):
@@ -465,10 +531,13 @@ class Check:
         return self.risk.blocking
 
 
-def checks_of(policy: Policy, protected_attributes: list[str]) -> list[Check]:
+def checks_of(
+    policy: Policy, protected_attributes: list[str], *, assets: tuple[str, ...] | None = None
+) -> list[Check]:
     """Every check of a policy for a spec with these protected attributes, in register order.
 
     A ``fairness`` control makes one check per attribute, ``fair_across_<attribute>``.
+    ``assets`` keeps the checks on those assets only (e.g. :data:`TRAINING_ASSETS`).
 
     Raises:
         ValueError: a fairness control with no attribute to check, or one the spec lacks.
@@ -476,6 +545,8 @@ def checks_of(policy: Policy, protected_attributes: list[str]) -> list[Check]:
     out = []
     for risk in policy.controlled_risks():
         control = risk.control
+        if assets is not None and control.asset not in assets:
+            continue
         if control.name != "fairness":
             out.append(Check(control.check_name, risk, control.asset))
             continue

@@ -29,7 +29,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from risk_assets._yaml import format_validation_error, read_yaml_mapping
 from risk_assets.errors import SpecError
 
-__all__ = ["EstimatorSpec", "LoadedSpec", "PipelineSpec", "SourceSpec", "SplitSpec", "load_spec"]
+__all__ = [
+    "EstimatorSpec",
+    "LoadedSpec",
+    "PartitionsSpec",
+    "PipelineSpec",
+    "RetrainingSpec",
+    "SourceSpec",
+    "SplitSpec",
+    "load_spec",
+    "parse_partition_key",
+]
 
 #: Pipeline names: lower case letters, digits and underscores, starting with a letter.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -54,26 +64,118 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class SourceSpec(_Strict):
-    """Where the training data comes from: one CSV or Parquet file."""
+class PartitionsSpec(_Strict):
+    """How a folder of batch files is partitioned: one file per day or per month."""
 
-    path: str = Field(min_length=1, description="CSV or Parquet file, relative to the spec")
+    scheme: Literal["daily", "monthly"]
+    start: str = Field(description="first partition key: YYYY-MM (monthly) or YYYY-MM-DD (daily)")
+    end: str | None = Field(
+        default=None,
+        description="last partition key (inclusive); default: open, up to the last complete period",
+    )
+
+    @model_validator(mode="after")
+    def _keys(self) -> PartitionsSpec:
+        first = parse_partition_key(self.scheme, self.start, key="start")
+        if self.end is not None and parse_partition_key(self.scheme, self.end, key="end") < first:
+            raise ValueError(f"end {self.end!r} is before start {self.start!r}")
+        return self
+
+    @property
+    def key_format(self) -> str:
+        return KEY_FORMATS[self.scheme]
+
+
+#: The partition key format of each scheme (it is also the key in the file names).
+KEY_FORMATS = {"daily": "%Y-%m-%d", "monthly": "%Y-%m"}
+PLACEHOLDER = "{partition}"
+
+
+def parse_partition_key(scheme: str, value: str, *, key: str = "partition") -> Any:
+    """The date a partition key stands for; ValueError naming the expected format."""
+    from datetime import datetime
+
+    fmt = KEY_FORMATS[scheme]
+    try:
+        parsed = datetime.strptime(str(value), fmt)
+    except ValueError:
+        shape = "YYYY-MM" if scheme == "monthly" else "YYYY-MM-DD"
+        raise ValueError(f"{key} {value!r} is not a {scheme} partition key ({shape})") from None
+    if parsed.strftime(fmt) != str(value):
+        raise ValueError(f"{key} {value!r} is not a {scheme} partition key")
+    return parsed
+
+
+class SourceSpec(_Strict):
+    """Where the training data comes from: one CSV or Parquet file, or a folder of batch
+    files with the partition key in their names (``pattern``, e.g.
+    ``applications_{partition}.csv``), optionally with delayed labels in files of their own
+    (``labels``), joined on ``id_column``."""
+
+    path: str | None = Field(default=None, description="CSV or Parquet file, relative to the spec")
+    folder: str | None = Field(default=None, description="folder of batch files (partitioned)")
+    pattern: str | None = Field(
+        default=None, description="batch file name with {partition}, e.g. batch_{partition}.csv"
+    )
+    partitions: PartitionsSpec | None = None
+    labels: str | None = Field(
+        default=None,
+        description="file name of a partition's delayed labels, with {partition} (same folder)",
+    )
+    id_column: str | None = Field(
+        default=None, description="the column that joins a batch with its labels"
+    )
     format: Literal["csv", "parquet"] | None = Field(
         default=None, description="file format; inferred from the suffix when omitted"
     )
 
     @model_validator(mode="after")
     def _infer_format(self) -> SourceSpec:
+        if (self.path is None) == (self.folder is None):
+            raise ValueError("give either path (one file) or folder (batch files), not both")
+        if self.folder is not None:
+            if self.pattern is None or self.partitions is None:
+                raise ValueError("a folder of batch files needs pattern and partitions")
+            for key in ("pattern", "labels"):
+                value = getattr(self, key)
+                if value is not None and (
+                    value.count(PLACEHOLDER) != 1 or "/" in value or "\\" in value
+                ):
+                    raise ValueError(
+                        f"{key} must be a file name holding {PLACEHOLDER} exactly once, "
+                        f"found {value!r}"
+                    )
+            if self.labels is not None and self.id_column is None:
+                raise ValueError("labels in files of their own need id_column to join them")
+        else:
+            extra = [k for k in ("pattern", "partitions", "labels") if getattr(self, k)]
+            if extra:
+                raise ValueError(f"{extra} only apply to a folder of batch files")
         if self.format is None:
-            suffix = Path(self.path).suffix.lower()
+            name = self.path if self.path is not None else self.pattern
+            suffix = Path(name).suffix.lower()
             fmt = FORMATS.get(suffix)
             if fmt is None:
                 raise ValueError(
-                    f"cannot infer the format of {self.path!r} from its suffix; "
+                    f"cannot infer the format of {name!r} from its suffix; "
                     "set source.format to 'csv' or 'parquet'"
                 )
             object.__setattr__(self, "format", fmt)
         return self
+
+    @property
+    def partitioned(self) -> bool:
+        return self.folder is not None
+
+
+class RetrainingSpec(_Strict):
+    """How monitoring asks for retraining."""
+
+    cool_down: int = Field(
+        default=3,
+        ge=0,
+        description="partitions after a request in which a new drift episode asks for none",
+    )
 
 
 class EstimatorSpec(_Strict):
@@ -141,6 +243,13 @@ class PipelineSpec(_Strict):
     expectations: str = Field(min_length=1, description="Great Expectations suite (JSON)")
     policy: str = Field(min_length=1, description="risk policy (YAML)")
     registered_model: str | None = None
+    training_window: int = Field(
+        default=1, ge=1, description="partitions a model trains on: the last N up to its own"
+    )
+    schedule: str | None = Field(
+        default=None, description="cron schedule of periodic retraining, e.g. '0 6 2 * *'"
+    )
+    retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
 
     @field_validator("name")
     @classmethod
@@ -158,8 +267,25 @@ class PipelineSpec(_Strict):
             raise ValueError("expected letters, digits, '_', '-' or '.'")
         return value
 
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from dagster._utils.schedules import is_valid_cron_string
+
+            if not is_valid_cron_string(value):
+                raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _columns_consistent(self) -> PipelineSpec:
+        if self.training_window > 1 and not self.source.partitioned:
+            raise ValueError("training_window needs a partitioned source (source.folder)")
+        if self.source.id_column is not None:
+            if self.source.id_column == self.target:
+                raise ValueError("source.id_column must not be the target column")
+            if self.features is not None and self.source.id_column in self.features:
+                raise ValueError("source.id_column must not be a feature")
         for key in ("features", "categorical_features", "protected_attributes"):
             cols = getattr(self, key) or []
             dupes = sorted({c for c in cols if cols.count(c) > 1})
@@ -207,8 +333,31 @@ class LoadedSpec:
         return self.spec.name
 
     @property
+    def partitioned(self) -> bool:
+        return self.spec.source.partitioned
+
+    @property
     def source_path(self) -> Path:
-        return _resolve(self.path, self.spec.source.path)
+        """The source file, or the folder of batch files of a partitioned source."""
+        src = self.spec.source
+        return _resolve(self.path, src.path if src.path is not None else src.folder)
+
+    def batch_path(self, partition: str) -> Path:
+        """The batch file of one partition."""
+        return self._partition_file(self.spec.source.pattern, partition)
+
+    def labels_path(self, partition: str) -> Path | None:
+        """The delayed-labels file of one partition (None when batches carry their labels)."""
+        pattern = self.spec.source.labels
+        return None if pattern is None else self._partition_file(pattern, partition)
+
+    def _partition_file(self, pattern: str, partition: str) -> Path:
+        parts = self.spec.source.partitions
+        try:
+            parse_partition_key(parts.scheme, partition)
+        except ValueError as exc:
+            raise SpecError(f"{self.path}: {exc}") from None
+        return self.source_path / pattern.replace(PLACEHOLDER, partition)
 
     @property
     def serving_path(self) -> Path | None:
@@ -244,8 +393,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
     loaded = LoadedSpec(spec=spec, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     if loaded.serving_path is not None and not loaded.serving_path.is_file():
         raise SpecError(f"{path}: serving_source.path: file not found: {loaded.serving_path}")
+    if loaded.partitioned and not loaded.source_path.is_dir():
+        raise SpecError(f"{path}: source.folder: folder not found: {loaded.source_path}")
     for key, target in (
-        ("source.path", loaded.source_path),
+        *((("source.path", loaded.source_path),) if not loaded.partitioned else ()),
         ("expectations", loaded.suite_path),
         ("policy", loaded.policy_path),
     ):

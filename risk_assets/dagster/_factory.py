@@ -9,7 +9,7 @@ lives in the snapshot store and models in MLflow.
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,21 @@ import dagster as dg
 
 from risk_assets.controls._result import ControlResult, markdown_table
 from risk_assets.dagster._gates import Gate, GateInputs, gates_for
-from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
+from risk_assets.dagster._monitoring import data_job_name, monitoring_definitions
+from risk_assets.dagster._partitions import (
+    partitions_def,
+    quiet_previews,
+    read_partition,
+    window_mapping,
+)
+from risk_assets.dagster._resources import (
+    JsonIOManager,
+    MlflowResource,
+    SnapshotStoreResource,
+    WebhookAlertResource,
+)
 from risk_assets.errors import DataError, RiskAssetsError, SpecError
-from risk_assets.policy import LoadedPolicy, Risk, load_policy
+from risk_assets.policy import MONITORING_ASSETS, TRAINING_ASSETS, LoadedPolicy, Risk, load_policy
 from risk_assets.settings import current_user
 from risk_assets.spec import LoadedSpec, load_spec
 
@@ -75,6 +87,14 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
             f"{policy.path}: no risk uses the 'expectations' control, so the suite named by "
             f"{spec.path} would never run"
         )
+    monitoring = [
+        r.id for r in policy.policy.controlled_risks() if r.control.asset in MONITORING_ASSETS
+    ]
+    if monitoring and not spec.partitioned:
+        raise SpecError(
+            f"{policy.path}: risks {monitoring} use monitoring controls, which score batches; "
+            f"they need a partitioned source (source.folder in {spec.path})"
+        )
     return LoadedPipeline(spec=spec, policy=policy, suite_sha256=file_sha256(spec.suite_path))
 
 
@@ -83,7 +103,10 @@ class PipelineDefinitions:
     pipeline: LoadedPipeline
     assets: list[dg.AssetsDefinition]
     checks: list[dg.AssetChecksDefinition]
-    job: Any  # an unresolved asset job
+    job: Any  # the training job (an unresolved asset job)
+    jobs: list[Any] = field(default_factory=list)  # every job, the training job first
+    sensors: list[Any] = field(default_factory=list)
+    schedules: list[Any] = field(default_factory=list)
 
 
 def _code_version(folder: Path) -> str:
@@ -164,29 +187,44 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
     def ins(*names: str) -> dict[str, dg.AssetIn]:
         return {n: dg.AssetIn(key=key(n)) for n in names}
 
-    common = {"key_prefix": prefix, "group_name": name}
+    pdef = partitions_def(loaded) if loaded.partitioned else None
+    common = {"key_prefix": prefix, "group_name": name, "partitions_def": pdef}
+    where = (
+        f"{spec.source.folder}/{spec.source.pattern}" if loaded.partitioned else spec.source.path
+    )
     owners = [f"team:{spec.owner}"] if spec.owner and " " not in spec.owner else None
 
     @dg.asset(
         name="raw_snapshot",
         **common,
         owners=owners,
-        description=f"Content-addressed snapshot of {spec.source.path} (SHA-256 as data version).",
+        description=f"Content-addressed snapshot of {where} (SHA-256 as data version).",
     )
     def raw_snapshot(context: dg.AssetExecutionContext, snapshots: SnapshotStoreResource):
         from risk_assets.data import read_source
 
-        df = read_source(loaded.source_path, spec.source.format)
+        counts: dict[str, Any] = {}
+        if pdef is not None:
+            df, counts, source = read_partition(loaded, context.partition_key)
+        else:
+            df, source = (
+                read_source(loaded.source_path, spec.source.format),
+                str(loaded.source_path),
+            )
         ref = snapshots.get_store().put(df)
+        value = {**ref.to_dict(), "source": source}
+        if pdef is not None:
+            value["partition"] = context.partition_key
         return dg.Output(
-            {**ref.to_dict(), "source": str(loaded.source_path)},
+            value,
             data_version=dg.DataVersion(ref.sha256),
             metadata={
                 "risk/snapshot_sha256": ref.sha256,
                 "risk/hash_scheme": ref.scheme,
                 "dagster/row_count": dg.MetadataValue.int(ref.rows),
                 "columns": dg.MetadataValue.int(len(ref.columns)),
-                "source": dg.MetadataValue.path(str(loaded.source_path)),
+                "source": source,
+                **{f"rows/{k}": dg.MetadataValue.int(v) for k, v in counts.items()},
             },
         )
 
@@ -205,6 +243,8 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
 
         store = snapshots.get_store()
         raw = store.get(raw_snapshot["sha256"])
+        if spec.source.id_column in raw.columns:
+            raw = raw.drop(columns=[spec.source.id_column])  # a key, never a feature
         df, features = select_columns(
             raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
         )
@@ -217,7 +257,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         if extra:
             df = raw[[*df.columns, *extra]]
         # the same columns in the same order are the same frame: no second hash
-        same = list(df.columns) == list(raw.columns)
+        same = list(df.columns) == list(raw.columns) and spec.source.id_column is None
         ref = store.put(df, sha256=raw_snapshot["sha256"] if same else None)
         categorical = categorical_columns(df, features, spec.categorical_features)
         return dg.Output(
@@ -228,6 +268,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
                 "target": spec.target,
                 "features": features,
                 "categorical": categorical,
+                **({"partition": context.partition_key} if pdef is not None else {}),
             },
             data_version=dg.DataVersion(ref.sha256),
             metadata={
@@ -238,12 +279,27 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             },
         )
 
+    split_ins = ins("validated_data")
+    if pdef is not None:
+        split_ins = {
+            "validated_data": dg.AssetIn(
+                key=key("validated_data"), partition_mapping=window_mapping(spec.training_window)
+            )
+        }
+
     @dg.asset(
         name="train_test_split",
-        ins=ins("validated_data"),
+        ins=split_ins,
         **common,
         owners=owners,
-        description="Seeded train/test split of the validated data, each part content-addressed.",
+        description=(
+            "Seeded train/test split of the validated data, each part content-addressed"
+            + (
+                f"; trains on the last {spec.training_window} partitions."
+                if pdef is not None
+                else "."
+            )
+        ),
     )
     def train_test_split(
         context: dg.AssetExecutionContext, validated_data: dict, snapshots: SnapshotStoreResource
@@ -251,6 +307,9 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         from risk_assets.data import split_frame
 
         store = snapshots.get_store()
+        window = None
+        if pdef is not None:
+            validated_data, window = _combine_window(store, pipeline, validated_data)
         df = store.get(validated_data["sha256"])
         split = split_frame(
             df,
@@ -268,9 +327,18 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             "stratified": split.stratified,
             "validated_sha256": validated_data["sha256"],
         }
+        window_md = {}
+        if window is not None:
+            value["data"], value["window"] = validated_data, window
+            window_md = {
+                "risk/window": f"{window[0]['partition']}..{window[-1]['partition']}",
+                "risk/window_partitions": dg.MetadataValue.int(len(window)),
+                "risk/window_sha256": validated_data["sha256"],
+            }
         return dg.Output(
             value,
             metadata={
+                **window_md,
                 "risk/train_sha256": train.sha256,
                 "risk/test_sha256": test.sha256,
                 "seed": split.seed,
@@ -281,21 +349,47 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             },
         )
 
-    @dg.asset(
-        name="candidate_model",
-        ins=ins("validated_data", "train_test_split"),
-        **common,
-        owners=owners,
-        description=f"{spec.estimator.class_path} fitted on the training split, logged to MLflow.",
+    candidate_description = (
+        f"{spec.estimator.class_path} fitted on the training split, logged to MLflow."
     )
-    def candidate_model(
-        context: dg.AssetExecutionContext,
-        validated_data: dict,
-        train_test_split: dict,
-        mlflow: MlflowResource,
-        snapshots: SnapshotStoreResource,
-    ):
-        return _fit_and_log(context, pipeline, validated_data, train_test_split, mlflow, snapshots)
+    if pdef is None:
+
+        @dg.asset(
+            name="candidate_model",
+            ins=ins("validated_data", "train_test_split"),
+            **common,
+            owners=owners,
+            description=candidate_description,
+        )
+        def candidate_model(
+            context: dg.AssetExecutionContext,
+            validated_data: dict,
+            train_test_split: dict,
+            mlflow: MlflowResource,
+            snapshots: SnapshotStoreResource,
+        ):
+            return _fit_and_log(
+                context, pipeline, validated_data, train_test_split, mlflow, snapshots
+            )
+
+    else:
+
+        @dg.asset(
+            name="candidate_model",
+            ins=ins("train_test_split"),
+            **common,
+            owners=owners,
+            description=candidate_description,
+        )
+        def candidate_model(
+            context: dg.AssetExecutionContext,
+            train_test_split: dict,
+            mlflow: MlflowResource,
+            snapshots: SnapshotStoreResource,
+        ):
+            return _fit_and_log(
+                context, pipeline, train_test_split["data"], train_test_split, mlflow, snapshots
+            )
 
     @dg.asset(
         name="registered_model",
@@ -307,17 +401,26 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
     def registered_model(
         context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
     ):
+        from risk_assets.errors import GateEvidenceError, IntegrityError
         from risk_assets.registry._mlflow import register_candidate
 
-        reg = register_candidate(
-            mlflow.get_client(),
-            candidate_model["run_id"],
-            model_name=spec.model_name,
-            policy=policy,
-            policy_sha256=lpolicy.sha256,
-            suite_sha256=pipeline.suite_sha256,
-            protected_attributes=spec.protected_attributes,
-        )
+        try:
+            reg = register_candidate(
+                mlflow.get_client(),
+                candidate_model["run_id"],
+                model_name=spec.model_name,
+                policy=policy,
+                policy_sha256=lpolicy.sha256,
+                suite_sha256=pipeline.suite_sha256,
+                protected_attributes=spec.protected_attributes,
+            )
+        except (GateEvidenceError, IntegrityError) as exc:
+            # a retry sees the same evidence: it must never turn a refusal into a pass
+            raise dg.Failure(
+                f"{type(exc).__name__}: {exc}",
+                allow_retries=False,
+                metadata={"risk/refused": type(exc).__name__},
+            ) from exc
         context.log.info(
             f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
         )
@@ -335,18 +438,36 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
             },
         )
 
-    checks = [_build_check(pipeline, gate, key(gate.asset)) for gate in gates_for(pipeline)]
+    with quiet_previews():
+        checks = [
+            _build_check(pipeline, gate, key(gate.asset), pdef)
+            for gate in gates_for(pipeline, assets=TRAINING_ASSETS)
+        ]
+    assets = [raw_snapshot, validated_data, train_test_split, candidate_model, registered_model]
     job = dg.define_asset_job(
         job_name(name),
-        selection=dg.AssetSelection.groups(name),
+        selection=dg.AssetSelection.assets(*[a.key for a in assets]),
         description=f"The gated pipeline {name}: data, gates, candidate, registration.",
         tags={"risk_assets/pipeline": name},
     )
+    extra = None
+    if pdef is not None:
+        data_job = dg.define_asset_job(
+            data_job_name(name),
+            selection=dg.AssetSelection.assets(raw_snapshot.key, validated_data.key),
+            description=f"Snapshots and gates one partition's data of {name}.",
+            tags={"risk_assets/pipeline": name},
+        )
+        extra = monitoring_definitions(pipeline, pdef, job, data_job)
+        extra.jobs.insert(0, data_job)
     return PipelineDefinitions(
         pipeline=pipeline,
-        assets=[raw_snapshot, validated_data, train_test_split, candidate_model, registered_model],
-        checks=checks,
+        assets=assets + (extra.assets if extra else []),
+        checks=checks + (extra.checks if extra else []),
         job=job,
+        jobs=[job, *(extra.jobs if extra else [])],
+        sensors=extra.sensors if extra else [],
+        schedules=_schedules(pipeline, job, pdef),
     )
 
 
@@ -369,6 +490,7 @@ def _fit_and_log(
         iter_param_items,
         log_gate,
         log_gate_plot,
+        log_window,
         snapshot_dataset_input,
     )
     from risk_assets.registry._models import save_model_dir
@@ -406,21 +528,30 @@ def _fit_and_log(
     client = mlflow.get_client()
     experiment_id = mlflow.ensure_experiment(spec.name)
     partition = context.partition_key if context.has_partition_key else None
-    # Data-gate evidence for this snapshot counts only if it was made under the policy and
-    # suite in force; stale records are left out, so registration finds no evidence.
-    data_records = []
-    for risk in lpolicy.policy.controlled_risks():
-        if risk.control.asset != "validated_data":
-            continue
-        rec = store.get_evidence(validated["sha256"], risk.control.check_name)
-        if rec is None or rec.get("policy_sha256") != lpolicy.sha256:
-            continue
-        if rec.get("suite_sha256") not in (None, pipeline.suite_sha256):
-            continue
-        data_records.append(rec)
+    window = split.get("window")
+    if window is None:
+        data_records = [
+            rec
+            for check in _data_checks(pipeline)
+            if (rec := _current_evidence(store, pipeline, validated["sha256"], check)) is not None
+        ]
+        window_doc = None
+    else:
+        data_records, window_doc = _window_evidence(
+            store, pipeline, window, validated["sha256"], context.run.run_id
+        )
     tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.partition": partition or "none",
+        **({_TAG + "partition": partition} if partition else {}),
+        **(
+            {
+                _TAG + "window": f"{window[0]['partition']}..{window[-1]['partition']} "
+                f"({len(window)} partitions)"
+            }
+            if window
+            else {}
+        ),
         "dagster.job": context.job_name,
         _TAG + "pipeline": spec.name,
         _TAG + "source": validated["source"],
@@ -502,9 +633,12 @@ def _fit_and_log(
             )
             client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         client.set_tag(run_id, _TAG + "model_sha256", model_sha)
+        if window_doc is not None:
+            client.set_tag(run_id, _TAG + "window_sha256", log_window(client, run_id, window_doc))
         for record in data_records:
             log_gate(client, run_id, GateRecord.from_dict(record))
-            png = store.get_evidence_plot(validated["sha256"], record["check"])
+            plot_subject = validated["sha256"] if window is None else window[-1]["sha256"]
+            png = store.get_evidence_plot(plot_subject, record["check"])
             if png is not None:
                 try:
                     log_gate_plot(client, run_id, record["check"], png)
@@ -542,6 +676,185 @@ def _fit_and_log(
     )
 
 
+def _data_checks(pipeline: LoadedPipeline) -> list[str]:
+    from risk_assets.policy import checks_of
+
+    spec = pipeline.spec.spec
+    return [
+        c.name
+        for c in checks_of(
+            pipeline.policy.policy, spec.protected_attributes, assets=("validated_data",)
+        )
+    ]
+
+
+def _current_evidence(
+    store: Any, pipeline: LoadedPipeline, subject: str, check: str
+) -> dict[str, Any] | None:
+    """A data gate's record for a snapshot, if it was made under the policy and suite in
+    force; a stale record counts as none, so registration finds no evidence."""
+    rec = store.get_evidence(subject, check)
+    if rec is None or rec.get("policy_sha256") != pipeline.policy.sha256:
+        return None
+    if rec.get("suite_sha256") not in (None, pipeline.suite_sha256):
+        return None
+    return rec
+
+
+def _window_evidence(
+    store: Any, pipeline: LoadedPipeline, window: list[dict], combined_sha: str, run_id: str
+) -> tuple[list[dict], dict]:
+    """Per data gate, a summary record over the window's partitions (about the combined
+    snapshot), and the window record with every partition's own evidence."""
+    from risk_assets.registry._mlflow import GateRecord
+
+    policy = pipeline.policy
+    parts = [{**w, "gates": {}} for w in window]
+    summaries = []
+    for check in _data_checks(pipeline):
+        missing, failed = [], []
+        for part in parts:
+            rec = _current_evidence(store, pipeline, part["sha256"], check)
+            if rec is None:
+                missing.append(part["partition"])
+                continue
+            part["gates"][check] = rec
+            if not rec.get("passed"):
+                failed.append(part["partition"])
+        n = len(parts)
+        ok = n - len(missing) - len(failed)
+        summary = f"{ok} of {n} partitions of the window passed"
+        if failed:
+            summary += f"; failed in {', '.join(failed)}"
+        if missing:
+            summary += f"; no current evidence for {', '.join(missing)}"
+        first = parts[0]["gates"].get(check) or {}
+        summaries.append(
+            GateRecord(
+                check=check,
+                risk_id=first.get("risk_id") or _risk_id(pipeline, check),
+                asset="validated_data",
+                blocking=bool(first.get("blocking", True)),
+                passed=not missing and not failed,
+                value=float(len(missing) + len(failed)),
+                threshold=0.0,
+                summary=summary,
+                subject_sha256=combined_sha,
+                policy_sha256=policy.sha256,
+                suite_sha256=pipeline.suite_sha256
+                if all(p["gates"].get(check, {}).get("suite_sha256") for p in parts)
+                else None,
+                dagster_run_id=run_id,
+                figures={"partitions": float(n), "passed_partitions": float(ok)},
+            ).to_dict()
+        )
+    return summaries, {"combined_sha256": combined_sha, "partitions": parts}
+
+
+def _risk_id(pipeline: LoadedPipeline, check: str) -> str:
+    from risk_assets.policy import checks_of
+
+    spec = pipeline.spec.spec
+    for c in checks_of(pipeline.policy.policy, spec.protected_attributes):
+        if c.name == check:
+            return c.risk.id
+    return "unknown"
+
+
+def _combine_window(
+    store: Any, pipeline: LoadedPipeline, loaded_input: dict
+) -> tuple[dict, list[dict]]:
+    """The validated partitions of a training window as one content-addressed snapshot.
+
+    Returns:
+        A validated-data value for the combined frame, and the window: each partition's
+        key, snapshot, raw snapshot, source and rows, in partition order.
+    """
+    import hashlib
+
+    import pandas as pd
+
+    from risk_assets.estimator import categorical_columns
+
+    spec = pipeline.spec.spec
+    values = loaded_input if "sha256" not in loaded_input else {"": loaded_input}
+    parts = [values[k] for k in sorted(values)]
+    if not parts:
+        raise dg.Failure("the training window holds no partition", allow_retries=False)
+    columns = parts[0]["columns"]
+    for part in parts[1:]:
+        if part["columns"] != columns:
+            raise DataError(
+                f"{part['source']}: columns differ from those of partition "
+                f"{parts[0]['partition']} ({parts[0]['source']}); a window needs one schema"
+            )
+    frames = [store.get(part["sha256"]) for part in parts]
+    combined = pd.concat(frames, ignore_index=True)
+    ref = store.put(combined)
+    features = parts[0]["features"]
+    window = [
+        {
+            "partition": part["partition"],
+            "sha256": part["sha256"],
+            "raw_sha256": part["raw_sha256"],
+            "source": part["source"],
+            "rows": part["rows"],
+        }
+        for part in parts
+    ]
+    raw_ids = ",".join(w["raw_sha256"] for w in window)
+    value = {
+        **ref.to_dict(),
+        # the window's raw data is named by the hash of its partitions' raw snapshot hashes
+        "raw_sha256": hashlib.sha256(raw_ids.encode()).hexdigest(),
+        "source": f"{pipeline.spec.source_path} {window[0]['partition']}"
+        f"..{window[-1]['partition']}",
+        "target": spec.target,
+        "features": features,
+        "categorical": categorical_columns(combined, features, spec.categorical_features),
+    }
+    return value, window
+
+
+def _schedules(pipeline: LoadedPipeline, job: Any, pdef: Any) -> list[Any]:
+    """The spec's cron schedule of retraining (stopped until someone turns it on): a
+    partitioned pipeline retrains on the window ending at the last complete partition."""
+    spec = pipeline.spec.spec
+    if spec.schedule is None:
+        return []
+    name = f"{spec.name}_retraining_schedule"
+    description = f"Retrains {spec.name} on schedule {spec.schedule!r} (from {pipeline.spec.path})"
+    if pdef is None:
+        return [
+            dg.ScheduleDefinition(
+                name=name,
+                job=job,
+                cron_schedule=spec.schedule,
+                description=description,
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+            )
+        ]
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=spec.schedule,
+        description=description,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def retraining_schedule(context: dg.ScheduleEvaluationContext):
+        at = context.scheduled_execution_time
+        window = pdef.get_last_partition_window(current_time=at)
+        if window is None:
+            return dg.SkipReason("no complete partition yet")
+        key = pdef.get_partition_key_for_timestamp(window.start.timestamp())
+        return dg.RunRequest(
+            run_key=f"schedule:{key}", partition_key=key, tags={"risk_assets/trigger": "schedule"}
+        )
+
+    return [retraining_schedule]
+
+
 def _plot(control: str, check: str, result: ControlResult, log: Any) -> bytes | None:
     """The gate's plot, if its control draws one. A plot that cannot be drawn is logged and
     left out: it is an illustration of the evidence, not part of the verdict."""
@@ -556,7 +869,12 @@ def _plot(control: str, check: str, result: ControlResult, log: Any) -> bytes | 
         return None
 
 
-def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
+def _build_check(
+    pipeline: LoadedPipeline,
+    gate: Gate,
+    asset_key: dg.AssetKey,
+    pdef: dg.PartitionsDefinition | None = None,
+):
     """One asset check for one gate: runs the control, records evidence, reports metadata."""
     risk, lpolicy = gate.risk, pipeline.policy
     description = (
@@ -601,7 +919,11 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
     if gate.asset == "validated_data":
 
         @dg.asset_check(
-            asset=asset_key, name=gate.check, blocking=gate.blocking, description=description
+            asset=asset_key,
+            name=gate.check,
+            blocking=gate.blocking,
+            description=description,
+            partitions_def=pdef,
         )
         def data_check(
             context: dg.AssetCheckExecutionContext,
@@ -630,6 +952,7 @@ def _build_check(pipeline: LoadedPipeline, gate: Gate, asset_key: dg.AssetKey):
         name=gate.check,
         blocking=gate.blocking,
         description=description,
+        partitions_def=pdef,
     )
     def model_check(
         context: dg.AssetCheckExecutionContext,
@@ -665,6 +988,7 @@ def default_resources() -> dict[str, Any]:
     return {
         "mlflow": MlflowResource(),
         "snapshots": SnapshotStoreResource(),
+        "alerts": WebhookAlertResource(),
         "io_manager": JsonIOManager(),
     }
 
@@ -695,7 +1019,9 @@ def build_definitions(
     return dg.Definitions(
         assets=[a for d in defs for a in d.assets],
         asset_checks=[c for d in defs for c in d.checks],
-        jobs=[d.job for d in defs],
+        jobs=[j for d in defs for j in (d.jobs or [d.job])],
+        sensors=[x for d in defs for x in d.sensors],
+        schedules=[x for d in defs for x in d.schedules],
         resources={**default_resources(), **(resources or {})},
         # Steps run one after another in the run's process: the embedded SQLite
         # instance must not be written by several processes at once (dagster#2884).

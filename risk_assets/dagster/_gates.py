@@ -512,8 +512,15 @@ _SINGLE = {
 }
 
 
-def gates_for(pipeline: Any) -> list[Gate]:
-    """Every check of a loaded pipeline, in register order (see :func:`checks_of`).
+def gates_for(
+    pipeline: Any,
+    *,
+    assets: tuple[str, ...] | None = None,
+    runners: dict[str, Callable[[Any], Callable[[Any], ControlResult]]] | None = None,
+) -> list[Gate]:
+    """Every check of a loaded pipeline on ``assets`` (default: all), in register order
+    (see :func:`checks_of`); ``runners`` builds the gate of each control name (default:
+    the training gates of this module).
 
     Raises:
         SpecError: a control needs something the spec does not name (e.g. fairness without
@@ -521,7 +528,7 @@ def gates_for(pipeline: Any) -> list[Gate]:
     """
     spec = pipeline.spec.spec
     try:
-        checks = checks_of(pipeline.policy.policy, spec.protected_attributes)
+        checks = checks_of(pipeline.policy.policy, spec.protected_attributes, assets=assets)
     except ValueError as exc:
         raise SpecError(f"{pipeline.policy.path} with {pipeline.spec.path}: {exc}") from None
     gates = []
@@ -530,6 +537,6 @@ def gates_for(pipeline: Any) -> list[Gate]:
         if check.attribute is not None:
             run = _fairness(params, check.attribute)
         else:
-            run = _SINGLE[check.risk.control.name](params)
+            run = (runners or _SINGLE)[check.risk.control.name](params)
         gates.append(Gate(check.name, check.risk, check.asset, run))
     return gates

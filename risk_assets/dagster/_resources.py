@@ -16,7 +16,10 @@ from pydantic import Field, PrivateAttr
 
 from risk_assets.settings import current_settings
 
-__all__ = ["JsonIOManager", "MlflowResource", "SnapshotStoreResource"]
+__all__ = ["JsonIOManager", "MlflowResource", "SnapshotStoreResource", "WebhookAlertResource"]
+
+#: Environment variable with the URL of the alert webhook (when the resource names none).
+ALERT_WEBHOOK_ENV = "RISK_ASSETS_ALERT_WEBHOOK"
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -97,6 +100,47 @@ class SnapshotStoreResource(dg.ConfigurableResource):
         return SnapshotStore(self.base_dir or current_settings().snapshot_dir)
 
 
+class WebhookAlertResource(dg.ConfigurableResource):
+    """Alerts (e.g. a retraining request) as a JSON POST to a webhook: chat, paging or
+    ticketing systems accept these. Without a URL, alerts are only logged."""
+
+    url: str | None = Field(
+        default=None, description=f"URL that receives each alert; default ${ALERT_WEBHOOK_ENV}"
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="per request")
+
+    def resolved_url(self) -> str | None:
+        return self.url or os.environ.get(ALERT_WEBHOOK_ENV) or None
+
+    def send(self, payload: dict[str, Any], *, log: Any = None) -> bool:
+        """POST ``payload``; True when the webhook answered 2xx. A failure is logged, never
+        raised: an alert that cannot be delivered must not stop what it reports on."""
+        import urllib.error
+        import urllib.request
+
+        url = self.resolved_url()
+        if not url:
+            if log is not None:
+                log.warning(f"alert not sent (no webhook configured): {payload.get('summary')}")
+            return False
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(payload, sort_keys=True).encode("utf-8"),
+            headers={"Content-Type": "application/json", "User-Agent": "risk-assets"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                ok = 200 <= response.status < 300
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            if log is not None:
+                log.error(f"alert webhook failed ({type(exc).__name__}: {exc})")
+            return False
+        if not ok and log is not None:
+            log.error(f"alert webhook answered {response.status}")
+        return ok
+
+
 class JsonIOManager(dg.ConfigurableIOManager):
     """Stores asset values as JSON (references and figures, never pickles)."""
 
@@ -120,12 +164,21 @@ class JsonIOManager(dg.ConfigurableIOManager):
         os.replace(tmp, path)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(
-            context.asset_key, context.partition_key if context.has_partition_key else None
-        )
+        """The upstream value; for an input that spans partitions (a training window), a
+        mapping of partition key to value."""
+        if context.has_asset_partitions:
+            keys = list(context.asset_partition_keys)
+            if len(keys) != 1 or not context.has_partition_key or keys[0] != context.partition_key:
+                return {k: self._read(context.asset_key, k) for k in keys}
+            return self._read(context.asset_key, keys[0])
+        return self._read(context.asset_key, None)
+
+    def _read(self, asset_key: dg.AssetKey, partition: str | None) -> Any:
+        path = self._path(asset_key, partition)
         if not path.is_file():
+            where = f" partition {partition}" if partition else ""
             raise dg.Failure(
-                f"no stored value for {context.asset_key.to_user_string()} at {path}; "
+                f"no stored value for {asset_key.to_user_string()}{where} at {path}; "
                 "materialise it first",
                 allow_retries=False,
             )

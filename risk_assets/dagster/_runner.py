@@ -9,7 +9,7 @@ import dagster as dg
 
 from risk_assets.dagster._factory import LoadedPipeline, build_definitions, job_name, load_pipeline
 from risk_assets.errors import ConfigError, DataError
-from risk_assets.policy import checks_of
+from risk_assets.policy import TRAINING_ASSETS, checks_of
 
 __all__ = ["GateOutcome", "RunOutcome", "preflight", "run_pipeline"]
 
@@ -168,7 +168,7 @@ def run_pipeline(
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     gates = []
-    for required in checks_of(policy, spec.protected_attributes):
+    for required in checks_of(policy, spec.protected_attributes, assets=TRAINING_ASSETS):
         check, risk = required.name, required.risk
         ev = evaluations.get(check)
         md = ev.metadata if ev else {}

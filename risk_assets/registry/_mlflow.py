@@ -8,6 +8,7 @@ evidence is a JSON tag per check, ``risk_assets.gate.<check>``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
-from risk_assets.policy import checks_of
+from risk_assets.policy import TRAINING_ASSETS, checks_of
 from risk_assets.settings import current_user
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ __all__ = [
     "lineage",
     "log_gate",
     "log_gate_plot",
+    "log_window",
+    "read_window",
     "register_candidate",
     "verify_gate_evidence",
 ]
@@ -186,29 +189,51 @@ def verify_gate_evidence(
         recorded = tags.get(P + "protected_attributes", "")
         protected_attributes = [a for a in recorded.split(",") if a]
     try:
-        required = [c for c in checks_of(policy, list(protected_attributes)) if c.blocking]
+        required = [
+            c
+            for c in checks_of(policy, list(protected_attributes), assets=TRAINING_ASSETS)
+            if c.blocking
+        ]
     except ValueError as exc:
         raise GateEvidenceError(f"cannot tell which gates are required: {exc}") from None
     problems: list[str] = []
     failed: list[str] = []
     for required_check in required:
         risk, check = required_check.risk, required_check.name
-        rec = records.get(check)
-        if rec is None:
-            problems.append(f"{check} ({risk.id}): no evidence")
-        elif not rec.passed:
-            problems.append(f"{check} ({risk.id}): failed: {rec.summary}")
-        elif rec.subject_sha256 != subjects.get(risk.control.asset):
-            problems.append(f"{check} ({risk.id}): evidence is about another {risk.control.asset}")
-        elif rec.policy_sha256 != policy_sha256:
-            problems.append(f"{check} ({risk.id}): evidence is from another policy")
-        elif (rec.suite_sha256 is not None or risk.control.name == "expectations") and (
-            not run_suite or rec.suite_sha256 != run_suite
-        ):
-            problems.append(f"{check} ({risk.id}): evidence is from another expectation suite")
-        else:
-            continue
-        failed.append(check)
+        problem = _record_problem(
+            records.get(check),
+            risk,
+            subject=subjects.get(risk.control.asset),
+            policy_sha256=policy_sha256,
+            run_suite=run_suite,
+        )
+        if problem is not None:
+            problems.append(f"{check} ({risk.id}): {problem}")
+            failed.append(check)
+    if tags.get(P + "window_sha256"):
+        # A model trained on a window of partitions: every partition's own data-gate
+        # evidence must pass, not only the window's summary record.
+        doc = read_window(client, run_id, tags[P + "window_sha256"])
+        if doc.get("combined_sha256") != tags.get(P + "snapshot_sha256"):
+            problems.append("training window: its record names another combined snapshot")
+        for required_check in required:
+            risk, check = required_check.risk, required_check.name
+            if risk.control.asset != "validated_data":
+                continue
+            for part in doc.get("partitions", []):
+                problem = _record_problem(
+                    _as_record(part.get("gates", {}).get(check)),
+                    risk,
+                    subject=part.get("sha256"),
+                    policy_sha256=policy_sha256,
+                    run_suite=run_suite,
+                )
+                if problem is not None:
+                    problems.append(
+                        f"{check} ({risk.id}) in partition {part.get('partition')}: {problem}"
+                    )
+                    if check not in failed:
+                        failed.append(check)
     if problems:
         raise GateEvidenceError(
             "registration refused, blocking gates lack passing evidence for this candidate:\n  "
@@ -216,6 +241,74 @@ def verify_gate_evidence(
             gates=failed,
         )
     return run, actual
+
+
+def _as_record(d: Any) -> GateRecord | None:
+    try:
+        return None if d is None else GateRecord.from_dict(d)
+    except (TypeError, ValueError):
+        return None  # an unreadable record counts as missing evidence
+
+
+def _record_problem(
+    rec: GateRecord | None,
+    risk: Any,
+    *,
+    subject: str | None,
+    policy_sha256: str,
+    run_suite: str | None,
+) -> str | None:
+    """Why a gate record does not count as passing evidence (None when it does)."""
+    if rec is None:
+        return "no evidence"
+    if not rec.passed:
+        return f"failed: {rec.summary}"
+    if rec.subject_sha256 != subject:
+        return f"evidence is about another {risk.control.asset}"
+    if rec.policy_sha256 != policy_sha256:
+        return "evidence is from another policy"
+    if (rec.suite_sha256 is not None or risk.control.name == "expectations") and (
+        not run_suite or rec.suite_sha256 != run_suite
+    ):
+        return "evidence is from another expectation suite"
+    return None
+
+
+WINDOW_ARTIFACT = "lineage/window.json"
+
+
+def log_window(client: MlflowClient, run_id: str, doc: Mapping[str, Any]) -> str:
+    """Put a training window (its partitions, snapshots and their data-gate records) on the
+    run as ``lineage/window.json``; return the SHA-256 of the bytes, which the run's tag
+    ``window_sha256`` records so that a changed file is noticed."""
+    data = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(WINDOW_ARTIFACT).name
+        path.write_bytes(data)
+        client.log_artifact(run_id, str(path), str(Path(WINDOW_ARTIFACT).parent))
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_window(client: MlflowClient, run_id: str, expected_sha256: str) -> dict[str, Any]:
+    """The run's training window record, verified against its recorded hash.
+
+    Raises:
+        GateEvidenceError: the record is missing or changed.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, WINDOW_ARTIFACT, tmp)
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch is missing evidence
+            raise GateEvidenceError(
+                f"run {run_id}: training window record {WINDOW_ARTIFACT} cannot be read "
+                f"({type(exc).__name__})"
+            ) from None
+        data = Path(local).read_bytes()
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise GateEvidenceError(
+            f"run {run_id}: training window record {WINDOW_ARTIFACT} changed since training"
+        )
+    return json.loads(data)
 
 
 @dataclass(frozen=True)
@@ -301,6 +394,9 @@ def register_candidate(
         P + "registered_by": who,
         P + "policy_tier": policy.tier,
     }
+    for key in ("partition", "window"):
+        if run.data.tags.get(P + key):
+            evidence[P + key] = run.data.tags[P + key]
     if existing:
         mv = existing[0]
     else:
@@ -523,6 +619,24 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             gate_records(run).values(), key=lambda r: (r.asset != "validated_data", r.check)
         )
     ]
+    window = None
+    if tags.get(P + "window_sha256"):
+        try:
+            doc = read_window(client, run.info.run_id, tags[P + "window_sha256"])
+            window = {
+                "span": tags.get(P + "window"),
+                "partitions": [
+                    {
+                        "partition": w.get("partition"),
+                        "snapshot_sha256": w.get("sha256"),
+                        "rows": w.get("rows"),
+                        "source": w.get("source"),
+                    }
+                    for w in doc.get("partitions", [])
+                ],
+            }
+        except GateEvidenceError as exc:
+            window = {"span": tags.get(P + "window"), "error": str(exc)}
     return {
         "model": mv.name,
         "version": str(mv.version),
@@ -541,6 +655,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             "dagster_run_id": tags.get("dagster.run_id"),
             "partition": tags.get("dagster.partition"),
         },
+        "window": window,
         "data": {
             "source": tags.get(P + "source"),
             "snapshot_sha256": tags.get(P + "snapshot_sha256"),
