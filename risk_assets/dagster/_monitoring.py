@@ -585,7 +585,9 @@ def _monitor_check(pipeline: Any, gate: Any, pdef: Any) -> Any:
         @dg.asset_check(
             asset=dg.AssetKey([*prefix, "scored_batch"]),
             name=gate.check,
-            blocking=gate.blocking,
+            # the batch is scored already: a failed check must not stop its outcomes being
+            # measured; severity ERROR is what the retraining sensor acts on
+            blocking=False,
             description=description,
             partitions_def=pdef,
         )
@@ -610,7 +612,7 @@ def _monitor_check(pipeline: Any, gate: Any, pdef: Any) -> Any:
     @dg.asset_check(
         asset=dg.AssetKey([*prefix, "batch_outcomes"]),
         name=gate.check,
-        blocking=gate.blocking,
+        blocking=False,
         description=description,
         partitions_def=pdef,
         additional_ins={"scored_batch": dg.AssetIn(key=dg.AssetKey([*prefix, "scored_batch"]))},

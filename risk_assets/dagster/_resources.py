@@ -48,6 +48,8 @@ class MlflowResource(dg.ConfigurableResource):
             # Models are loaded only by risk-assets' own safe loader; MLflow's loaders must
             # not unpickle (or skops-load with the model's own trusted list) anything.
             os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+            # progress bars of artefact downloads would fill the run logs
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             from mlflow import MlflowClient
 
             settings = current_settings()

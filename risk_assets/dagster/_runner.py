@@ -8,6 +8,8 @@ from typing import Any
 import dagster as dg
 
 from risk_assets.dagster._factory import LoadedPipeline, build_definitions, job_name, load_pipeline
+from risk_assets.dagster._monitoring import data_job_name, missing_window_data
+from risk_assets.dagster._partitions import check_partition, partition_keys, read_partition
 from risk_assets.errors import ConfigError, DataError
 from risk_assets.policy import TRAINING_ASSETS, checks_of
 
@@ -55,6 +57,9 @@ class RunOutcome:
     candidate: dict[str, Any] | None = None
     error: str | None = None
     blocked_by: list[str] = field(default_factory=list)
+    partition: str | None = None
+    #: earlier partitions of the window whose data was snapshotted and gated first
+    prepared: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,18 +73,17 @@ class RunOutcome:
             "candidate": self.candidate,
             "blocked_by": self.blocked_by,
             "error": self.error,
+            "partition": self.partition,
+            "prepared": self.prepared,
         }
 
     def render(self) -> str:
-        lines = [f"pipeline {self.pipeline} (dagster run {self.dagster_run_id})", "gates:"]
-        for g in self.gates:
-            mark = "not run" if g.passed is None else ("PASS" if g.passed else "FAIL")
-            num = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-            lines.append(
-                f"  {mark:<7} {g.name:<36} {g.risk_id:<10} {g.asset:<16} "
-                f"{'blocking' if g.blocking else 'warning '} value {num(g.value)} "
-                f"threshold {num(g.threshold)}  {g.summary}"
-            )
+        where = f" partition {self.partition}" if self.partition else ""
+        lines = [f"pipeline {self.pipeline}{where} (dagster run {self.dagster_run_id})"]
+        if self.prepared:
+            lines.append(f"window data snapshotted and gated first: {', '.join(self.prepared)}")
+        lines.append("gates:")
+        lines += [_gate_line(g) for g in self.gates]
         if self.status == "registered":
             cand = self.candidate or {}
             lines.append(
@@ -97,7 +101,7 @@ class RunOutcome:
         return "\n".join(lines)
 
 
-def preflight(pipeline: LoadedPipeline) -> None:
+def preflight(pipeline: LoadedPipeline, partition: str | None = None) -> None:
     """Checks worth doing before a run starts: the estimator imports, the data has the columns.
 
     Raises:
@@ -110,17 +114,34 @@ def preflight(pipeline: LoadedPipeline) -> None:
     resolve_estimator_class(
         spec.estimator.class_path, where=f"{pipeline.spec.path}: estimator.class"
     )
-    # the head is enough to check columns; raw_snapshot reads (and checks) the whole file
-    df = read_source(pipeline.spec.source_path, spec.source.format, nrows=1000)
-    require_columns(
-        df.columns, target=spec.target, features=spec.features, source=pipeline.spec.source_path
-    )
+    if pipeline.spec.partitioned:
+        df, _, source = read_partition(pipeline.spec, partition)
+    else:
+        # the head is enough to check columns; raw_snapshot reads (and checks) the whole file
+        source = pipeline.spec.source_path
+        df = read_source(source, spec.source.format, nrows=1000)
+    require_columns(df.columns, target=spec.target, features=spec.features, source=source)
     missing = [c for c in spec.protected_attributes if c not in df.columns]
     if missing:
         raise DataError(
-            f"{pipeline.spec.source_path}: protected attribute column(s) {missing} not found "
+            f"{source}: protected attribute column(s) {missing} not found "
             f"(spec {pipeline.spec.path}: protected_attributes)"
         )
+
+
+def _partition_arg(pipeline: LoadedPipeline, partition: str | None) -> None:
+    loaded = pipeline.spec
+    if loaded.partitioned:
+        if partition is None:
+            keys = partition_keys(loaded)
+            span = f" ({keys[0]} .. {keys[-1]})" if keys else ""
+            raise ConfigError(
+                f"{loaded.path}: the source is partitioned; name a partition{span} "
+                "(--partition KEY, or backfill --from KEY --to KEY)"
+            )
+        check_partition(loaded, partition)
+    elif partition is not None:
+        raise ConfigError(f"{loaded.path}: the source is not partitioned; drop --partition")
 
 
 def _instance() -> dg.DagsterInstance:
@@ -147,28 +168,56 @@ def _error_chain(error: Any):
 def run_pipeline(
     spec_path: str | Path,
     *,
+    partition: str | None = None,
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
     log_to_console: bool = True,
 ) -> RunOutcome:
-    """Materialise every asset and gate of a pipeline; classify the result for the CLI.
+    """Materialise every asset and gate of a pipeline (for one partition of a partitioned
+    one); classify the result for the CLI.
+
+    For a partitioned pipeline, the window's earlier partitions whose data was never
+    materialised are snapshotted and gated first, each in a run of its own.
 
     Raises:
-        ConfigError: the spec, policy, suite or data is bad (before anything runs).
+        ConfigError: the spec, policy, suite, partition or data is bad (before anything runs).
     """
     pipeline = load_pipeline(spec_path)
-    preflight(pipeline)
-    spec, policy = pipeline.spec.spec, pipeline.policy.policy
+    _partition_arg(pipeline, partition)
+    preflight(pipeline, partition)
+    spec = pipeline.spec.spec
     defs = build_definitions([pipeline], resources=resources)
-    job = defs.resolve_job_def(job_name(spec.name))
     inst = instance or _instance()
+    prepared = []
+    if partition is not None:
+        keys = partition_keys(pipeline.spec)
+        for key in missing_window_data(inst, pipeline, keys, partition):
+            _execute(defs, data_job_name(spec.name), inst, key, log_to_console)
+            prepared.append(key)
+    result = _execute(defs, job_name(spec.name), inst, partition, log_to_console)
+    outcome = _training_outcome(pipeline, result)
+    outcome.partition, outcome.prepared = partition, prepared
+    return outcome
+
+
+def _execute(
+    defs: dg.Definitions,
+    job: str,
+    instance: dg.DagsterInstance,
+    partition: str | None,
+    log_to_console: bool,
+) -> Any:
     level = "INFO" if log_to_console else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-    result = job.execute_in_process(instance=inst, raise_on_error=False, run_config=run_config)
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, partition_key=partition
+    )
 
+
+def _gate_outcomes(result: Any, checks: list[Any]) -> list[GateOutcome]:
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     gates = []
-    for required in checks_of(policy, spec.protected_attributes, assets=TRAINING_ASSETS):
+    for required in checks:
         check, risk = required.name, required.risk
         ev = evaluations.get(check)
         md = ev.metadata if ev else {}
@@ -197,6 +246,15 @@ def run_pipeline(
                 seconds=figure("risk/seconds"),
             )
         )
+    return gates
+
+
+def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
+    spec, policy = pipeline.spec.spec, pipeline.policy.policy
+
+    gates = _gate_outcomes(
+        result, checks_of(policy, spec.protected_attributes, assets=TRAINING_ASSETS)
+    )
     blocked_by = [g.name for g in gates if g.blocking and g.passed is False]
 
     registration = None
@@ -257,3 +315,193 @@ def run_pipeline(
         error=other_error or "the run did not register a model and no gate failed",
         **base,
     )
+
+
+@dataclass
+class MonitorOutcome:
+    """One partition scored by the champion and monitored."""
+
+    pipeline: str
+    partition: str
+    status: str  # passed | flagged | error
+    exit_code: int
+    champion: str | None
+    gates: list[GateOutcome]
+    dagster_run_id: str | None = None
+    flagged_by: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "partition": self.partition,
+            "status": self.status,
+            "champion": self.champion,
+            "gates": [g.to_json() for g in self.gates],
+            "dagster_run_id": self.dagster_run_id,
+            "flagged_by": self.flagged_by,
+            "error": self.error,
+        }
+
+    def render(self) -> str:
+        head = f"monitoring {self.pipeline} partition {self.partition}"
+        lines = [f"{head} scored by {self.champion or '-'} (dagster run {self.dagster_run_id})"]
+        lines += [_gate_line(g) for g in self.gates]
+        if self.status == "flagged":
+            lines.append(f"FLAGGED by {', '.join(self.flagged_by)}")
+        elif self.status == "error":
+            lines.append(f"ERROR: {self.error}")
+        return "\n".join(lines)
+
+
+def _gate_line(g: GateOutcome) -> str:
+    mark = "not run" if g.passed is None else ("PASS" if g.passed else "FAIL")
+    num = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    return (
+        f"  {mark:<7} {g.name:<36} {g.risk_id:<10} {g.asset:<16} "
+        f"{'blocking' if g.blocking else 'warning '} value {num(g.value)} "
+        f"threshold {num(g.threshold)}  {g.summary}"
+    )
+
+
+def monitor_partition(
+    spec_path: str | Path,
+    partition: str,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    log_to_console: bool = True,
+) -> MonitorOutcome:
+    """Score one partition's batch with the champion and run the monitoring checks.
+
+    Raises:
+        ConfigError: the spec, policy or partition is bad (before anything runs).
+    """
+    from risk_assets.dagster._monitoring import monitoring_job_name
+    from risk_assets.policy import MONITORING_ASSETS
+
+    pipeline = load_pipeline(spec_path)
+    _partition_arg(pipeline, partition)
+    if not pipeline.spec.partitioned:
+        raise ConfigError(f"{pipeline.spec.path}: monitoring needs a partitioned source")
+    spec = pipeline.spec.spec
+    defs = build_definitions([pipeline], resources=resources)
+    inst = instance or _instance()
+    result = _execute(defs, monitoring_job_name(spec.name), inst, partition, log_to_console)
+    checks = checks_of(pipeline.policy.policy, spec.protected_attributes, assets=MONITORING_ASSETS)
+    gates = _gate_outcomes(result, checks)
+    for i, g in enumerate(gates):
+        if g.passed is None and g.asset == "batch_outcomes":
+            gates[i] = GateOutcome(
+                **{**g.__dict__, "summary": "did not run: the outcomes have not arrived"}
+            )
+    champion = None
+    for mat in result.get_asset_materialization_events():
+        if mat.asset_key == dg.AssetKey([spec.name, "scored_batch"]):
+            champion = str(mat.materialization.metadata["risk/champion"].value)
+    flagged = [g.name for g in gates if g.blocking and g.passed is False]
+    base = {
+        "pipeline": spec.name,
+        "partition": partition,
+        "champion": champion,
+        "gates": gates,
+        "dagster_run_id": result.run_id,
+    }
+    if champion is None:
+        errors = [
+            list(_error_chain(ev.step_failure_data.error))[-1]
+            .message.strip()
+            .removeprefix("dagster._core.definitions.events.Failure: ")
+            for ev in result.all_events
+            if ev.is_step_failure
+        ]
+        return MonitorOutcome(
+            status="error",
+            exit_code=1,
+            error=errors[0] if errors else "the batch was not scored",
+            **base,
+        )
+    if flagged:
+        return MonitorOutcome(status="flagged", exit_code=3, flagged_by=flagged, **base)
+    return MonitorOutcome(status="passed", exit_code=0, **base)
+
+
+def tick_retraining_sensor(
+    spec_path: str | Path,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    cursor_file: Path | None = None,
+) -> tuple[list[Any], str | None]:
+    """Evaluate the retraining sensor once, as the daemon would, keeping its cursor in
+    ``cursor_file`` (default: under the state folder). Returns its run requests and its
+    skip message."""
+    from risk_assets.dagster._monitoring import sensor_name
+    from risk_assets.settings import current_settings
+
+    pipeline = load_pipeline(spec_path)
+    name = sensor_name(pipeline.spec.spec.name)
+    defs = build_definitions([pipeline], resources=resources)
+    inst = instance or _instance()
+    path = cursor_file or current_settings().state_dir / "sensors" / f"{name}.cursor"
+    cursor = path.read_text(encoding="utf-8") if path.is_file() else None
+    sensor = defs.resolve_sensor_def(name)
+    from risk_assets.dagster._factory import default_resources
+
+    bound = {**default_resources(), **(resources or {})}
+    with dg.build_sensor_context(
+        instance=inst,
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=name,
+        resources={"alerts": bound["alerts"]},
+    ) as context:
+        data = sensor.evaluate_tick(context)
+    if data.cursor is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(data.cursor, encoding="utf-8")
+        os.replace(tmp, path)
+    return list(data.run_requests or []), data.skip_message
+
+
+def run_requested(
+    spec_path: str | Path,
+    request: Any,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    log_to_console: bool = True,
+) -> Any:
+    """Execute a sensor's run request in this process; a training request returns its
+    :class:`RunOutcome`, a data request the Dagster result."""
+    pipeline = load_pipeline(spec_path)
+    if request.job_name in (None, job_name(pipeline.spec.spec.name)):
+        return run_pipeline(
+            spec_path,
+            partition=request.partition_key,
+            instance=instance,
+            resources=resources,
+            log_to_console=log_to_console,
+        )
+    defs = build_definitions([pipeline], resources=resources)
+    inst = instance or _instance()
+    return _execute(defs, request.job_name, inst, request.partition_key, log_to_console)
+
+
+def partitions_between(spec_path: str | Path, start: str, end: str) -> list[str]:
+    """The spec's partition keys from ``start`` to ``end`` (inclusive), in order.
+
+    Raises:
+        ConfigError: the pipeline is not partitioned, or a key is not one of its partitions.
+    """
+    pipeline = load_pipeline(spec_path)
+    if not pipeline.spec.partitioned:
+        raise ConfigError(f"{pipeline.spec.path}: the source is not partitioned; use run")
+    for key in (start, end):
+        check_partition(pipeline.spec, key)
+    keys = partition_keys(pipeline.spec)
+    first, last = keys.index(start), keys.index(end)
+    if last < first:
+        raise ConfigError(f"--from {start} is after --to {end}")
+    return keys[first : last + 1]
