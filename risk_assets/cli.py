@@ -99,7 +99,40 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="materialise a pipeline and its gates in one process")
     run.add_argument("spec", metavar="SPEC", help="pipeline spec (YAML)")
+    run.add_argument(
+        "--partition", metavar="KEY", help="the partition to train (partitioned sources)"
+    )
+    run.add_argument(
+        "--monitor",
+        action="store_true",
+        help="score the partition with the champion and monitor it, instead of training",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object")
+
+    back = sub.add_parser(
+        "backfill",
+        help="run a range of partitions one after another in this process",
+        description=(
+            "Runs each partition from --from to --to in this process, one after another, so "
+            "that the embedded SQLite instance is never written by two processes. A backfill "
+            "the daemon executes in parallel is launched from the Dagster UI, on a "
+            "PostgreSQL-backed instance."
+        ),
+    )
+    back.add_argument("spec", metavar="SPEC", help="pipeline spec (YAML)")
+    back.add_argument("--from", dest="start", required=True, metavar="KEY")
+    back.add_argument("--to", dest="end", required=True, metavar="KEY")
+    back.add_argument(
+        "--monitor",
+        action="store_true",
+        help="score and monitor each partition, then evaluate the retraining sensor",
+    )
+    back.add_argument(
+        "--retrain",
+        action="store_true",
+        help="with --monitor: execute the sensor's retraining requests right away",
+    )
+    back.add_argument("--json", action="store_true", help="print one JSON object")
 
     lin = sub.add_parser("lineage", help="why is this model here? (from MLflow alone)")
     lin.add_argument("ref", metavar="MODEL[@ALIAS|/VERSION]")
@@ -126,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_init(args)
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "backfill":
+            return _cmd_backfill(args)
         if args.command == "lineage":
             return _cmd_lineage(args)
         if args.command == "policy":
@@ -171,14 +206,93 @@ def _quiet_libraries() -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     _quiet_libraries()
-    from risk_assets.dagster._runner import run_pipeline
+    from risk_assets.dagster._runner import monitor_partition, run_pipeline
+    from risk_assets.errors import ConfigError
 
-    outcome = run_pipeline(args.spec, log_to_console=not args.json)
+    if args.monitor:
+        if args.partition is None:
+            raise ConfigError("--monitor needs --partition KEY")
+        outcome = monitor_partition(args.spec, args.partition, log_to_console=not args.json)
+    else:
+        outcome = run_pipeline(args.spec, partition=args.partition, log_to_console=not args.json)
     if args.json:
         print(json.dumps(outcome.to_json(), indent=None))
     else:
         print(outcome.render())
     return outcome.exit_code
+
+
+# ---------------------------------------------------------------------------- backfill
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from risk_assets.dagster._runner import (
+        monitor_partition,
+        partitions_between,
+        run_pipeline,
+        run_requested,
+        tick_retraining_sensor,
+    )
+    from risk_assets.errors import ConfigError
+
+    if args.retrain and not args.monitor:
+        raise ConfigError("--retrain needs --monitor")
+    keys = partitions_between(args.spec, args.start, args.end)
+    say = (lambda *a: None) if args.json else print  # noqa: E731
+    say(
+        f"backfill {args.start}..{args.end}: {len(keys)} partition(s) in-process, one after "
+        "another in this process (no daemon; SQLite is never written by two processes)"
+    )
+    verbose = not args.json
+    report: dict[str, Any] = {"mode": "in-process", "partitions": [], "retraining": []}
+    errors = 0
+    for key in keys:
+        if args.monitor:
+            outcome = monitor_partition(args.spec, key, log_to_console=False)
+            line = outcome.status + (
+                f" by {', '.join(outcome.flagged_by)}" if outcome.flagged_by else ""
+            )
+        else:
+            outcome = run_pipeline(args.spec, partition=key, log_to_console=False)
+            line = outcome.status + (
+                f": {outcome.model}/{outcome.version} ({', '.join(outcome.aliases)})"
+                if outcome.status == "registered"
+                else f" by {', '.join(outcome.blocked_by)}"
+                if outcome.blocked_by
+                else f": {outcome.error}"
+            )
+        errors += outcome.status == "error"
+        report["partitions"].append(outcome.to_json())
+        say(f"  {key}: {line}")
+        if verbose and outcome.status != "registered" and outcome.status != "passed":
+            say("    " + outcome.render().replace("\n", "\n    "))
+        if not args.monitor:
+            continue
+        requests, skip = tick_retraining_sensor(args.spec)
+        executed: set[str] = set()
+        while requests:
+            for req in requests:
+                if req.run_key in executed:
+                    continue  # already run here: the daemon would skip a repeated run key
+                executed.add(req.run_key)
+                say(f"    sensor: {req.job_name} partition {req.partition_key} ({req.run_key})")
+                report["retraining"].append(
+                    {"job": req.job_name, "partition": req.partition_key, "run_key": req.run_key}
+                )
+                if args.retrain:
+                    done = run_requested(args.spec, req, log_to_console=False)
+                    if hasattr(done, "render"):
+                        say("    " + done.render().replace("\n", "\n    "))
+                        report["retraining"][-1]["outcome"] = done.to_json()
+            if not args.retrain:
+                break
+            requests = [
+                r for r in tick_retraining_sensor(args.spec)[0] if r.run_key not in executed
+            ]
+    if args.json:
+        print(json.dumps(report))
+    return EXIT_UNEXPECTED if errors else EXIT_OK
 
 
 # ---------------------------------------------------------------------------- lineage
@@ -217,6 +331,17 @@ def render_lineage(info: dict[str, Any]) -> str:
         f"by {r['user']}",
         f"  dagster run  {r['dagster_run_id']}  partition {r['partition']}",
         f"  code version {info['code_version']}",
+        *(
+            [
+                f"  window       {info['window'].get('span')}: "
+                + ", ".join(
+                    f"{w['partition']} ({w['rows']} rows, sha256 {str(w['snapshot_sha256'])[:12]})"
+                    for w in info["window"].get("partitions", [])
+                )
+            ]
+            if info.get("window")
+            else []
+        ),
         f"  data source  {d['source']}",
         f"    raw snapshot sha256       {d['raw_snapshot_sha256']}",
         f"    validated snapshot sha256 {d['snapshot_sha256']}",
