@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
 from conftest import CREDIT_POLICY, PIPELINES, ROOT, make_pipeline
@@ -17,6 +18,7 @@ def test_code_location_has_assets_gates_and_job():
     defs = definitions_from_folder(PIPELINES)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    keys = {k for k in keys if k.startswith("credit_risk/")}
     assert keys == {
         f"credit_risk/{n}"
         for n in (
@@ -28,6 +30,7 @@ def test_code_location_has_assets_gates_and_job():
         )
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    checks = {c for c in checks if c[0].startswith("credit_risk/")}
     assert checks == {
         ("credit_risk/validated_data", "meets_expectations"),
         ("credit_risk/validated_data", "pii_free"),
@@ -48,6 +51,50 @@ def test_code_location_has_assets_gates_and_job():
     }
     job = defs.resolve_job_def("credit_risk_job")
     assert job.name == "credit_risk_job"
+
+
+def test_monthly_code_location_is_partitioned_with_monitoring():
+    defs = definitions_from_folder(PIPELINES)
+    graph = defs.resolve_asset_graph()
+    prefix = "credit_risk_monthly/"
+    partitioned = {
+        k.to_user_string(): graph.get(k).partitions_def
+        for k in graph.get_all_asset_keys()
+        if k.to_user_string().startswith(prefix)
+    }
+    assert set(partitioned) == {
+        prefix + n
+        for n in (
+            "raw_snapshot",
+            "validated_data",
+            "train_test_split",
+            "candidate_model",
+            "registered_model",
+            "scored_batch",
+            "batch_outcomes",
+        )
+    }
+    keys = next(iter(partitioned.values())).get_partition_keys()
+    assert keys[0] == "2025-01" and keys[-1] == "2025-12" and len(keys) == 12
+    assert all(p is not None and p.get_partition_keys() == keys for p in partitioned.values())
+    monitoring = {
+        (c.asset_key.to_user_string(), c.name)
+        for c in graph.asset_check_keys
+        if c.asset_key.to_user_string().startswith(prefix)
+        and c.asset_key.path[-1] in ("scored_batch", "batch_outcomes")
+    }
+    assert monitoring == {
+        (prefix + "scored_batch", "no_input_drift"),
+        (prefix + "scored_batch", "no_prediction_drift"),
+        (prefix + "scored_batch", "decision_volume_stable"),
+        (prefix + "scored_batch", "batch_meets_expectations"),
+        (prefix + "batch_outcomes", "performs_on_outcomes"),
+    }
+    for name in ("credit_risk_monthly_job", "credit_risk_monthly_data_job"):
+        assert defs.resolve_job_def(name).partitions_def is not None
+    assert defs.resolve_job_def("credit_risk_monthly_monitoring_job") is not None
+    sensor = defs.resolve_sensor_def("credit_risk_monthly_retraining_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
 
 
 def test_severity_decides_blocking(tmp_path):

@@ -9,6 +9,12 @@ from risk_assets.controls._drift import feature_drift, holm, psi
 from risk_assets.controls._expectations import load_suite, profile_suite, run_expectation_suite
 from risk_assets.controls._explain import association, protected_among_top_features
 from risk_assets.controls._fairness import band, fairness_across
+from risk_assets.controls._monitoring import (
+    DecisionCounts,
+    decision_volume,
+    outcome_performance,
+    prediction_drift,
+)
 from risk_assets.controls._performance import (
     compare_to_champion,
     evaluate_classifier,
@@ -34,10 +40,12 @@ from risk_assets.controls._slices import performs_across_slices
 __all__ = [
     "PII_KINDS",
     "ControlResult",
+    "DecisionCounts",
     "association",
     "band",
     "compare_to_champion",
     "conflicting_duplicates_share",
+    "decision_volume",
     "evaluate_classifier",
     "evasion_attack",
     "fairness_across",
@@ -48,10 +56,12 @@ __all__ = [
     "markdown_table",
     "meets_metric_thresholds",
     "membership_inference_advantage",
+    "outcome_performance",
     "outliers_against_reference",
     "perturbation_flip_rate",
     "performs_across_slices",
     "plot_png",
+    "prediction_drift",
     "profile_suite",
     "protected_among_top_features",
     "psi",

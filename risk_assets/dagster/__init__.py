@@ -9,7 +9,13 @@ from risk_assets.dagster._factory import (
     job_name,
     load_pipeline,
 )
-from risk_assets.dagster._resources import JsonIOManager, MlflowResource, SnapshotStoreResource
+from risk_assets.dagster._monitoring import plan_retraining
+from risk_assets.dagster._resources import (
+    JsonIOManager,
+    MlflowResource,
+    SnapshotStoreResource,
+    WebhookAlertResource,
+)
 
 __all__ = [
     "ASSET_NAMES",
@@ -17,9 +23,11 @@ __all__ = [
     "MlflowResource",
     "PipelineDefinitions",
     "SnapshotStoreResource",
+    "WebhookAlertResource",
     "build_definitions",
     "build_pipeline_definitions",
     "definitions_from_folder",
     "job_name",
     "load_pipeline",
+    "plan_retraining",
 ]

@@ -843,11 +843,10 @@ def _schedules(pipeline: LoadedPipeline, job: Any, pdef: Any) -> list[Any]:
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     def retraining_schedule(context: dg.ScheduleEvaluationContext):
-        at = context.scheduled_execution_time
-        window = pdef.get_last_partition_window(current_time=at)
-        if window is None:
+        keys = pdef.get_partition_keys(current_time=context.scheduled_execution_time)
+        if not keys:
             return dg.SkipReason("no complete partition yet")
-        key = pdef.get_partition_key_for_timestamp(window.start.timestamp())
+        key = keys[-1]
         return dg.RunRequest(
             run_key=f"schedule:{key}", partition_key=key, tags={"risk_assets/trigger": "schedule"}
         )
