@@ -25,17 +25,9 @@ def quiet_previews() -> Iterator[None]:
     preview/beta features of Dagster; we rely on them knowingly, so their warnings are not
     shown to every user of a code location."""
     with warnings.catch_warnings():
-        for name in ("PreviewWarning", "BetaWarning"):
-            category = getattr(dg, name, None) or _warning_class(name)
-            if category is not None:
-                warnings.simplefilter("ignore", category)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        warnings.simplefilter("ignore", dg.BetaWarning)
         yield
-
-
-def _warning_class(name: str) -> type[Warning] | None:
-    from dagster._utils import warnings as dw
-
-    return getattr(dw, name, None)
 
 
 def partitions_def(loaded: LoadedSpec) -> dg.TimeWindowPartitionsDefinition:
