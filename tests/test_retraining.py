@@ -142,7 +142,7 @@ def test_each_version_carries_its_partition_and_window(monthly, monkeypatch):
 
     last = next(r for r in reversed(monthly.training["partitions"]) if r["status"] == "registered")
     with using_state(monthly.state):
-        info = lineage(_client(), f"credit_risk_monthly/{last['version']}")
+        info = lineage(_client(), f"{last['model']}/{last['version']}")
     part = last["partition"]
     assert info["run"]["partition"] == part
     keys = TRAINED[: TRAINED.index(part) + 1][-6:]

@@ -868,6 +868,47 @@ def _plot(control: str, check: str, result: ControlResult, log: Any) -> bytes | 
         return None
 
 
+def evaluate_gate(
+    context: Any,
+    gate: Gate,
+    inputs: Any,
+    *,
+    subject: str,
+    policy_sha256: str,
+    reference: str | None = None,
+) -> tuple[ControlResult, Any]:
+    """Run a gate's control (fail closed), time it, and make its evidence record.
+
+    ``reference`` names what the gate compared against; by default what the control put in
+    the inputs' metadata while it ran (the champion version, or the reference window).
+    """
+    from risk_assets.registry._mlflow import GateRecord
+
+    started = time.perf_counter()
+    result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
+    inputs.extra["risk/seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 3))
+    record = GateRecord(
+        check=gate.check,
+        risk_id=gate.risk.id,
+        asset=gate.asset,
+        blocking=gate.blocking,
+        passed=result.passed,
+        value=result.value,
+        threshold=result.threshold,
+        summary=result.summary,
+        subject_sha256=subject,
+        policy_sha256=policy_sha256,
+        suite_sha256=inputs.suite_sha256,
+        dagster_run_id=context.run.run_id,
+        figures=dict(result.figures),
+        sample_size=result.sample_size,
+        reference=reference
+        or inputs.extra.get("champion_version")
+        or inputs.extra.get("risk/reference"),
+    )
+    return result, record
+
+
 def _build_check(
     pipeline: LoadedPipeline,
     gate: Gate,
@@ -882,29 +923,12 @@ def _build_check(
     )
 
     def evaluate(context, inputs: GateInputs, subject: str) -> tuple[ControlResult, Any, Any]:
-        from risk_assets.registry._mlflow import GateRecord
-
-        started = time.perf_counter()
-        result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
-        inputs.extra["risk/seconds"] = dg.MetadataValue.float(
-            round(time.perf_counter() - started, 3)
-        )
-        record = GateRecord(
-            check=gate.check,
-            risk_id=risk.id,
-            asset=gate.asset,
-            blocking=gate.blocking,
-            passed=result.passed,
-            value=result.value,
-            threshold=result.threshold,
-            summary=result.summary,
-            subject_sha256=subject,
+        result, record = evaluate_gate(
+            context,
+            gate,
+            inputs,
+            subject=subject,
             policy_sha256=lpolicy.sha256,
-            suite_sha256=inputs.suite_sha256,
-            dagster_run_id=context.run.run_id,
-            figures=dict(result.figures),
-            sample_size=result.sample_size,
-            reference=inputs.extra.get("champion_version") or inputs.extra.get("risk/reference"),
         )
         return result, record, _plot(risk.control.name, gate.check, result, context.log)
 

@@ -264,8 +264,6 @@ def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
 
 def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
-        from risk_assets.controls._drift import feature_drift
-
         reference = inp.reference
         if reference is None:
             return ControlResult(
@@ -274,24 +272,38 @@ def _drift(params: Any) -> Callable[[GateInputs], ControlResult]:
                 threshold=float(params.max_drifted),
                 summary="no registered model yet: no reference window, gate passes",
             )
-        categorical = inp.validated["categorical"]
-        numeric = [c for c in inp.validated["features"] if c not in categorical]
-        return feature_drift(
+        return drift_against(
+            params,
             reference,
             inp.frame,
-            numeric=numeric,
-            categorical=categorical,
-            alpha=params.alpha,
-            min_psi=params.min_psi,
-            max_drifted=params.max_drifted,
-            sample_size=params.sample_size,
+            inp.validated["features"],
+            inp.validated["categorical"],
             seed=inp.spec.split.seed,
-            backend=params.backend,
-            multivariate=params.multivariate,
-            min_multivariate_distance=params.min_multivariate_distance,
         )
 
     return run
+
+
+def drift_against(
+    params: Any, reference: Any, current: Any, features: list, categorical: list, *, seed: int
+) -> ControlResult:
+    """The drift control of a policy on two frames (training gate and monitoring alike)."""
+    from risk_assets.controls._drift import feature_drift
+
+    return feature_drift(
+        reference,
+        current,
+        numeric=[c for c in features if c not in categorical],
+        categorical=categorical,
+        alpha=params.alpha,
+        min_psi=params.min_psi,
+        max_drifted=params.max_drifted,
+        sample_size=params.sample_size,
+        seed=seed,
+        backend=params.backend,
+        multivariate=params.multivariate,
+        min_multivariate_distance=params.min_multivariate_distance,
+    )
 
 
 def _seen_categories(inp: GateInputs, params: Any, control: str) -> dict[str, list]:

@@ -10,7 +10,6 @@ cool-down, and sends an alert through the webhook resource.
 """
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -195,22 +194,15 @@ class MonitorInputs:
 
 def _input_drift(params: Any) -> Callable[[MonitorInputs], ControlResult]:
     def run(inp: MonitorInputs) -> ControlResult:
-        from risk_assets.controls._drift import feature_drift
+        from risk_assets.dagster._gates import drift_against
 
-        categorical = inp.categorical
-        return feature_drift(
+        return drift_against(
+            params,
             inp.reference,
             inp.batch,
-            numeric=[c for c in inp.features if c not in categorical],
-            categorical=categorical,
-            alpha=params.alpha,
-            min_psi=params.min_psi,
-            max_drifted=params.max_drifted,
-            sample_size=params.sample_size,
+            inp.features,
+            inp.categorical,
             seed=inp.spec.split.seed,
-            backend=params.backend,
-            multivariate=params.multivariate,
-            min_multivariate_distance=params.min_multivariate_distance,
         )
 
     return run
@@ -533,7 +525,7 @@ def _join_outcomes(predictions: Any, labelled: Any, spec: Any, scored: dict) -> 
 
 
 def _monitor_check(pipeline: Any, gate: Any, pdef: Any) -> Any:
-    from risk_assets.dagster._factory import _check_metadata, _run_control
+    from risk_assets.dagster._factory import _check_metadata, evaluate_gate
 
     risk = gate.risk
     prefix = [pipeline.spec.spec.name]
@@ -543,28 +535,12 @@ def _monitor_check(pipeline: Any, gate: Any, pdef: Any) -> Any:
     )
 
     def evaluate(context: Any, inputs: MonitorInputs, subject: str) -> dg.AssetCheckResult:
-        from risk_assets.registry._mlflow import GateRecord
-
-        started = time.perf_counter()
-        result = _run_control(lambda: gate.run(inputs), context.log, gate.check)
-        inputs.extra["risk/seconds"] = dg.MetadataValue.float(
-            round(time.perf_counter() - started, 3)
-        )
-        record = GateRecord(
-            check=gate.check,
-            risk_id=risk.id,
-            asset=gate.asset,
-            blocking=gate.blocking,
-            passed=result.passed,
-            value=result.value,
-            threshold=result.threshold,
-            summary=result.summary,
-            subject_sha256=subject,
+        result, record = evaluate_gate(
+            context,
+            gate,
+            inputs,
+            subject=subject,
             policy_sha256=pipeline.policy.sha256,
-            suite_sha256=inputs.suite_sha256,
-            dagster_run_id=context.run.run_id,
-            figures=dict(result.figures),
-            sample_size=result.sample_size,
             reference=inputs.scored["champion"],
         )
         inputs.store.put_evidence(subject, gate.check, record.to_dict())
