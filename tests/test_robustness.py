@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
+from column_types import CATEGORICAL_TYPES, NUMERIC_TYPES, with_column_types
 from sklearn.linear_model import LogisticRegression
 
 from conftest import (
@@ -24,7 +26,7 @@ from risk_assets.controls._robustness import (
     stress_scenarios,
 )
 from risk_assets.data import split_frame
-from risk_assets.estimator import build_pipeline
+from risk_assets.estimator import build_pipeline, categorical_columns
 
 NUMERIC = ["credit_amount", "duration"]
 
@@ -81,6 +83,136 @@ def test_stress_scenarios(credit):
         "duration:missing",
     }
     assert bad.value == 2.0
+
+
+def _fit_mixed(frame, features):
+    """Fit the spec's kind of model on ``features`` of ``frame`` as the pipeline does:
+    categorical columns are the declared ones plus every non-numeric one."""
+    categorical = categorical_columns(frame, features, CATEGORICAL)
+    numeric = [c for c in features if c not in categorical]
+    split = split_frame(frame, target="risk", test_size=0.25, seed=42, stratify=True)
+    model = build_pipeline(
+        class_path="sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 1000},
+        numeric=numeric,
+        categorical=categorical,
+    ).fit(split.train[features], split.train["risk"])
+    return model, split, numeric, categorical
+
+
+# an all-missing feature is dropped by the imputer, which says so: expected here
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values:UserWarning")
+def test_stress_runs_on_mixed_column_types(credit):
+    """Reported: the stress gate raised TypeError on data with integer, float and text
+    columns. The cause: a nullable-integer feature with no values in training has the
+    range (<NA>, <NA>), and ``(hi - lo) or 1.0`` asks NA for its truth value. Now such a
+    feature gets no range scenarios (the summary names it) and every other type runs."""
+    frame = with_column_types(credit)
+    features = [*FEATURES, *NUMERIC_TYPES, *CATEGORICAL_TYPES]
+    model, split, numeric, categorical = _fit_mixed(frame, features)
+    assert {"dependents", "empty", "empty_int", "self"} <= set(numeric)
+    assert {"flag", "region", "opened", "note", "empty_text"} <= set(categorical)
+    ranges = {c: (split.train[c].min(), split.train[c].max()) for c in numeric}
+    assert ranges["empty_int"][0] is pd.NA
+    result = stress_scenarios(
+        model,
+        split.test[features],
+        numeric=numeric,
+        categorical=categorical,
+        train_ranges=ranges,
+        sample_size=50,
+    )
+    assert result.passed, result.summary
+    ranged = len(numeric) - 2  # empty and empty_int had no values in training
+    assert result.figures["scenarios"] == 4 * ranged + len(numeric) + 2 * len(categorical)
+    assert result.figures["features_without_range"] == 2
+    assert "no range scenarios, for empty, empty_int" in result.summary
+    scenarios = {r["scenario"] for r in result.table}
+    assert {"dependents:at_max", "region:unseen_category", "opened:missing"} <= scenarios
+
+
+def test_stress_with_a_feature_named_self(credit):
+    """Reported: a feature named ``self`` crashed the stress gate (``DataFrame.assign() got
+    multiple values for argument 'self'``); no column name may break a control."""
+    frame = credit.rename(columns={"duration": "self"})
+    features = [c if c != "duration" else "self" for c in FEATURES]
+    model, split, numeric, categorical = _fit_mixed(frame, features)
+    assert "self" in numeric
+    result = stress_scenarios(
+        model,
+        split.test[features],
+        numeric=numeric,
+        categorical=categorical,
+        train_ranges=_ranges(split.train, numeric),
+    )
+    assert result.passed, result.summary
+    assert {"self:at_min", "self:beyond_max", "self:missing"} <= {
+        r["scenario"] for r in result.table
+    }
+    # the evasion attack's category switches built their rows the same way
+    evasion = evasion_attack(
+        model,
+        split.test[features],
+        budgets={"self": 6},
+        train_ranges=_ranges(split.train, numeric),
+        categorical_moves=["purpose"],
+        categories={"purpose": sorted(split.train["purpose"].unique())},
+        max_success_rate=1.0,
+        sample_size=10,
+        max_iter=1,
+        init_size=10,
+    )
+    assert not evasion.summary.startswith("could not decide"), evasion.summary
+
+
+def test_stress_keeps_each_column_dtype_for_missing_values(credit):
+    """A missing value arrives in the column's own dtype (``<NA>`` in an ``Int64`` column,
+    NaN in a ``category`` column), as it would from a Parquet batch; an unseen category
+    of a ``category`` column arrives as a new category of that dtype."""
+    frame = with_column_types(credit)
+    seen: list[pd.DataFrame] = []
+
+    class Recording:
+        classes_ = np.array([0, 1])
+
+        def predict(self, X):
+            seen.append(X)
+            return np.zeros(len(X), dtype=int)
+
+    stress_scenarios(
+        Recording(),
+        frame[["dependents", "region"]],
+        numeric=["dependents"],
+        categorical=["region"],
+        train_ranges={"dependents": (0, 3)},
+        sample_size=20,
+    )
+    by_dtype = {(str(f["dependents"].dtype), str(f["region"].dtype)) for f in seen}
+    assert ("Int64", "category") in by_dtype  # dependents:missing keeps Int64
+    unseen = seen[-1]["region"]
+    assert isinstance(unseen.dtype, pd.CategoricalDtype)
+    assert set(unseen) == {"__unseen__"}
+
+
+def test_stress_without_rows_or_ranges_cannot_decide(credit):
+    smooth, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    kwargs = {"numeric": NUMERIC, "categorical": CATEGORICAL}
+    empty = stress_scenarios(
+        smooth, split.test[FEATURES].iloc[:0], train_ranges=_ranges(split.train, NUMERIC), **kwargs
+    )
+    assert not empty.passed and empty.summary == "could not decide: no rows to stress"
+    unranged = stress_scenarios(
+        smooth, split.test[FEATURES], train_ranges={"credit_amount": (0, 1)}, **kwargs
+    )
+    assert not unranged.passed
+    assert unranged.summary == "could not decide: no training range for numeric feature 'duration'"
+    dates = stress_scenarios(
+        smooth,
+        split.test[FEATURES],
+        train_ranges={"credit_amount": (0, 1), "duration": (pd.Timestamp(0), pd.Timestamp(1))},
+        **kwargs,
+    )
+    assert not dates.passed and "'duration' is not a pair of numbers" in dates.summary
 
 
 def _ranges(frame, columns):

@@ -104,6 +104,48 @@ def _valid_outputs(model: Any, X: pd.DataFrame) -> str | None:
     return None
 
 
+def _range(bounds: Any) -> tuple[float, float] | None | str:
+    """A training range as two finite floats; None when the feature had no values in
+    training (NaN or pd.NA bounds); a message when the bounds are not numbers."""
+    import pandas as pd
+
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        return "is not a (min, max) pair"
+    if pd.isna(lo) or pd.isna(hi):
+        return None
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        return "is not a pair of numbers"
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+        return "is not a finite (min, max) pair"
+    return lo, hi
+
+
+def _with(sample: pd.DataFrame, col: str, values: Any) -> pd.DataFrame:
+    """A copy of ``sample`` with column ``col`` replaced (any column name works, unlike
+    ``DataFrame.assign``; a scalar replaces the whole column, whatever its dtype)."""
+    frame = sample.copy()
+    frame[col] = values
+    return frame
+
+
+def _unseen(column: pd.Series) -> Any:
+    """Every value of ``column`` replaced by a category never seen in training; a
+    ``category`` column keeps its dtype, with the new category added."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cats = [c for c in column.cat.categories if c != _UNSEEN]
+        return pd.Categorical([_UNSEEN] * len(column), categories=[*cats, _UNSEEN])
+    return _UNSEEN
+
+
+_UNSEEN = "__unseen__"
+
+
 def stress_scenarios(
     model: Any,
     X: pd.DataFrame,
@@ -114,11 +156,35 @@ def stress_scenarios(
     sample_size: int = 200,
     seed: int = 0,
 ) -> ControlResult:
-    """Run the model on extreme but plausible inputs; every scenario must give valid outputs."""
-    sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
-    scenarios: dict[str, pd.DataFrame] = {}
+    """Run the model on extreme but plausible inputs; every scenario must give valid outputs.
+
+    Per numeric feature: at, and far beyond, both ends of its training range; per feature:
+    every value missing (in the column's own dtype, so an ``Int64`` column holds ``<NA>``);
+    per categorical feature: a category never seen in training. A numeric feature without
+    values in training (a NaN or ``pd.NA`` range) has no range scenarios; the summary
+    names it. No rows, or features absent from ``X`` or ``train_ranges``, cannot decide.
+    """
+    if len(X) == 0:
+        return ControlResult.undecided("no rows to stress")
+    absent = [c for c in [*numeric, *categorical] if c not in X.columns]
+    if absent:
+        return ControlResult.undecided(f"features {absent} are not columns of the data")
+    ranges: dict[str, tuple[float, float]] = {}
+    unranged: list[str] = []
     for col in numeric:
-        lo, hi = train_ranges[col]
+        if col not in train_ranges:
+            return ControlResult.undecided(f"no training range for numeric feature {col!r}")
+        found = _range(train_ranges[col])
+        if isinstance(found, str):
+            return ControlResult.undecided(f"the training range of {col!r} {found}")
+        if found is None:
+            unranged.append(col)
+        else:
+            ranges[col] = found
+    sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
+    none = np.zeros(len(sample), dtype=bool)
+    scenarios: dict[str, pd.DataFrame] = {}
+    for col, (lo, hi) in ranges.items():
         span = (hi - lo) or 1.0
         for name, value in (
             ("at_min", lo),
@@ -126,13 +192,11 @@ def stress_scenarios(
             ("beyond_max", hi + 10 * span),
             ("beyond_min", lo - 10 * span),
         ):
-            scenarios[f"{col}:{name}"] = sample.assign(**{col: value})
+            scenarios[f"{col}:{name}"] = _with(sample, col, value)
     for col in [*numeric, *categorical]:
-        missing = sample.copy()
-        missing[col] = np.nan if col in numeric else None
-        scenarios[f"{col}:missing"] = missing
+        scenarios[f"{col}:missing"] = _with(sample, col, sample[col].where(none))
     for col in categorical:
-        scenarios[f"{col}:unseen_category"] = sample.assign(**{col: "__unseen__"})
+        scenarios[f"{col}:unseen_category"] = _with(sample, col, _unseen(sample[col]))
     rows = []
     for name, frame in scenarios.items():
         try:
@@ -141,17 +205,27 @@ def stress_scenarios(
             problem = f"raised {type(exc).__name__}"
         rows.append({"scenario": name, "valid": problem is None, "problem": problem or ""})
     failed = [r for r in rows if not r["valid"]]
+    skipped = (
+        f" (no values in training, so no range scenarios, for {_names(unranged)})"
+        if unranged
+        else ""
+    )
     return ControlResult(
         passed=not failed,
         value=float(len(failed)),
         threshold=0.0,
         summary=(
-            f"all {len(rows)} stress scenarios give valid outputs"
+            f"all {len(rows)} stress scenarios give valid outputs{skipped}"
             if not failed
             else f"{len(failed)} of {len(rows)} scenarios fail: "
             + ", ".join(f"{r['scenario']} ({r['problem']})" for r in failed[:5])
+            + skipped
         ),
-        figures={"scenarios": len(rows), "failed_scenarios": len(failed)},
+        figures={
+            "scenarios": len(rows),
+            "failed_scenarios": len(failed),
+            "features_without_range": len(unranged),
+        },
         table=rows,
         sample_size=len(sample),
     )
@@ -261,7 +335,7 @@ def evasion_attack(
     for col in categorical_moves:
         for option in (categories or {})[col]:
             other = np.flatnonzero((sample[col] != option).to_numpy())
-            variants.append(sample.iloc[other].assign(**{col: option}))
+            variants.append(_with(sample.iloc[other], col, option))
             owners.append(other)
     if variants:
         flipped = np.asarray(model.predict(pd.concat(variants, ignore_index=True)))
