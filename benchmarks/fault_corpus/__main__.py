@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.fault_corpus.run import main
+
+sys.exit(main())
