@@ -87,7 +87,27 @@ class DriftParams(_Strict):
         description="scipy, or alibi (extra 'alibi': alibi-detect, Business Source License)",
     )
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Holm-adjusted significance")
-    min_psi: float = Field(default=0.1, ge=0.0, description="smallest PSI that counts as drift")
+    min_numeric_distance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="smallest KS distance (largest gap between the two cumulative "
+        "distributions, a share of rows) that counts as drift in a numeric feature",
+    )
+    min_category_distance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="smallest total variation distance (share of rows that changed category) "
+        "that counts as drift in a categorical feature or a feature's missing share",
+    )
+    min_psi: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="deprecated and ignored: the PSI is reported but no longer decides (its "
+        "decile bins hid category moves and moves of lumpy features); set "
+        "min_numeric_distance and min_category_distance instead",
+    )
     max_drifted: int = Field(default=0, ge=0, description="drifted features allowed")
     sample_size: int = Field(default=20_000, ge=100, description="rows per frame compared")
     multivariate: bool = Field(

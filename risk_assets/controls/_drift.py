@@ -1,18 +1,37 @@
-"""Feature drift against a reference window: KS for numbers, chi-squared for categories.
+"""Feature drift against a reference window: KS and Epps-Singleton for numbers,
+chi-squared for categories and missing shares.
 
-P-values are corrected for testing many features at once (Holm); a feature drifts when
-its corrected p-value is below ``alpha`` *and* its population stability index (PSI) is at
-least ``min_psi``, so that a large sample does not flag immaterial differences. Per
-feature: p-value, corrected p-value, PSI and, for numbers, the Wasserstein distance in
-units of the reference's standard deviation. Both frames are sampled (seeded) to
-``sample_size`` rows, and the sample sizes are reported.
+A feature drifts when two things hold:
+
+- **significant**: its p-value, Holm-corrected for testing many features at once, is below
+  ``alpha``;
+- **material**: its effect size reaches a threshold, so that a large sample does not flag
+  immaterial differences. For numbers the effect size is the KS distance (the largest gap
+  between the two cumulative distributions, as a share of rows), at least
+  ``min_numeric_distance``; for categories and missing shares it is the total variation
+  (TV) distance (half the sum of the absolute changes in the shares, i.e. the share of rows
+  that would have to change category), at least ``min_category_distance``. Both read as "a
+  share of the rows moved": 0.05 means five rows in a hundred.
+
+Both effect sizes see what ten decile bins of the PSI cannot: a move of a lumpy or mostly
+zero feature (the bins collapse onto the lumps), and a few points moving between two
+categories. The PSI and, for numbers, the Wasserstein distance in units of the reference's
+standard deviation are still reported, but no longer decide (``min_psi`` is accepted and
+ignored).
+
+For numbers the p-value combines two tests (Bonferroni over the two): the two-sample KS
+test, good at shifts, and the Epps-Singleton test (empirical characteristic function),
+good at changes in spread and valid for discrete data. Where Epps-Singleton cannot be
+computed (e.g. a feature with two or three distinct values) KS alone decides, and the
+evidence says so. Both frames are sampled (seeded) to ``sample_size`` rows, and the sample
+sizes are reported.
 
 Two backends compute the p-values: ``scipy`` (the default, permissive licence) and
-``alibi`` (alibi-detect's ``TabularDrift``, optional extra, Business Source License; see
-:mod:`risk_assets.controls._drift_alibi`). Distances and the decision rule are the same for
-both. The alibi backend can add a multivariate test (``ClassifierDrift``): one more row in
-the Holm family, material when the KS statistic of its out-of-fold probabilities reaches
-``min_multivariate_distance``.
+``alibi`` (alibi-detect's ``TabularDrift``: KS for numbers, chi-squared for categories,
+optional extra, Business Source License; see :mod:`risk_assets.controls._drift_alibi`).
+Effect sizes and the decision rule are the same for both. The alibi backend can add a
+multivariate test (``ClassifierDrift``): one more row in the Holm family, material when the
+KS statistic of its out-of-fold probabilities reaches ``min_multivariate_distance``.
 """
 
 from __future__ import annotations
@@ -52,10 +71,35 @@ def psi(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def _numeric(ref: np.ndarray, cur: np.ndarray) -> dict[str, float]:
+def _combined_p(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, str]:
+    """(p-value, KS statistic, test name) of KS and Epps-Singleton together."""
+    import warnings
+
     from scipy import stats
 
-    p = float(stats.ks_2samp(ref, cur).pvalue)
+    with warnings.catch_warnings():
+        # SciPy's exact KS gives way to the asymptotic one on ties; the p-value stays valid
+        warnings.filterwarnings("ignore", message=".*Exact calculation unsuccessful")
+        ks = stats.ks_2samp(ref, cur)
+    p_ks = float(ks.pvalue)
+    if min(len(ref), len(cur)) < 25:  # below the sizes Epps-Singleton's p-value is made for
+        return p_ks, float(ks.statistic), "ks"
+    try:
+        with warnings.catch_warnings():
+            # a singular covariance (few distinct values): its p-value cannot be trusted
+            warnings.simplefilter("error")
+            p_es = float(stats.epps_singleton_2samp(ref, cur).pvalue)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError, Warning):
+        return p_ks, float(ks.statistic), "ks (epps-singleton not applicable)"
+    if not np.isfinite(p_es):
+        return p_ks, float(ks.statistic), "ks (epps-singleton not applicable)"
+    return min(1.0, 2 * min(p_ks, p_es)), float(ks.statistic), "ks + epps-singleton"
+
+
+def _numeric(ref: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
+    from scipy import stats
+
+    p, distance, test = _combined_p(ref, cur)
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)))
     if len(edges) < 3:  # (nearly) constant reference: fall back to its distinct values
         edges = np.unique(np.concatenate([ref, cur]))
@@ -64,7 +108,10 @@ def _numeric(ref: np.ndarray, cur: np.ndarray) -> dict[str, float]:
     cur_counts = np.histogram(np.clip(cur, edges[0], edges[-1]), bins=edges)[0]
     scale = float(np.std(ref)) or 1.0
     return {
+        "test": test,
         "p_value": p,
+        "effect_size": "KS distance",
+        "effect": distance,
         "psi": psi(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()),
         "wasserstein_sd": float(stats.wasserstein_distance(ref, cur)) / scale,
     }
@@ -75,20 +122,53 @@ def _labels(values: pd.Series) -> np.ndarray:
     return as_groups(values).to_numpy(dtype=object)
 
 
-def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, float]:
+def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
     from scipy import stats
 
     ref, cur = as_groups(ref), as_groups(cur)
     cats = sorted(set(ref) | set(cur))
     r = ref.value_counts().reindex(cats, fill_value=0).to_numpy()
     c = cur.value_counts().reindex(cats, fill_value=0).to_numpy()
+    test = "chi2"
     if len(cats) < 2:
         p = 1.0
     else:
         table = np.vstack([r, c])
         table = table[:, table.sum(axis=0) > 0]
-        p = float(stats.chi2_contingency(table)[1])
-    return {"p_value": p, "psi": psi(r / r.sum(), c / c.sum())}
+        # no continuity correction: Yates' is conservative on two categories (a missing
+        # share, a binary feature) for no gain at these sample sizes
+        p = float(stats.chi2_contingency(table, correction=False)[1])
+        if table.shape[1] > 2:
+            # a few points moving between two of many categories spread over k - 1 degrees
+            # of freedom escape the omnibus test: also test each category's share against
+            # the rest (Bonferroni over the categories, then over the two tests)
+            per_category = [
+                stats.chi2_contingency(
+                    np.column_stack([table[:, j], table.sum(axis=1) - table[:, j]]),
+                    correction=False,
+                )[1]
+                for j in range(table.shape[1])
+            ]
+            p_max = min(1.0, table.shape[1] * float(min(per_category)))
+            p = min(1.0, 2 * min(p, p_max))
+            test = "chi2 + per-category share"
+    r_share, c_share = r / r.sum(), c / c.sum()
+    return {
+        "test": test,
+        "p_value": p,
+        "effect_size": "TV distance",
+        "effect": float(0.5 * np.abs(r_share - c_share).sum()),
+        "psi": psi(r_share, c_share),
+    }
+
+
+def _margin(value: float, threshold: float) -> str:
+    """ "0.083 ≥ 0.050", with as many digits as it takes to show the two apart."""
+    for digits in range(3, 8):
+        shown, limit = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if shown != limit:
+            break
+    return f"{shown} ≥ {limit}"
 
 
 def feature_drift(
@@ -98,7 +178,9 @@ def feature_drift(
     numeric: Sequence[str],
     categorical: Sequence[str],
     alpha: float = 0.01,
-    min_psi: float = 0.1,
+    min_numeric_distance: float = 0.05,
+    min_category_distance: float = 0.05,
+    min_psi: float | None = None,
     max_drifted: int = 0,
     sample_size: int = 20_000,
     seed: int = 0,
@@ -106,7 +188,17 @@ def feature_drift(
     multivariate: bool = False,
     min_multivariate_distance: float = 0.1,
 ) -> ControlResult:
-    """Compare the features of ``current`` with ``reference``; block above ``max_drifted``."""
+    """Compare the features of ``current`` with ``reference``; block above ``max_drifted``.
+
+    Args:
+        alpha: Holm-adjusted significance a drifting feature must reach.
+        min_numeric_distance: smallest KS distance that counts as drift (numbers).
+        min_category_distance: smallest TV distance that counts as drift (categories and
+            the share of missing values).
+        min_psi: accepted for registers written before the KS / TV effect sizes; ignored
+            (the PSI is reported, it does not decide).
+    """
+    del min_psi  # see the docstring: reported, no longer a threshold
     if backend not in ("scipy", "alibi"):
         return ControlResult.undecided(f"unknown drift backend {backend!r}")
     if multivariate and backend != "alibi":
@@ -130,33 +222,30 @@ def feature_drift(
         c = cur[col].dropna().to_numpy(dtype=float)
         if len(r) == 0 or len(c) == 0:
             return ControlResult.undecided(f"feature {col!r} has no values in one of the frames")
-        rows.append({"feature": col, "kind": "numeric", "test": "ks", **_numeric(r, c)})
+        rows.append({"feature": col, "kind": "numeric", **_numeric(r, c)})
         pairs.append((r, c, False))
         # a change in how often the value is missing is drift too
         if ref[col].isna().any() or cur[col].isna().any():
             missing = _categorical(ref[col].isna(), cur[col].isna())
-            rows.append(
-                {"feature": f"{col} (missing)", "kind": "missing share", "test": "chi2", **missing}
-            )
+            rows.append({"feature": f"{col} (missing)", "kind": "missing share", **missing})
             pairs.append((_labels(ref[col].isna()), _labels(cur[col].isna()), True))
     for col in categorical:
-        rows.append(
-            {
-                "feature": col,
-                "kind": "categorical",
-                "test": "chi2",
-                **_categorical(ref[col], cur[col]),
-            }
-        )
+        rows.append({"feature": col, "kind": "categorical", **_categorical(ref[col], cur[col])})
         pairs.append((_labels(ref[col]), _labels(cur[col]), True))
     if not rows:
         return ControlResult.undecided("no features to compare")
+    for row in rows:
+        row["effect_threshold"] = (
+            min_numeric_distance if row["kind"] == "numeric" else min_category_distance
+        )
     if backend == "alibi":
         from risk_assets.controls._drift_alibi import classifier_drift, feature_p_values
 
         for row, (p, _) in zip(rows, feature_p_values(pairs), strict=True):
             row["p_value"] = p
-            row["test"] = f"{row['test']} (alibi-detect TabularDrift)"
+            row["test"] = ("ks" if row["kind"] == "numeric" else "chi2") + (
+                " (alibi-detect TabularDrift)"
+            )
         if multivariate:
             p, distance = classifier_drift(
                 ref, cur, numeric=numeric, categorical=categorical, seed=seed
@@ -167,44 +256,53 @@ def feature_drift(
                     "kind": "multivariate",
                     "test": "classifier (alibi-detect ClassifierDrift)",
                     "p_value": p,
+                    "effect_size": "classifier KS",
+                    "effect": distance,
+                    "effect_threshold": min_multivariate_distance,
                     "classifier_ks": distance,
                 }
             )
     adjusted = holm([r["p_value"] for r in rows])
     for row, adj in zip(rows, adjusted, strict=True):
         row["p_adjusted"] = float(adj)
-        material = (
-            row["classifier_ks"] >= min_multivariate_distance
-            if row["kind"] == "multivariate"
-            else row["psi"] >= min_psi
-        )
-        row["drift"] = bool(adj < alpha and material)
-    drifted = [r["feature"] for r in rows if r["drift"]]
-    max_psi = max(r["psi"] for r in rows if "psi" in r)
-    summary = (
-        f"no drift in {len(rows)} tests (Holm-adjusted p >= {alpha} or PSI < {min_psi}; "
-        f"{backend} backend)"
-        if not drifted
-        else f"{len(drifted)} of {len(rows)} tests find drift ({backend} backend): "
-        + ", ".join(
-            f"{r['feature']} ("
-            + (f"PSI {r['psi']:.2f}" if "psi" in r else f"classifier KS {r['classifier_ks']:.2f}")
-            + f", p {r['p_adjusted']:.1e})"
-            for r in rows
-            if r["drift"]
-        )
+        row["drift"] = bool(adj < alpha and row["effect"] >= row["effect_threshold"])
+    drifted = [r for r in rows if r["drift"]]
+    rule = (
+        f"drift needs Holm-adjusted p < {alpha} and KS distance ≥ {min_numeric_distance:.3f} "
+        f"(numbers) or TV distance ≥ {min_category_distance:.3f} (categories, missing shares)"
     )
+    if drifted:
+        summary = f"{len(drifted)} of {len(rows)} tests find drift ({backend} backend): " + (
+            ", ".join(
+                f"{r['feature']} ({r['effect_size']} "
+                f"{_margin(r['effect'], r['effect_threshold'])}, "
+                f"Holm-adjusted p {r['p_adjusted']:.1e} < {alpha})"
+                for r in drifted
+            )
+        )
+    else:
+        closest = max(rows, key=lambda r: r["effect"] / max(r["effect_threshold"], 1e-12))
+        summary = (
+            f"no drift in {len(rows)} tests ({backend} backend; {rule}); largest effect: "
+            f"{closest['feature']} {closest['effect_size']} {closest['effect']:.3f}, "
+            f"Holm-adjusted p {closest['p_adjusted']:.2g}"
+        )
+    figures: dict[str, Any] = {
+        "drifted_features": len(drifted),
+        "max_psi": max(r["psi"] for r in rows if "psi" in r),
+    }
+    by_size = {"KS distance": "max_ks_distance", "TV distance": "max_tv_distance"}
+    for size, key in by_size.items():
+        effects = [r["effect"] for r in rows if r["effect_size"] == size]
+        if effects:
+            figures[key] = max(effects)
+    figures.update(reference_rows=len(ref), current_rows=len(cur))
     return ControlResult(
         passed=len(drifted) <= max_drifted,
         value=float(len(drifted)),
         threshold=float(max_drifted),
         summary=summary,
-        figures={
-            "drifted_features": len(drifted),
-            "max_psi": max_psi,
-            "reference_rows": len(ref),
-            "current_rows": len(cur),
-        },
+        figures=figures,
         table=rows,
         sample_size=int(len(cur)),
     )
