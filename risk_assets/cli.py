@@ -19,14 +19,15 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
 #: Contextual register profiles for ``init``: what each changes from the default.
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {
-        "tier": "low",
-        "auto_promote": True,
+        "tier": "medium",
+        "auto_promote": False,
         "recall": None,
         "max_advantage": 0.1,
         "min_ratio": 0.8,
         "max_eo": None,
-        "tier_comment": "tier low lets a model that passes every gate become champion "
-        "automatically; set medium or high where a human must approve production.",
+        "tier_comment": "tier medium: a model that passes every gate is registered as the "
+        "challenger and waits for a person's approval before it becomes champion; tier low "
+        "with auto_promote: true (init --auto-promote) promotes it the moment it passes.",
     },
     "lending": {
         "tier": "high",
@@ -72,9 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--protected",
         nargs="+",
+        action="extend",
         default=[],
         metavar="COL",
-        help="protected attributes (for fairness controls)",
+        help="protected attributes (for fairness controls; not model features); repeatable",
+    )
+    init.add_argument(
+        "--serving",
+        metavar="DATA",
+        help="recent scoring inputs (CSV or Parquet) for the training/serving skew gate",
     )
     init.add_argument("--name", help="pipeline name (default: from the file name)")
     init.add_argument(
@@ -84,9 +91,21 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for the spec (default: ./pipelines)",
     )
     init.add_argument(
+        "--favourable-label",
+        metavar="LABEL",
+        help="the decision that favours a person, for fairness (default: 1 of a 0/1 target, "
+        "else the value that reads as favourable, e.g. good/yes/approved; init says which)",
+    )
+    init.add_argument(
         "--positive-label",
         metavar="LABEL",
-        help="the label of the positive class (default 1 for 0/1 targets)",
+        help="the class whose probability is the score (default: the favourable label)",
+    )
+    init.add_argument(
+        "--auto-promote",
+        action="store_true",
+        help="tier low with automatic promotion: a model that passes every gate becomes "
+        "champion at once (default profile only)",
     )
     init.add_argument(
         "--profile",
@@ -477,21 +496,31 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from risk_assets.controls._expectations import profile_suite
     from risk_assets.data import read_source, select_columns
     from risk_assets.errors import DataError, SpecError
+    from risk_assets.labels import match_label, suggest_labels
+    from risk_assets.profiling import (
+        describe_labels,
+        perturbation_budgets,
+        pii_columns,
+        sentinel_values,
+    )
     from risk_assets.spec import FORMATS, NAME_PATTERN
 
     data = Path(args.data).resolve()
     fmt = FORMATS.get(data.suffix.lower())
     if fmt is None:
         raise DataError(f"{data}: expected a .csv or .parquet file")
-    df = read_source(data, fmt)
-    df, features = select_columns(df, target=args.target, features=None, source=data)
-    missing = [c for c in args.protected if c not in df.columns]
+    raw = read_source(data, fmt)
+    raw, _ = select_columns(raw, target=args.target, features=None, source=data)
+    protected = list(dict.fromkeys(args.protected))
+    missing = [c for c in protected if c not in raw.columns]
     if missing:
         raise DataError(
-            f"{data}: protected column(s) {missing} not found; the file has {list(df.columns)}"
+            f"{data}: protected column(s) {missing} not found; the file has {list(raw.columns)}"
         )
-    if args.target in args.protected:
+    if args.target in protected:
         raise DataError(f"--protected must not name the target column {args.target!r}")
+    if args.auto_promote and args.profile != "default":
+        raise SpecError(f"--auto-promote is not allowed with --profile {args.profile}")
     name = args.name or re.sub(r"[^a-z0-9_]+", "_", data.stem.lower()).strip("_")
     if not name or not name[0].isalpha():
         name = f"pipeline_{name}"
@@ -504,28 +533,106 @@ def _cmd_init(args: argparse.Namespace) -> int:
     existing = [p for p in (spec_path, suite_path, policy_path) if p.exists()]
     if existing and not args.force:
         raise SpecError(f"would overwrite {', '.join(map(str, existing))}; use --force")
+    serving = None
+    if args.serving is not None:
+        serving = Path(args.serving).resolve()
+        if FORMATS.get(serving.suffix.lower()) is None:
+            raise DataError(f"{serving}: expected a .csv or .parquet file")
+        read_source(serving, FORMATS[serving.suffix.lower()], nrows=5)
 
     import pandas as pd
 
-    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(df[c].dtype)]
-    labels = sorted(df[args.target].dropna().unique().tolist(), key=str)
-    positive = 1 if set(labels) == {0, 1} else None
+    notes: list[str] = []  # what init decided for the user, printed before any run
+    todo: list[str] = []  # what the user must decide before the first run
+    target = raw[args.target]
+    # -- labels: written explicitly, each with the reason it was chosen
+    classes = sorted(target.dropna().unique().tolist(), key=str)
+
+    def named(option: str, value: str) -> Any:
+        found = match_label(value, classes)
+        if found is None:
+            raise DataError(f"{option} {value!r}: the target {args.target!r} has {classes}")
+        return found
+
+    if args.favourable_label is not None:
+        favourable, fav_reason = named("--favourable-label", args.favourable_label), "given"
+    elif args.positive_label is not None:
+        favourable = named("--positive-label", args.positive_label)
+        fav_reason = "the positive label given"
+    else:
+        favourable, fav_reason = suggest_labels(target)
     if args.positive_label is not None:
-        match = [v for v in labels if str(v) == args.positive_label]
-        if not match:
-            raise DataError(f"--positive-label {args.positive_label!r}: the target has {labels}")
-        positive = match[0]
-    profile = PROFILES[args.profile]
-    suite = profile_suite(df, name=name, target=args.target, categorical=categorical)
-    majority = float(df[args.target].value_counts(normalize=True).max())
-    template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
+        positive, pos_reason = named("--positive-label", args.positive_label), "given"
+    else:
+        positive, pos_reason = favourable, "the favourable label"
+    if len(classes) > 2:
+        notes.append(f"target {args.target!r} has {len(classes)} classes: metrics are macro")
+    notes.append(f"target {args.target!r}: {describe_labels(target)}")
+    notes.append(f"favourable_label {favourable!r} ({fav_reason})")
+    notes.append(f"positive_label {positive!r} ({pos_reason})")
+    if fav_reason.startswith("a guess"):
+        todo.append(
+            f"check favourable_label {favourable!r} in {spec_path.name}: init could not tell "
+            "which decision favours a person"
+        )
+    # -- features: every column but the target, the protected attributes and PII
+    pii = pii_columns(raw.drop(columns=[args.target]))
+    left_out = {c: k for c, k in pii.items() if c not in protected}
+    features = [c for c in raw.columns if c != args.target and c not in protected]
+    features = [c for c in features if c not in left_out]
+    for col, kinds in left_out.items():
+        notes.append(f"column {col!r} left out of the features: it looks like PII ({kinds})")
+        todo.append(
+            f"column {col!r} holds PII ({kinds}): the PII gate blocks every run while the "
+            f"source holds it; drop it from {data.name}, or declare it under pii_allowed in "
+            f"{spec_path.name} if it must stay"
+        )
+    for col in protected:
+        if col in pii:
+            todo.append(f"protected attribute {col!r} looks like PII ({pii[col]}): declare it")
+    if protected:
+        notes.append(
+            f"protected attributes {protected} travel with the data for the fairness and "
+            "slice gates but are not model features; list them under features if the model "
+            "may use them"
+        )
+    if not features:
+        raise DataError(f"{data}: no feature columns left after the target, protected and PII")
+    df = raw[[args.target, *features, *protected]]
+    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(df[c].dtype)]
     numeric = [c for c in features if c not in categorical]
+    for sentinel in sentinel_values(df, numeric):
+        todo.append(
+            sentinel.describe() + " If so, leave those cells empty in the source; budgets "
+            "below come from robust spreads and are not inflated by it"
+        )
+    profile = PROFILES[args.profile]
+    tier, auto = profile["tier"], profile["auto_promote"]
+    tier_comment = profile["tier_comment"]
+    if args.auto_promote:
+        tier, auto = "low", True
+        tier_comment = (
+            "tier low with auto_promote (init --auto-promote): a model that passes every gate "
+            "becomes champion at once, with no person in the loop."
+        )
+    suite = profile_suite(
+        df,
+        name=name,
+        target=args.target,
+        categorical=[
+            *categorical,
+            *(c for c in protected if not pd.api.types.is_numeric_dtype(df[c].dtype)),
+        ],
+    )
+    majority = float(target.value_counts(normalize=True).max())
+    template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
+    budgets = perturbation_budgets(df, numeric)
     policy_text = template.format(
         name=name,
         profile=args.profile,
-        tier=profile["tier"],
-        tier_comment=profile["tier_comment"],
-        auto_promote=str(profile["auto_promote"]).lower(),
+        tier=tier,
+        tier_comment=tier_comment,
+        auto_promote=str(auto).lower(),
         majority_share=majority,
         accuracy_threshold=int(majority * 100) / 100,
         extra_thresholds=(
@@ -534,21 +641,35 @@ def _cmd_init(args: argparse.Namespace) -> int:
             else ""
         ),
         extra_risks=_default_extra_risks(
-            df, numeric=numeric, protected=list(args.protected), profile=profile
+            budgets=budgets, protected=protected, profile=profile, serving=serving is not None
         ),
     )
     bands = {
         c: [float(df[c].median())]
-        for c in args.protected
+        for c in protected
         if pd.api.types.is_numeric_dtype(df[c].dtype) and df[c].nunique() > 10
     }
+    for col, edges in bands.items():
+        notes.append(f"numeric protected attribute {col!r} banded at its median {edges[0]:g}")
+    if serving is None:
+        notes.append(
+            "no --serving file: the training/serving skew gate (SKEW-001) is left out; rerun "
+            "init with --serving DATA (recent scoring inputs) to add it"
+        )
     spec = {
         "name": name,
         "description": f"Predicts {args.target} from {data.name} (written by risk-assets init).",
         "source": {"path": os.path.relpath(data, out), "format": fmt},
+        **(
+            {"serving_source": {"path": os.path.relpath(serving, out)}}
+            if serving is not None
+            else {}
+        ),
         "target": args.target,
-        **({"positive_label": positive} if positive is not None else {}),
-        "protected_attributes": list(args.protected),
+        "positive_label": _plain(positive),
+        "favourable_label": _plain(favourable),
+        "features": features,
+        "protected_attributes": protected,
         **({"protected_bands": bands} if bands else {}),
         "estimator": {
             "class": "sklearn.linear_model.LogisticRegression",
@@ -573,19 +694,38 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from risk_assets.dagster._factory import load_pipeline
 
     load_pipeline(spec_path)  # what init writes must load
-    print(
-        f"wrote {spec_path}\nwrote {suite_path} ({len(suite['expectations'])} expectations)\n"
-        f"wrote {policy_path}\n\nrun it:  risk-assets run {os.path.relpath(spec_path)}"
-    )
+    lines = [
+        f"wrote {spec_path}",
+        f"wrote {suite_path} ({len(suite['expectations'])} expectations)",
+        f"wrote {policy_path}",
+        f"  {tier_comment}",
+        "",
+        "init decided:",
+        *(f"  - {n}" for n in notes),
+    ]
+    if todo:
+        lines += ["", "decide before the first run:", *(f"  - {t}" for t in todo)]
+    lines += ["", f"run it:  risk-assets run {os.path.relpath(spec_path)}"]
+    print("\n".join(lines))
     return EXIT_OK
 
 
+def _plain(value: Any) -> Any:
+    """A label as YAML writes it: numpy scalars as Python numbers, whole floats as ints."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _default_extra_risks(
-    df: Any, *, numeric: list[str], protected: list[str], profile: dict[str, Any]
+    *, budgets: dict[str, float], protected: list[str], profile: dict[str, Any], serving: bool
 ) -> str:
-    """Register entries beyond the template's: privacy, drift, robustness, and with protected
-    attributes, slices and fairness. Perturbation budgets are 5 % of each feature's
-    standard deviation, in the feature's units."""
+    """Register entries beyond the template's: every data gate of the catalogue (PII, drift,
+    label noise, outliers, and with a serving file, skew), privacy, robustness, and with
+    protected attributes, slices and fairness. Perturbation budgets are 5 % of each numeric
+    feature's robust spread (IQR / 1.349), in the feature's units."""
 
     def risk(rid, title, category, description, likelihood, impact, owner, control, params):
         import yaml
@@ -634,6 +774,23 @@ def _default_extra_risks(
             },
         ),
         risk(
+            "INT-001",
+            "Poisoned or noisy labels",
+            "data_integrity",
+            "New labels must not contradict the reference window more than it contradicts "
+            "itself; duplicates with different labels.",
+            2,
+            4,
+            "data-engineering",
+            "label_noise",
+            {
+                "confidence": 0.7,
+                "max_increase": 0.03,
+                "max_conflicting_duplicates": 0.01,
+                "sample_size": 20000,
+            },
+        ),
+        risk(
             "INT-002",
             "Injected rows unlike the reference (poisoning)",
             "data_integrity",
@@ -667,16 +824,28 @@ def _default_extra_risks(
             {"sample_size": 200},
         ),
     ]
-    budgets = {
-        c: float(f"{0.05 * float(df[c].std()):.3g}") for c in numeric if float(df[c].std()) > 0
-    }
+    if serving:
+        parts.append(
+            risk(
+                "SKEW-001",
+                "The model will see other data at scoring than in training",
+                "data_quality",
+                "The spec's serving_source against the training data: missing features, "
+                "values out of range, unseen categories.",
+                3,
+                3,
+                "data-engineering",
+                "skew",
+                {"max_out_of_range_share": 0.01, "max_unseen_share": 0.01},
+            )
+        )
     if budgets:
         parts.append(
             risk(
                 "ROB-001",
                 "Decisions that flip under small changes to the inputs",
                 "robustness",
-                "Each numeric feature moves by up to 5 % of its standard deviation (its units).",
+                "Each numeric feature moves by up to 5 % of its robust spread (its units).",
                 3,
                 3,
                 "model-risk",

@@ -495,6 +495,10 @@ class Promotion(_Strict):
     )
 
 
+#: Controls that count the favourable decision, so the spec must resolve favourable_label.
+_FAVOURABLE_CONTROLS = frozenset({"fairness", "decision_volume"})
+
+
 class Policy(_Strict):
     """The validated content of a policy file."""
 
@@ -526,6 +530,13 @@ class Policy(_Strict):
                 "higher tiers need an approval"
             )
         return self
+
+    @property
+    def needs_favourable_label(self) -> bool:
+        """Whether a control counts favourable decisions (fairness, decision volumes)."""
+        return any(
+            r.control is not None and r.control.name in _FAVOURABLE_CONTROLS for r in self.risks
+        )
 
     def controlled_risks(self) -> list[Risk]:
         return [r for r in self.risks if r.control is not None]

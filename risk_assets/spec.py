@@ -314,6 +314,19 @@ class PipelineSpec(_Strict):
                     raise ValueError(f"{key} names columns that are not features: {extra}")
         return self
 
+    def labels(self, values: Any, *, where: str | Path = "the spec") -> Any:
+        """The positive and favourable labels resolved against the target's values (or a
+        model's classes); see :func:`risk_assets.labels.resolve_labels`."""
+        from risk_assets.labels import resolve_labels
+
+        return resolve_labels(
+            values,
+            positive=self.positive_label,
+            favourable=self.favourable_label,
+            target=self.target,
+            where=str(where),
+        )
+
     @property
     def model_name(self) -> str:
         """Name of the production registered model (candidates go to ``<name>-candidates``)."""

@@ -291,12 +291,15 @@ def test_init_on_unseen_csv_produces_a_pipeline_that_runs(state, tmp_path, capsy
     } <= kinds
     code, payload = _run_json(spec, capsys)
     assert code == 0 and payload["status"] == "registered", payload
-    assert (payload["model"], payload["version"]) == ("tumours", "1")
+    # the default tier registers a challenger that waits for approval: no champion yet
+    assert (payload["model"], payload["version"]) == ("tumours-candidates", "1")
+    assert payload["aliases"] == ["challenger"]
     # the default register init writes covers the catalogue, and every gate ran and passed
     assert {g["name"] for g in payload["gates"]} == {
         "meets_expectations",
         "pii_free",
         "no_feature_drift",
+        "labels_consistent",
         "no_outliers_against_reference",
         "meets_metric_thresholds",
         "no_worse_than_champion",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from risk_assets.controls._format import compared
 from risk_assets.controls._result import ControlResult, as_groups
 
 if TYPE_CHECKING:
@@ -63,6 +64,11 @@ def fairness_across(
 
     yt = (np.asarray(y_true) == favourable).astype(int)
     yp = (np.asarray(y_pred) == favourable).astype(int)
+    if len(yt) and not yt.any() and not yp.any():
+        # every rate would be 0: a figure on a label that never occurs is not a result
+        return ControlResult.undecided(
+            f"the favourable label {favourable!r} occurs in neither the labels nor the decisions"
+        )
     groups = as_groups(sensitive).to_numpy()
     # fairlearn's metrics on the (group, truth, decision) cells weighted by their row counts:
     # the same figures as on every row, at a cost that does not grow with the rows
@@ -125,20 +131,28 @@ def fairness_across(
     eo = kept.loc[defined] if defined else kept
     eo_diff = float(max(eo["tpr"].max() - eo["tpr"].min(), eo["fpr"].max() - eo["fpr"].min()))
     problems = []
+    # the headline is the figure that failed (demographic parity first), not one that passed
+    value, threshold = dp_ratio, min_ratio
     if dp_ratio < min_ratio:
-        problems.append(f"demographic parity ratio {dp_ratio:.3f} < {min_ratio:.3f}")
-    if max_equalized_odds_difference is not None and eo_diff > max_equalized_odds_difference:
-        problems.append(
-            f"equalized odds difference {eo_diff:.3f} > {max_equalized_odds_difference:.3f}"
-        )
+        a, b = compared(dp_ratio, min_ratio)
+        problems.append(f"demographic parity ratio {a} < {b}")
+    eo_bound = max_equalized_odds_difference
+    if eo_bound is not None and eo_diff > eo_bound:
+        a, b = compared(eo_diff, eo_bound)
+        problems.append(f"equalized odds difference {a} > {b}")
+        if dp_ratio >= min_ratio:
+            value, threshold = eo_diff, eo_bound
     lo, hi = rates.idxmin(), rates.idxmax()
+    ok_text = "ratio {} >= {}".format(*compared(dp_ratio, min_ratio))
+    if eo_bound is not None and not problems:
+        ok_text += "; equalized odds difference {} <= {}".format(*compared(eo_diff, eo_bound))
     summary = f"selection rate {rates[lo]:.3f} ({lo}) vs {rates[hi]:.3f} ({hi}): " + (
-        "; ".join(problems) if problems else f"ratio {dp_ratio:.3f} >= {min_ratio:.3f}"
+        "; ".join(problems) if problems else ok_text
     )
     return ControlResult(
         passed=not problems,
-        value=dp_ratio,
-        threshold=min_ratio,
+        value=value,
+        threshold=threshold,
         summary=summary,
         figures={
             "demographic_parity_ratio": dp_ratio,

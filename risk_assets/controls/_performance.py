@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from risk_assets.controls._format import compared
 from risk_assets.controls._result import ControlResult
 
 __all__ = ["compare_to_champion", "evaluate_classifier", "meets_metric_thresholds"]
@@ -81,8 +82,9 @@ def meets_metric_thresholds(
         if not failed
         else "below threshold: "
         + ", ".join(
-            f"{r['metric']} {'not measured' if r['value'] is None else format(r['value'], '.4f')}"
-            f" < {r['threshold']:.4f}"
+            f"{r['metric']} not measured (threshold {r['threshold']:.4f})"
+            if r["value"] is None
+            else "{} {} < {}".format(r["metric"], *compared(r["value"], r["threshold"], digits=4))
             for r in rows
             if not r["passed"]
         )

@@ -248,6 +248,10 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         df, features = select_columns(
             raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
         )
+        # a label the spec names must occur in the target: refused before any gate runs
+        labels = spec.labels(df[spec.target], where=loaded.path)
+        if pipeline.policy.policy.needs_favourable_label:
+            labels.require_favourable(target=spec.target, where=str(loaded.path))
         # protected attributes travel with the data (for fairness checks) even when they
         # are not features of the model
         extra = [c for c in spec.protected_attributes if c not in df.columns]
@@ -521,8 +525,9 @@ def _fit_and_log(
     started = time.perf_counter()
     model.fit(train[features], train[spec.target])
     fit_seconds = time.perf_counter() - started
+    labels = spec.labels(model.classes_, where=loaded.path)
     metrics = evaluate_classifier(
-        model, test[features], test[spec.target], positive_label=spec.positive_label
+        model, test[features], test[spec.target], positive_label=labels.positive
     )
 
     client = mlflow.get_client()
@@ -566,6 +571,8 @@ def _fit_and_log(
         _TAG + "policy_tier": lpolicy.policy.tier,
         _TAG + "spec_sha256": loaded.sha256,
         _TAG + "protected_attributes": ",".join(spec.protected_attributes),
+        _TAG + "positive_label": f"{labels.positive!r} ({labels.positive_reason})",
+        _TAG + "favourable_label": f"{labels.favourable!r} ({labels.favourable_reason})",
         _TAG + "spec_path": str(loaded.path),
         _TAG + "code_version": _code_version(loaded.path.parent),
         "mlflow.source.name": str(loaded.path),

@@ -46,6 +46,11 @@ class GateInputs:
         return self.store.get(self.validated["sha256"])
 
     @cached_property
+    def raw(self) -> Any:
+        """Every column of the source as snapshotted, features or not (hash verified)."""
+        return self.store.get(self.validated.get("raw_sha256") or self.validated["sha256"])
+
+    @cached_property
     def test(self) -> Any:
         return self.store.get(self.candidate["test"]["sha256"])
 
@@ -95,6 +100,17 @@ class GateInputs:
         return self.store.get(ref_sha)
 
     @cached_property
+    def labels(self) -> Any:
+        """The positive and favourable labels, resolved against the candidate's classes."""
+        return self.spec.labels(self.model.classes_, where=self.pipeline.spec.path)
+
+    @property
+    def favourable(self) -> Any:
+        return self.labels.require_favourable(
+            target=self.spec.target, where=str(self.pipeline.spec.path)
+        )
+
+    @cached_property
     def test_predictions(self) -> Any:
         return self.model.predict(self.test[self.candidate["features"]])
 
@@ -130,8 +146,9 @@ def _pii(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._pii import scan_pii
 
+        # the raw snapshot: a column the model does not use is still stored as lineage
         return scan_pii(
-            inp.frame,
+            inp.raw,
             allowed=inp.spec.pii_allowed,
             max_share=params.max_share,
             sample_size=params.sample_size,
@@ -152,35 +169,47 @@ def _metric_thresholds(params: Any) -> Callable[[GateInputs], ControlResult]:
 
 def _champion_challenger(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
-        from risk_assets.controls._performance import compare_to_champion, evaluate_classifier
+        from risk_assets.controls._champion import compare_on_unseen_rows
+        from risk_assets.controls._performance import compare_to_champion
         from risk_assets.registry._mlflow import find_champion, load_version_model
 
         metric, tolerance = params.metric, params.tolerance
-        cand_value = inp.metrics.get(metric)
         champion = find_champion(inp.client, inp.spec.model_name)
         if champion is None:
             inp.extra["champion_version"] = "none"
             return compare_to_champion(
                 metric=metric,
-                candidate=cand_value,
+                candidate=inp.metrics.get(metric),
                 champion=None,
                 tolerance=tolerance,
                 champion_ref=None,
             )
         ref = f"{champion.name}/{champion.version}"
         inp.extra["champion_version"] = ref
-        scores = evaluate_classifier(
-            load_version_model(inp.client, champion),
-            inp.test[inp.candidate["features"]],
-            inp.test[inp.candidate["target"]],
-            positive_label=inp.spec.positive_label,
+        champ_tags = inp.client.get_run(champion.run_id).data.tags
+        champ_train_sha = champ_tags.get(_TAG + "train_sha256")
+        champ_test_sha = champ_tags.get(_TAG + "test_sha256")
+        if not champ_train_sha or not champ_test_sha:
+            raise IntegrityError(f"{ref} records no training or test snapshot")
+        inp.extra["risk/evaluation_rows"] = (
+            "both models' test rows minus every row either model trained on "
+            f"(champion train {champ_train_sha[:12]} test {champ_test_sha[:12]}, candidate "
+            f"train {inp.candidate['train']['sha256'][:12]} test "
+            f"{inp.candidate['test']['sha256'][:12]})"
         )
-        return compare_to_champion(
+        return compare_on_unseen_rows(
+            inp.model,
+            load_version_model(inp.client, champion),
+            inp.test,
+            features=inp.candidate["features"],
+            target=inp.candidate["target"],
+            trained_on=[inp.store.get(champ_train_sha), inp.train],
+            also_held_out=[inp.store.get(champ_test_sha)],
             metric=metric,
-            candidate=cand_value,
-            champion=scores.get(metric),
             tolerance=tolerance,
+            positive_label=inp.labels.positive,
             champion_ref=ref,
+            seed=inp.spec.split.seed,
         )
 
     return run
@@ -196,14 +225,12 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
         groups = band(values, edges) if edges else _as_segments(values, attribute, inp)
         if edges:
             inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
-        favourable = spec.favourable_label
-        if favourable is None:
-            favourable = spec.positive_label if spec.positive_label is not None else 1
+        inp.extra["risk/favourable_label"] = f"{inp.favourable!r} ({inp.labels.favourable_reason})"
         return fairness_across(
             inp.test[inp.candidate["target"]],
             inp.test_predictions,
             groups,
-            favourable=favourable,
+            favourable=inp.favourable,
             min_ratio=params.min_ratio,
             max_equalized_odds_difference=params.max_equalized_odds_difference,
             min_group_size=params.min_group_size,
@@ -256,7 +283,7 @@ def _slices(params: Any) -> Callable[[GateInputs], ControlResult]:
             min_value=params.min_value,
             max_gap=params.max_gap,
             min_slice_size=params.min_slice_size,
-            positive_label=spec.positive_label if spec.positive_label is not None else 1,
+            positive_label=inp.labels.positive,
         )
 
     return run

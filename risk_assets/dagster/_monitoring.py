@@ -212,7 +212,7 @@ def _prediction_drift(params: Any) -> Callable[[MonitorInputs], ControlResult]:
     def run(inp: MonitorInputs) -> ControlResult:
         from risk_assets.controls._monitoring import prediction_drift
 
-        reference = positive_scores(inp.model, inp.reference[inp.features], inp.spec.positive_label)
+        reference = positive_scores(inp.model, inp.reference[inp.features], inp.spec)
         return prediction_drift(
             reference,
             inp.predictions["score"].to_numpy(),
@@ -322,7 +322,7 @@ def _outcome_performance(params: Any) -> Callable[[MonitorInputs], ControlResult
         from risk_assets.controls._monitoring import outcome_performance
 
         joined = inp.store.get(inp.outcomes["sha256"])
-        positive = inp.spec.positive_label if inp.spec.positive_label is not None else 1
+        positive = inp.spec.labels(inp.model.classes_, where=inp.pipeline.spec.path).positive
         return outcome_performance(
             joined["label"],
             joined["prediction"],
@@ -344,12 +344,12 @@ RUNNERS = {
 }
 
 
-def positive_scores(model: Any, frame: Any, positive_label: Any) -> Any:
-    """The model's probability of the positive class for each row."""
+def positive_scores(model: Any, frame: Any, spec: Any) -> Any:
+    """The model's probability of the spec's positive class for each row."""
     classes = list(model.classes_)
-    positive = positive_label if positive_label is not None else classes[-1]
-    if positive not in classes:
-        raise DataError(f"positive_label {positive!r} is not a class of the model ({classes})")
+    positive = spec.labels(classes, where="the champion's classes").positive
+    if positive is None:
+        raise DataError(f"a score needs a two-class model; the champion has classes {classes}")
     return model.predict_proba(frame)[:, classes.index(positive)]
 
 
@@ -366,9 +366,6 @@ def monitoring_definitions(
     spec = loaded.spec
     prefix = [spec.name]
     group = f"{spec.name}_monitoring"
-    favourable = spec.favourable_label
-    if favourable is None:
-        favourable = spec.positive_label if spec.positive_label is not None else 1
 
     @dg.asset(
         name="scored_batch",
@@ -411,7 +408,10 @@ def monitoring_definitions(
             raise DataError(f"{source}: feature column(s) {missing} of the champion not found")
         batch_ref = store.put(batch)
         decisions = model.predict(batch[features])
-        scores = positive_scores(model, batch[features], spec.positive_label)
+        scores = positive_scores(model, batch[features], spec)
+        favourable = spec.labels(model.classes_, where=loaded.path).require_favourable(
+            target=spec.target, where=str(loaded.path)
+        )
         out = pd.DataFrame({"prediction": decisions, "score": scores})
         id_column = spec.source.id_column
         if id_column is not None and id_column in batch.columns:

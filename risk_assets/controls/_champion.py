@@ -1,0 +1,234 @@
+"""Champion vs challenger on rows that neither model was trained on.
+
+Scoring the champion on the candidate's test split is biased against every new model when
+the data was re-sampled: most of those rows were then in the champion's own training data,
+so the champion looks better than it is. Both models are therefore scored on the
+candidate's test rows minus every row (by content) that either model trained on, and the
+evidence says how many rows that left. The drop blocks when it is material (beyond the
+policy's tolerance) and significant (a seeded paired bootstrap's upper confidence bound of
+the difference is below zero), so that a small evaluation set does not block a model that
+is as good as the champion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from risk_assets.controls._result import ControlResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["compare_on_unseen_rows", "row_keys"]
+
+
+def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A 64-bit content key per row over ``columns``, equal for equal values whatever the
+    dtype (numbers as float64, everything else as text; missing values alike)."""
+    import pandas as pd
+
+    parts = {}
+    for col in columns:
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            parts[col] = s.astype("float64")
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            parts[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        else:
+            parts[col] = s.astype(object).where(s.notna(), "\x00missing").map(str)
+    frame = pd.DataFrame(parts, index=range(len(df)))
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _auc(positive: np.ndarray, score: np.ndarray | None) -> float:
+    """ROC AUC from average ranks (the Mann-Whitney statistic): the same figure as
+    scikit-learn's, cheap enough for a bootstrap."""
+    from scipy.stats import rankdata
+
+    if score is None:
+        return float("nan")
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _metric(name: str, y: np.ndarray, pred: np.ndarray, score: np.ndarray | None, pos: Any):
+    from sklearn import metrics
+
+    if name == "roc_auc":
+        return _auc(y == pos, score)
+    if name == "accuracy":
+        return float(np.mean(y == pred))
+    if name == "balanced_accuracy":
+        return float(metrics.balanced_accuracy_score(y, pred))
+    kw: dict[str, Any] = (
+        {"average": "macro", "zero_division": 0}
+        if pos is None
+        else {"pos_label": pos, "zero_division": 0}
+    )
+    fn = {"f1": metrics.f1_score, "precision": metrics.precision_score}.get(
+        name, metrics.recall_score
+    )
+    return float(fn(y, pred, **kw))
+
+
+def _outputs(model: Any, X: Any, pos: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    pred = np.asarray(model.predict(X))
+    score = None
+    if hasattr(model, "predict_proba") and pos is not None:
+        classes = list(model.classes_)
+        if pos in classes:
+            score = np.asarray(model.predict_proba(X))[:, classes.index(pos)]
+    return pred, score
+
+
+def compare_on_unseen_rows(
+    candidate: Any,
+    champion: Any,
+    test: pd.DataFrame,
+    *,
+    features: Sequence[str],
+    target: str,
+    trained_on: Sequence[pd.DataFrame],
+    also_held_out: Sequence[pd.DataFrame] = (),
+    metric: str,
+    tolerance: float,
+    positive_label: Any,
+    champion_ref: str,
+    min_rows: int = 30,
+    confidence: float = 0.95,
+    n_boot: int = 400,
+    sample_size: int = 5000,
+    seed: int = 0,
+) -> ControlResult:
+    """Candidate vs champion on the candidate's test rows that neither model trained on.
+
+    Args:
+        candidate, champion: fitted classifiers (the champion may need other columns of
+            ``test``; it is given ``features``).
+        test: the candidate's held-out rows with the target.
+        trained_on: the training frames of both models; any test row equal (by content of
+            the shared columns) to one of their rows is left out.
+        also_held_out: more held-out rows to pool with ``test`` before that (the
+            champion's own test split), so that a re-sample keeps enough unseen rows.
+        metric / tolerance: the policy's metric and the largest allowed drop.
+        min_rows: fewer unseen rows than this cannot decide (fails closed).
+        confidence / n_boot / sample_size: the paired bootstrap of the difference, on at
+            most ``sample_size`` seeded rows of the evaluation set.
+
+    Returns:
+        Passed unless the drop is beyond ``tolerance`` and the bootstrap's upper bound of
+        the difference is below zero; the evidence names the rows used.
+    """
+    cols = [target, *features]
+    if test.empty:
+        return ControlResult.undecided("the candidate's test split is empty")
+    n_candidate_test = len(test)
+    extra = [f for f in also_held_out if all(c in f.columns for c in cols)]
+    if extra:
+        import pandas as pd
+
+        test = pd.concat([test[cols], *(f[cols] for f in extra)], ignore_index=True)
+        test = test.loc[~pd.Series(row_keys(test, cols)).duplicated().to_numpy()]
+    keys = row_keys(test, cols)
+    seen = np.zeros(len(test), dtype=bool)
+    for frame in trained_on:
+        shared = [c for c in cols if c in frame.columns]
+        if len(shared) != len(cols):
+            continue  # another set of columns: no row of it can equal a test row
+        seen |= np.isin(keys, row_keys(frame, shared))
+    unseen = test.loc[~seen]
+    n = len(unseen)
+    if n < min_rows:
+        return ControlResult.undecided(
+            f"only {n} of {len(test)} held-out rows were unseen by both models (need {min_rows})"
+        )
+    y = unseen[target].to_numpy()
+    X = unseen[list(features)]
+    cand_pred, cand_score = _outputs(candidate, X, positive_label)
+    champ_pred, champ_score = _outputs(champion, X, positive_label)
+    cand = _metric(metric, y, cand_pred, cand_score, positive_label)
+    champ = _metric(metric, y, champ_pred, champ_score, positive_label)
+    if not np.isfinite(cand) or not np.isfinite(champ):
+        return ControlResult.undecided(
+            f"{metric} cannot be measured on the {n} unseen rows (one class only, or no scores)"
+        )
+    delta = cand - champ
+    rng = np.random.default_rng(seed)
+    idx_all = np.arange(n)
+    if n > sample_size:
+        idx_all = rng.choice(n, size=sample_size, replace=False)
+    deltas = []
+    for _ in range(n_boot):
+        i = rng.choice(idx_all, size=len(idx_all), replace=True)
+        a = _metric(
+            metric,
+            y[i],
+            cand_pred[i],
+            None if cand_score is None else cand_score[i],
+            positive_label,
+        )
+        b = _metric(
+            metric,
+            y[i],
+            champ_pred[i],
+            None if champ_score is None else champ_score[i],
+            positive_label,
+        )
+        if np.isfinite(a) and np.isfinite(b):
+            deltas.append(a - b)
+    if len(deltas) < n_boot // 2:
+        return ControlResult.undecided(f"the bootstrap of {metric} failed on the unseen rows")
+    upper = float(np.quantile(deltas, confidence))
+    lower = float(np.quantile(deltas, 1 - confidence))
+    material = delta < -tolerance
+    significant = upper < 0
+    passed = not (material and significant)
+    verdict = (
+        "within tolerance"
+        if not material
+        else "beyond tolerance but not significant"
+        if passed
+        else "beyond tolerance and significant"
+    )
+    summary = (
+        f"candidate {metric} {cand:.4f} vs champion {champion_ref} {champ:.4f} on {n} rows "
+        f"neither trained on (of {len(test)} held-out rows of both test splits): "
+        f"difference {delta:+.4f}, allowed "
+        f"drop {tolerance:.4f}, {confidence:.0%} bootstrap bound {upper:+.4f}: {verdict}"
+    )
+    return ControlResult(
+        passed=passed,
+        value=delta,
+        threshold=-tolerance,
+        summary=summary,
+        figures={
+            f"candidate_{metric}": cand,
+            f"champion_{metric}": champ,
+            "delta": delta,
+            "delta_upper": upper,
+            "delta_lower": lower,
+            "evaluation_rows": n,
+            "test_rows": n_candidate_test,
+            "held_out_rows": len(test),
+            "rows_seen_in_training": int(seen.sum()),
+        },
+        table=[
+            {"model": "candidate", metric: cand, "rows": n},
+            {"model": f"champion ({champion_ref})", metric: champ, "rows": n},
+            {
+                "model": "difference",
+                metric: delta,
+                "rows": n,
+                f"bootstrap_{1 - confidence:.0%}": lower,
+                f"bootstrap_{confidence:.0%}": upper,
+            },
+        ],
+        sample_size=int(len(idx_all)),
+    )

@@ -1,0 +1,210 @@
+"""The positive and the favourable label of a target, resolved in one place.
+
+Two labels matter and they are not the same thing:
+
+- the **positive** label is the class whose probability is the model's score and on which
+  precision, recall, F1 and ROC AUC are computed;
+- the **favourable** label is the decision that favours a person (credit granted, claim
+  paid): fairness and decision-volume controls count how often it is given.
+
+Both come from the spec (``positive_label``, ``favourable_label``) and are matched against
+the classes that occur in the target, so that a label written as ``1`` in YAML matches a
+target read as ``1.0``, ``"1"`` or ``True``. A label the spec names that never occurs in
+the target is refused with the values found: a figure computed on a label that never
+occurs would be a bug, not a gate result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from risk_assets.errors import DataError
+
+__all__ = ["FAVOURABLE_WORDS", "Labels", "match_label", "resolve_labels", "suggest_labels"]
+
+#: Target values that read as the favourable outcome when a spec names no label; used by
+#: ``init`` to pick (and say why), never silently at run time.
+FAVOURABLE_WORDS = frozenset(
+    {
+        "good",
+        "yes",
+        "y",
+        "approved",
+        "approve",
+        "accepted",
+        "accept",
+        "granted",
+        "paid",
+        "repaid",
+        "fully paid",
+        "true",
+        "pass",
+        "passed",
+        "success",
+        "positive",
+    }
+)
+
+
+def _canonical(value: Any) -> str:
+    """Text of a label that compares 1, 1.0, "1" and True alike."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    try:  # numpy scalars
+        import numpy as np
+
+        if isinstance(value, np.bool_):
+            return "1" if bool(value) else "0"
+        if isinstance(value, np.integer):
+            return str(int(value))
+        if isinstance(value, np.floating) and float(value).is_integer():
+            return str(int(value))
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(value).strip()
+    return {"true": "1", "false": "0"}.get(text.lower(), text)
+
+
+def match_label(value: Any, classes: Iterable[Any]) -> Any | None:
+    """The class of ``classes`` that ``value`` names (exactly, else by its text), or None."""
+    classes = list(classes)
+    for c in classes:
+        if type(c) is type(value) and c == value:
+            return c
+    wanted = _canonical(value)
+    found = [c for c in classes if _canonical(c) == wanted]
+    return found[0] if len(found) == 1 else None
+
+
+def _is_binary_01(classes: list[Any]) -> bool:
+    return len(classes) == 2 and sorted(_canonical(c) for c in classes) == ["0", "1"]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The target's classes with the positive and the favourable label among them.
+
+    Attributes:
+        classes: the classes that occur in the target, in sorted order (as a model sees them).
+        positive: the class whose probability is the score (None: more than two classes).
+        favourable: the decision that favours a person (None: not set and not inferable).
+        positive_reason / favourable_reason: how each was decided, for the evidence.
+    """
+
+    classes: tuple[Any, ...]
+    positive: Any
+    favourable: Any
+    positive_reason: str
+    favourable_reason: str
+
+    def require_favourable(self, *, target: str, where: str) -> Any:
+        """The favourable label, or a DataError naming the spec key to set."""
+        if self.favourable is None:
+            raise DataError(
+                f"{where}: favourable_label is not set and cannot be inferred from target "
+                f"{target!r} (its values are {list(self.classes)}); set favourable_label to "
+                "the decision that favours a person"
+            )
+        return self.favourable
+
+
+def _sorted_classes(values: Iterable[Any]) -> list[Any]:
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(list(values) if not hasattr(values, "dropna") else values)
+    uniq = s.dropna().unique()
+    try:
+        return list(np.sort(uniq))
+    except TypeError:  # mixed types: sort by text, as a person would read them
+        return sorted(uniq, key=str)
+
+
+def resolve_labels(
+    values: Iterable[Any],
+    *,
+    positive: Any = None,
+    favourable: Any = None,
+    target: str = "target",
+    where: str = "the spec",
+) -> Labels:
+    """Resolve the positive and favourable labels of a target from its values and the spec.
+
+    Args:
+        values: the target's values (or its classes, e.g. a fitted model's ``classes_``).
+        positive: the spec's ``positive_label`` (None: not set).
+        favourable: the spec's ``favourable_label`` (None: not set).
+        target: the target column's name, for messages.
+        where: the spec file, for messages.
+
+    Returns:
+        :class:`Labels`. Unset labels default as follows: the positive label of a 0/1 or
+        boolean target is 1 (True); of another two-class target the last class in sorted
+        order (scikit-learn's convention, and said so in ``positive_reason``). The favourable
+        label defaults to the positive label when that was set or the target is 0/1, and is
+        otherwise left unset (controls that need it refuse to guess).
+
+    Raises:
+        DataError: a label the spec names does not occur in the target (values listed), or
+            the target has fewer than two classes.
+    """
+    classes = _sorted_classes(values)
+    if len(classes) < 2:
+        raise DataError(f"{where}: target {target!r} has fewer than two classes: {classes}")
+
+    def named(key: str, value: Any) -> Any:
+        found = match_label(value, classes)
+        if found is None:
+            raise DataError(
+                f"{where}: {key} {value!r} does not occur in target {target!r}; "
+                f"its values are {classes}"
+            )
+        return found
+
+    binary01 = _is_binary_01(classes)
+    if positive is not None:
+        pos, pos_reason = named("positive_label", positive), "positive_label in the spec"
+    elif binary01:
+        pos = match_label(1, classes)
+        pos_reason = "1 of a 0/1 target"
+    elif len(classes) == 2:
+        pos = classes[-1]
+        pos_reason = "the last class in sorted order (scikit-learn's convention)"
+    else:
+        pos, pos_reason = None, f"none: {len(classes)} classes (macro averages)"
+    if favourable is not None:
+        fav, fav_reason = named("favourable_label", favourable), "favourable_label in the spec"
+    elif positive is not None or binary01:
+        fav, fav_reason = pos, "the positive label"
+    else:
+        fav, fav_reason = None, "not set"
+    return Labels(
+        classes=tuple(classes),
+        positive=pos,
+        favourable=fav,
+        positive_reason=pos_reason,
+        favourable_reason=fav_reason,
+    )
+
+
+def suggest_labels(values: Iterable[Any]) -> tuple[Any, str]:
+    """The label ``init`` writes as positive and favourable, with the reason it prints.
+
+    1 of a 0/1 target; else the one class that reads as a favourable outcome (``good``,
+    ``yes``, ``approved``, ...); else the last class in sorted order, and the reason says
+    that it is a guess the user must check.
+    """
+    classes = _sorted_classes(values)
+    if _is_binary_01(classes):
+        return match_label(1, classes), "1 of a 0/1 target"
+    words = [c for c in classes if _canonical(c).lower() in FAVOURABLE_WORDS]
+    if len(words) == 1:
+        return words[0], f"{words[0]!r} reads as the favourable outcome among {classes}"
+    return classes[-1], (
+        f"a guess: the last of {classes} in sorted order; none reads as favourable, "
+        "check it and pass --favourable-label / --positive-label"
+    )

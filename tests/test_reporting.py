@@ -1,0 +1,41 @@
+"""A blocked gate reports the figure that failed, with enough digits to see the margin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from risk_assets.controls._fairness import fairness_across
+from risk_assets.controls._format import compared
+from risk_assets.controls._performance import meets_metric_thresholds
+
+
+def test_digits_grow_until_the_margin_shows():
+    assert compared(0.79996, 0.8) == ("0.79996", "0.80000")
+    assert compared(0.7, 0.8) == ("0.700", "0.800")
+    assert compared(0.8, 0.8) == ("0.800", "0.800")
+    result = meets_metric_thresholds({"roc_auc": 0.59999}, {"roc_auc": 0.6})
+    assert "roc_auc 0.59999 < 0.60000" in result.summary
+
+
+def test_fairness_headline_is_the_failed_figure(credit):
+    # real groups (sex) and labels; decisions equal in rate, wrong for one group
+    y = credit["risk"].to_numpy()
+    sex = credit["sex"]
+    rng = np.random.default_rng(0)
+    pred = y.copy()
+    women = (sex == "female").to_numpy()
+    # for women, decisions ignore the label: same selection rate, very different TPR/FPR
+    pred[women] = rng.permutation(y[women])
+    result = fairness_across(
+        y, pred, sex, favourable=1, min_ratio=0.8, max_equalized_odds_difference=0.2
+    )
+    assert not result.passed
+    assert "demographic parity" not in result.summary
+    assert result.value == result.figures["equalized_odds_difference"] > 0.2
+    assert result.threshold == 0.2
+
+
+def test_a_favourable_label_that_never_occurs_cannot_decide(credit):
+    y = credit["risk"].map({1: "good", 0: "bad"}).to_numpy()
+    result = fairness_across(y, y, credit["sex"], favourable=1, min_ratio=0.8)
+    assert not result.passed and "occurs in neither" in result.summary
