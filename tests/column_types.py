@@ -28,7 +28,7 @@ def with_column_types(frame: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
       ``flag_nullable``: nullable ``boolean`` with gaps (Parquet);
     - ``dependents``: nullable ``Int64`` with gaps (Parquet);
     - ``region``: ``category`` with gaps;
-    - ``opened``: datetime64 with gaps (NaT);
+    - ``opened``: datetime64 with gaps (NaT), month starts (a cohort date);
     - ``note``: ``str`` with gaps (CSV text); ``note_string``: ``string`` with ``pd.NA`` gaps;
     - ``empty``: all missing, float (an empty CSV column); ``empty_int``: all missing,
       ``Int64``; ``empty_text``: all missing, object (``None``, from Parquet);
@@ -55,9 +55,8 @@ def with_column_types(frame: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     )
     out["opened"] = gaps(
         pd.Series(
-            pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D"),
-            index=index,
-        )
+            pd.date_range("2020-01-01", periods=24, freq="MS")[rng.integers(0, 24, n)]
+        ).set_axis(index)
     )
     out["note"] = gaps(pd.Series(rng.choice(["short", "long"], n), index=index).astype("str"))
     out["note_string"] = gaps(

@@ -75,6 +75,13 @@ def protected_among_top_features(
     among the ``top_k`` most important."""
     from sklearn.inspection import permutation_importance
 
+    if len(X) == 0:
+        return ControlResult.undecided("no rows to measure importance on")
+    unknown = [c for c in protected.columns if protected[c].isna().all()]
+    if unknown:
+        return ControlResult.undecided(
+            f"protected attributes {unknown} have no values: proxies cannot be measured"
+        )
     rng = np.random.default_rng(seed)
     pos = (
         np.sort(rng.choice(len(X), size=sample_size, replace=False))
@@ -85,7 +92,10 @@ def protected_among_top_features(
     categorical = set(categorical)
     imp = permutation_importance(model, Xs, ys, n_repeats=n_repeats, random_state=seed)
     order = np.argsort(-imp.importances_mean)
-    top = [X.columns[i] for i in order[:top_k]]
+    # a feature without values is one constant to the model (it imputes it): it cannot
+    # drive a decision here, and must not push a feature that can out of the top
+    blank = {X.columns[i] for i in order if Xs[X.columns[i]].isna().all()}
+    top = [X.columns[i] for i in order if X.columns[i] not in blank][:top_k]
     rows, flags = [], []
     for rank, i in enumerate(order, start=1):
         feature = X.columns[i]
@@ -95,6 +105,8 @@ def protected_among_top_features(
             "importance": float(imp.importances_mean[i]),
             "importance_sd": float(imp.importances_std[i]),
         }
+        if feature in blank:
+            row["note"] = "no values"
         if feature in top:
             for attr in protected.columns:
                 if feature == attr:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult, tabular_encoder
+from risk_assets.controls._result import ControlResult, lost_columns, tabular_encoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,6 +69,13 @@ def label_consistency(
     duplicate check runs, and the summary says so."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    if len(current) == 0:
+        return ControlResult.undecided("no rows to check")
+    lost = [] if reference is None else lost_columns(reference, current, list(features))
+    if lost:
+        return ControlResult.undecided(
+            f"features {lost} have values in the reference but none in the new data"
+        )
     cur = (
         current.sample(n=sample_size, random_state=seed) if len(current) > sample_size else current
     )
@@ -168,6 +175,13 @@ def outliers_against_reference(
             summary="no reference window yet: no outliers to measure against, gate passes",
         )
     columns = [*numeric, *categorical]
+    if len(current) == 0:
+        return ControlResult.undecided("no rows to check")
+    lost = lost_columns(reference, current, columns)
+    if lost:
+        return ControlResult.undecided(
+            f"features {lost} have values in the reference but none in the new data"
+        )
     ref = reference[columns].sample(frac=1.0, random_state=seed)
     ref = ref.iloc[: 2 * sample_size]
     needed = 2 * max(int(np.ceil(1 / quantile)), _NEIGHBOURS + 1)

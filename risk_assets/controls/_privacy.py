@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from risk_assets.controls._art import art_imports
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, lost_columns
 
 __all__ = ["membership_inference_advantage"]
 
@@ -44,6 +44,16 @@ def membership_inference_advantage(
         from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
         from art.estimators.classification.scikitlearn import SklearnClassifier
 
+    if len(X_train) == 0 or len(X_test) == 0:
+        return ControlResult.undecided("no training rows or no held-out rows to attack with")
+    if hasattr(X_train, "columns") and hasattr(X_test, "columns"):
+        columns = list(X_train.columns)
+        lost = lost_columns(X_train, X_test, columns) + lost_columns(X_test, X_train, columns)
+        if lost:
+            # members and non-members would differ by more than membership
+            return ControlResult.undecided(
+                f"features {lost} have values on one side only (training or held-out rows)"
+            )
     steps = getattr(model, "steps", None)
     if steps and len(steps) > 1:
         pre, est = model[:-1], model[-1]

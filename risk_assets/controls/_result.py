@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ControlResult", "as_groups", "markdown_table", "tabular_encoder"]
+__all__ = ["ControlResult", "as_groups", "lost_columns", "markdown_table", "tabular_encoder"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,12 @@ def as_groups(values: Any) -> Any:
             s = s.astype("Int64")
     out = s.astype(object).where(s.notna(), "missing").map(str)
     return out
+
+
+def lost_columns(before: Any, after: Any, columns: Sequence[str]) -> list[str]:
+    """The ``columns`` that hold values in the frame ``before`` (the reference, the training
+    rows) but none in ``after``: a lost feature, which a control cannot judge."""
+    return [c for c in columns if before[c].notna().any() and after[c].isna().all()]
 
 
 def tabular_encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:

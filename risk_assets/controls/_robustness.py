@@ -50,6 +50,11 @@ def perturbation_flip_rate(
     missing = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
     if missing:
         return ControlResult.undecided(f"mutable features {missing} are not model features")
+    if len(X) == 0:
+        return ControlResult.undecided("no rows to perturb")
+    empty = [c for c in [*budgets, *categorical_moves] if X[c].isna().all()]
+    if empty:
+        return ControlResult.undecided(f"mutable features {empty} have no values to move")
     rng = np.random.default_rng(seed)
     sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
     base = model.predict(sample)
@@ -61,10 +66,9 @@ def perturbation_flip_rate(
             values = moved[col].to_numpy(dtype=float, na_value=np.nan) + noise
             if pd.api.types.is_integer_dtype(sample[col].dtype):
                 values = np.rint(values)
-            moved[col] = (
-                values.astype(sample[col].dtype)
-                if pd.api.types.is_integer_dtype(sample[col].dtype)
-                else values
+            # back in the column's own dtype (an Int64 column keeps <NA> for a missing value)
+            moved[col] = pd.Series(values, index=moved.index).astype(
+                sample[col].dtype if pd.api.types.is_integer_dtype(sample[col].dtype) else float
             )
         for col in categorical_moves:
             options = list((categories or {}).get(col) or sample[col].dropna().unique())
@@ -287,10 +291,22 @@ def evasion_attack(
     absent = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
     if absent:
         return ControlResult.undecided(f"mutable features {absent} are not model features")
-    unranged = [c for c in budgets if c not in train_ranges]
+    if len(X) == 0:
+        return ControlResult.undecided("no rows to attack")
+    ranges: dict[str, tuple[float, float]] = {}
+    for col, bounds in train_ranges.items():
+        found = _range(bounds)
+        if isinstance(found, str):
+            return ControlResult.undecided(f"the training range of {col!r} {found}")
+        # a feature without values in training keeps its own values; it cannot move
+        ranges[col] = (np.nan, np.nan) if found is None else found
+    unranged = [c for c in budgets if np.isnan(ranges.get(c, (np.nan, np.nan))[0])]
     if unranged:
         return ControlResult.undecided(f"no training range for mutable features {unranged}")
-    numeric = list(train_ranges)
+    empty = [c for c in [*budgets, *categorical_moves] if X[c].isna().all()]
+    if empty:
+        return ControlResult.undecided(f"mutable features {empty} have no values to move")
+    numeric = list(ranges)
     mutable = [c for c in numeric if c in budgets]
     if not mutable and not categorical_moves:
         return ControlResult.undecided("no mutable features: nothing to attack")
@@ -301,8 +317,8 @@ def evasion_attack(
     sample = sample.reset_index(drop=True)
     classes = np.asarray(model.classes_)
     scale = np.array([float(budgets.get(c, 1.0)) for c in numeric])
-    lo = np.array([train_ranges[c][0] for c in numeric], dtype=float)
-    hi = np.array([train_ranges[c][1] for c in numeric], dtype=float)
+    lo = np.array([ranges[c][0] for c in numeric], dtype=float)
+    hi = np.array([ranges[c][1] for c in numeric], dtype=float)
     integer = np.array([pd.api.types.is_integer_dtype(X[c].dtype) for c in numeric])
     origins = sample[numeric].to_numpy(dtype=float, na_value=np.nan)
     # per row: the mutable features it has a value for (a missing value stays missing)

@@ -32,6 +32,10 @@ def training_serving_skew(
     """Compare serving features with the training features; any problem blocks."""
     import pandas as pd
 
+    if len(serving) == 0:
+        return ControlResult.undecided("no serving rows to compare")
+    if len(training) == 0:
+        return ControlResult.undecided("no training rows to compare with")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     for col in [*numeric, *categorical]:
@@ -45,8 +49,17 @@ def training_serving_skew(
                 problems.append(f"{col}: numeric in training, text at serving")
                 rows.append({"feature": col, "problem": "type changed"})
                 continue
-            lo, hi = t.min(), t.max()
-            share = float(((s < lo) | (s > hi)).mean())
+            trained, served = t.notna().any(), s.notna().any()
+            if not served and trained:
+                problems.append(f"{col}: no values at serving")
+                rows.append({"feature": col, "kind": "numeric", "problem": "no values at serving"})
+                continue
+            if not trained:
+                # never seen in training: any served value is out of range
+                share = float(s.notna().mean())
+            else:
+                t, s = t.astype(float), s.astype(float)
+                share = float(((s < t.min()) | (s > t.max())).mean())
             rows.append({"feature": col, "kind": "numeric", "out_of_range_share": share})
             if share > max_out_of_range_share:
                 problems.append(f"{col}: {share:.1%} of serving values outside the training range")

@@ -44,6 +44,8 @@ def performs_across_slices(
     with fewer than two judged segments is reported as such; no judged segment at all
     means the control cannot decide (it fails).
     """
+    import pandas as pd
+
     y = np.asarray(y_true)
     pred = np.asarray(y_pred)
     rows: list[dict[str, Any]] = []
@@ -51,6 +53,10 @@ def performs_across_slices(
     judged = 0
     worst_value = np.inf
     for column, groups in segments.items():
+        if len(groups) and pd.Series(groups).isna().all():
+            problems.append(f"{column}: no values (cannot decide)")
+            rows.append({"slice": column, "segment": "missing", "rows": len(groups)})
+            continue
         keys = np.asarray(as_groups(groups), dtype=object)
         values = {}
         for key in sorted(set(keys)):
