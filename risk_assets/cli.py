@@ -599,7 +599,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
     if not features:
         raise DataError(f"{data}: no feature columns left after the target, protected and PII")
     df = raw[[args.target, *features, *protected]]
-    categorical = [c for c in features if not pd.api.types.is_numeric_dtype(df[c].dtype)]
+    from risk_assets.estimator import categorical_columns
+
+    # as the pipeline will see them: text and booleans are categories
+    categorical = categorical_columns(df, features, None)
     numeric = [c for c in features if c not in categorical]
     for sentinel in sentinel_values(df, numeric):
         todo.append(
@@ -619,10 +622,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         df,
         name=name,
         target=args.target,
-        categorical=[
-            *categorical,
-            *(c for c in protected if not pd.api.types.is_numeric_dtype(df[c].dtype)),
-        ],
+        categorical=[*categorical, *categorical_columns(df, protected, None)],
     )
     majority = float(target.value_counts(normalize=True).max())
     template = (Path(__file__).parent / "templates" / "policy.yaml").read_text(encoding="utf-8")
@@ -768,7 +768,8 @@ def _default_extra_risks(
             {
                 "backend": "scipy",
                 "alpha": 0.01,
-                "min_psi": 0.1,
+                "min_numeric_distance": 0.05,
+                "min_category_distance": 0.05,
                 "max_drifted": 0,
                 "sample_size": 20000,
             },
@@ -799,7 +800,9 @@ def _default_extra_risks(
             4,
             "data-engineering",
             "outliers",
-            {"detector": "local_outlier_factor", "quantile": 0.01, "max_increase": 0.03},
+            # 0.02: clean re-samples of German credit and breast cancer stay within 1.6
+            # points of the 1 % expected; 5 % in-range synthetic rows add 2.4 or more
+            {"detector": "local_outlier_factor", "quantile": 0.01, "max_increase": 0.02},
         ),
         risk(
             "PRIV-002",

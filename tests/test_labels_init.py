@@ -137,6 +137,7 @@ def test_init_leaves_pii_out_and_points_out_sentinels(tmp_path, capsys):
     df["credit_amount"] = df["credit_amount"].astype(float)
     df.loc[7, "credit_amount"] = 999999.375  # a placeholder that inflated the budget
     df["contact"] = [f"applicant{i}@example.org" for i in range(len(df))]
+    df["guarantor"] = df["housing"] == "own"  # a boolean column is a category, not a number
     data = tmp_path / "credit.csv"
     df.to_csv(data, index=False)
     out = tmp_path / "p"
@@ -151,6 +152,7 @@ def test_init_leaves_pii_out_and_points_out_sentinels(tmp_path, capsys):
     amounts = df["credit_amount"].drop(index=7)
     # 5 % of the robust spread: not inflated by the placeholder (std would give ~1600)
     assert budget["budgets"]["credit_amount"] < 0.05 * amounts.std()
+    assert "guarantor" not in budget["budgets"] and "guarantor" in spec["features"]
     suite = json.loads((out / "expectations" / "credit.json").read_text())
     assert not any(e.get("kwargs", {}).get("column") == "contact" for e in suite["expectations"])
 
