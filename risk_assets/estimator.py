@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-__all__ = ["build_pipeline", "categorical_columns", "resolve_estimator_class"]
+__all__ = ["PlainColumns", "build_pipeline", "categorical_columns", "resolve_estimator_class"]
 
 
 def resolve_estimator_class(class_path: str, *, where: str = "estimator.class") -> type:
@@ -45,6 +45,57 @@ def categorical_columns(
     ]
 
 
+class PlainColumns:
+    """pandas' nullable and extension dtypes as values scikit-learn's imputers accept.
+
+    Numbers (``Int64``, ``Float64``, ``boolean``, numpy numbers) become float64 with NaN for
+    missing; categories (text, ``string``, ``category``, booleans, datetimes, integer codes)
+    become text with NaN for missing, whole numbers written without a decimal point so
+    that 2 and 2.0 (an integer column with a gap) are one category. A Parquet file with
+    ``<NA>`` in a nullable column then trains and scores like the same CSV.
+    """
+
+    def __init__(self, kind: str = "numeric") -> None:
+        self.kind = kind
+
+    def fit(self, X: Any, y: Any = None) -> PlainColumns:
+        return self
+
+    def transform(self, X: Any) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.DataFrame(X)
+        out = {}
+        for col in frame.columns:
+            s = frame[col]
+            if self.kind == "numeric":
+                out[col] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
+            else:
+                from risk_assets.controls._result import as_groups
+
+                text = as_groups(s).to_numpy(dtype=object)
+                text[s.isna().to_numpy()] = np.nan
+                out[col] = text
+        return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        return self.transform(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        import numpy as np
+
+        return np.asarray(input_features, dtype=object)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def set_params(self, **params: Any) -> PlainColumns:
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+
 def build_pipeline(
     *,
     class_path: str,
@@ -73,7 +124,11 @@ def build_pipeline(
             (
                 "numeric",
                 Pipeline(
-                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                    [
+                        ("plain", PlainColumns("numeric")),
+                        ("impute", SimpleImputer(strategy="median")),
+                        ("scale", StandardScaler()),
+                    ]
                 ),
                 numeric,
             )
@@ -84,6 +139,7 @@ def build_pipeline(
                 "categorical",
                 Pipeline(
                     [
+                        ("plain", PlainColumns("categorical")),
                         ("impute", SimpleImputer(strategy="most_frequent")),
                         ("encode", OneHotEncoder(handle_unknown="ignore")),
                     ]

@@ -15,10 +15,9 @@ SECRET_NUMBER = 987654.321
 
 #: Added columns the project's estimator can be trained on, by kind.
 NUMERIC_TYPES = ["dependents", "empty", "empty_int", "self"]
-CATEGORICAL_TYPES = ["flag", "flag_text", "region", "opened", "note", "empty_text"]
-#: Nullable ``boolean`` and ``string`` columns with gaps: in the frame, but not model
-#: features (the estimator's imputer cannot compare ``pd.NA``; see ``fits_the_estimator``).
+#: Nullable ``boolean`` and ``string`` columns with gaps (``pd.NA``, as Parquet gives them).
 NULLABLE_TYPES = ["flag_nullable", "note_string"]
+CATEGORICAL_TYPES = ["flag", "flag_text", "region", "opened", "note", "empty_text", *NULLABLE_TYPES]
 
 
 def with_column_types(frame: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:

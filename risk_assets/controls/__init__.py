@@ -5,6 +5,7 @@ No Dagster and no MLflow here; each control can be used on its own. Heavy librar
 that needs them.
 """
 
+from risk_assets.controls._champion import compare_on_unseen_rows
 from risk_assets.controls._drift import feature_drift, holm, psi
 from risk_assets.controls._expectations import load_suite, profile_suite, run_expectation_suite
 from risk_assets.controls._explain import association, protected_among_top_features
@@ -43,6 +44,7 @@ __all__ = [
     "DecisionCounts",
     "association",
     "band",
+    "compare_on_unseen_rows",
     "compare_to_champion",
     "conflicting_duplicates_share",
     "decision_volume",

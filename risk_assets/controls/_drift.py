@@ -216,22 +216,27 @@ def feature_drift(
         current.sample(n=sample_size, random_state=seed) if len(current) > sample_size else current
     )
     rows: list[dict[str, Any]] = []
-    pairs: list[tuple[np.ndarray, np.ndarray, bool]] = []  # what each row's test compares
+    # what each row's test compares, for the alibi backend (labels only when it needs them)
+    pairs: list[tuple[Any, Any, bool]] = []
     for col in numeric:
         r = ref[col].dropna().to_numpy(dtype=float)
         c = cur[col].dropna().to_numpy(dtype=float)
-        if len(r) == 0 or len(c) == 0:
-            return ControlResult.undecided(f"feature {col!r} has no values in one of the frames")
-        rows.append({"feature": col, "kind": "numeric", **_numeric(r, c)})
-        pairs.append((r, c, False))
+        if len(ref) == 0 or len(cur) == 0:
+            return ControlResult.undecided("one of the frames has no rows")
+        # a feature without values on one side has no distribution to compare: the
+        # missing-share test below decides (all missing on both sides is no change; values
+        # that vanished are drift)
+        if len(r) and len(c):
+            rows.append({"feature": col, "kind": "numeric", **_numeric(r, c)})
+            pairs.append((r, c, False))
         # a change in how often the value is missing is drift too
         if ref[col].isna().any() or cur[col].isna().any():
             missing = _categorical(ref[col].isna(), cur[col].isna())
             rows.append({"feature": f"{col} (missing)", "kind": "missing share", **missing})
-            pairs.append((_labels(ref[col].isna()), _labels(cur[col].isna()), True))
+            pairs.append((ref[col].isna(), cur[col].isna(), True))
     for col in categorical:
         rows.append({"feature": col, "kind": "categorical", **_categorical(ref[col], cur[col])})
-        pairs.append((_labels(ref[col]), _labels(cur[col]), True))
+        pairs.append((ref[col], cur[col], True))
     if not rows:
         return ControlResult.undecided("no features to compare")
     for row in rows:
@@ -241,6 +246,7 @@ def feature_drift(
     if backend == "alibi":
         from risk_assets.controls._drift_alibi import classifier_drift, feature_p_values
 
+        pairs = [(_labels(r), _labels(c), True) if cat else (r, c, cat) for r, c, cat in pairs]
         for row, (p, _) in zip(rows, feature_p_values(pairs), strict=True):
             row["p_value"] = p
             row["test"] = ("ks" if row["kind"] == "numeric" else "chi2") + (

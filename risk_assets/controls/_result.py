@@ -105,16 +105,25 @@ def tabular_encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
+    from risk_assets.estimator import PlainColumns
+
     parts = []
     if numeric:
         parts.append(
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), RobustScaler()), numeric)
+            (
+                "numeric",
+                make_pipeline(
+                    PlainColumns("numeric"), SimpleImputer(strategy="median"), RobustScaler()
+                ),
+                numeric,
+            )
         )
     if categorical:
         parts.append(
             (
                 "categorical",
                 make_pipeline(
+                    PlainColumns("categorical"),
                     SimpleImputer(strategy="most_frequent"),
                     OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 ),

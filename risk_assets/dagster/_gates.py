@@ -376,7 +376,7 @@ def _evasion(params: Any) -> Callable[[GateInputs], ControlResult]:
             inp.model,
             inp.test[features],
             budgets=params.budgets,
-            train_ranges={c: (float(train[c].min()), float(train[c].max())) for c in numeric},
+            train_ranges=_ranges(train, numeric),
             categorical_moves=params.categorical_moves,
             categories=categories,
             max_success_rate=params.max_success_rate,
@@ -390,6 +390,18 @@ def _evasion(params: Any) -> Callable[[GateInputs], ControlResult]:
     return run
 
 
+def _ranges(train: Any, numeric: list[str]) -> dict[str, tuple[Any, Any]]:
+    """Each numeric feature's training range as floats; ``<NA>`` for a feature without
+    values (the controls then say so instead of raising)."""
+    import pandas as pd
+
+    out = {}
+    for c in numeric:
+        lo, hi = train[c].min(), train[c].max()
+        out[c] = (pd.NA, pd.NA) if pd.isna(lo) or pd.isna(hi) else (float(lo), float(hi))
+    return out
+
+
 def _stress(params: Any) -> Callable[[GateInputs], ControlResult]:
     def run(inp: GateInputs) -> ControlResult:
         from risk_assets.controls._robustness import stress_scenarios
@@ -398,7 +410,7 @@ def _stress(params: Any) -> Callable[[GateInputs], ControlResult]:
         categorical = [c for c in features if c in inp.validated_categorical]
         numeric = [c for c in features if c not in categorical]
         train = inp.train
-        ranges = {c: (float(train[c].min()), float(train[c].max())) for c in numeric}
+        ranges = _ranges(train, numeric)
         return stress_scenarios(
             inp.model,
             inp.test[features],
