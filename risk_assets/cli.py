@@ -895,6 +895,8 @@ def _default_extra_risks(
                 "fairness",
                 {
                     "min_ratio": profile["min_ratio"],
+                    # the four-fifths rule on the training labels too (historical bias)
+                    "min_label_ratio": profile["min_ratio"],
                     "min_group_size": 20,
                     **(
                         {"max_equalized_odds_difference": profile["max_eo"]}

@@ -75,6 +75,14 @@ class FairnessParams(_Strict):
         description="smallest demographic parity ratio (0.8: the four-fifths rule)",
     )
     max_equalized_odds_difference: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_label_ratio: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="smallest ratio of the favourable label's rate across groups in the "
+        "training labels (disparate impact of the data the model learns from; None: not "
+        "checked)",
+    )
     min_group_size: int = Field(default=20, ge=1, description="smaller groups are reported only")
     attributes: list[str] | None = Field(
         default=None, description="protected attributes to check; default: all in the spec"

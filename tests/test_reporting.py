@@ -39,3 +39,21 @@ def test_a_favourable_label_that_never_occurs_cannot_decide(credit):
     y = credit["risk"].map({1: "good", 0: "bad"}).to_numpy()
     result = fairness_across(y, y, credit["sex"], favourable=1, min_ratio=0.8)
     assert not result.passed and "occurs in neither" in result.summary
+
+
+def test_labels_made_unfavourable_for_one_group_are_caught(credit):
+    """A model that never sees sex can still be trained on labels biased against women:
+    the four-fifths rule on the training labels catches what the decisions hide."""
+    rng = np.random.default_rng(1)
+    labels = credit["risk"].copy()
+    women = credit.index[(credit["sex"] == "female").to_numpy()]
+    labels[rng.choice(women, size=int(0.6 * len(women)), replace=False)] = 0
+    decisions = credit["risk"].to_numpy()  # decisions as fair as the clean labels
+    kw = dict(favourable=1, min_ratio=0.8, training_groups=credit["sex"], min_label_ratio=0.8)
+    clean = fairness_across(credit["risk"], decisions, credit["sex"],
+                            training_labels=credit["risk"], **kw)  # fmt: skip
+    assert clean.passed and "training label ratio" in clean.summary, clean.summary
+    biased = fairness_across(credit["risk"], decisions, credit["sex"],
+                             training_labels=labels, **kw)  # fmt: skip
+    assert not biased.passed and "training labels favour male" in biased.summary
+    assert biased.value == biased.figures["training_label_ratio"] < 0.8

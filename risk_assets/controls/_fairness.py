@@ -42,6 +42,9 @@ def fairness_across(
     min_ratio: float,
     max_equalized_odds_difference: float | None = None,
     min_group_size: int = 20,
+    training_labels: Any = None,
+    training_groups: Any = None,
+    min_label_ratio: float | None = None,
 ) -> ControlResult:
     """Compare how the favourable outcome is granted across the groups of one attribute.
 
@@ -53,6 +56,10 @@ def fairness_across(
         favourable: the label that is the favourable decision (e.g. 1 = good credit).
         min_ratio: smallest allowed demographic parity ratio (0.8: the four-fifths rule).
         max_equalized_odds_difference: largest allowed gap in TPR or FPR, if set.
+        training_labels / training_groups / min_label_ratio: with all three, the favourable
+            label's rate per group in the training labels must keep a ratio of at least
+            ``min_label_ratio`` (the data set's disparate impact): labels made unfavourable
+            for one group teach a model that bias even when the attribute is not a feature.
     """
     import pandas as pd
     from fairlearn.metrics import (
@@ -142,8 +149,40 @@ def fairness_across(
         problems.append(f"equalized odds difference {a} > {b}")
         if dp_ratio >= min_ratio:
             value, threshold = eo_diff, eo_bound
+    label_ratio = None
+    if min_label_ratio is not None and training_labels is not None:
+        label_rows = pd.DataFrame(
+            {
+                "group": as_groups(training_groups).to_numpy(),
+                "fav": (np.asarray(training_labels) == favourable).astype(float),
+            }
+        )
+        counts = label_rows.groupby("group")["fav"].agg(["mean", "size"])
+        counts = counts[counts["size"] >= min_group_size]
+        for g, r in counts.iterrows():
+            table.append(
+                {
+                    "group": f"{g} (training labels)",
+                    "rows": int(r["size"]),
+                    "favourable_label_rate": float(r["mean"]),
+                }  # fmt: skip
+            )
+        if len(counts) >= 2:
+            top = float(counts["mean"].max())
+            label_ratio = float(counts["mean"].min()) / top if top > 0 else 0.0
+            if label_ratio < min_label_ratio:
+                a, b = compared(label_ratio, min_label_ratio)
+                lg, hg = counts["mean"].idxmin(), counts["mean"].idxmax()
+                problems.append(
+                    f"training labels favour {hg} ({counts['mean'][hg]:.3f}) over {lg} "
+                    f"({counts['mean'][lg]:.3f}): label ratio {a} < {b}"
+                )
+                if dp_ratio >= min_ratio and value == dp_ratio:
+                    value, threshold = label_ratio, min_label_ratio
     lo, hi = rates.idxmin(), rates.idxmax()
     ok_text = "ratio {} >= {}".format(*compared(dp_ratio, min_ratio))
+    if label_ratio is not None and not problems:
+        ok_text += "; training label ratio {} >= {}".format(*compared(label_ratio, min_label_ratio))
     if eo_bound is not None and not problems:
         ok_text += "; equalized odds difference {} <= {}".format(*compared(eo_diff, eo_bound))
     summary = f"selection rate {rates[lo]:.3f} ({lo}) vs {rates[hi]:.3f} ({hi}): " + (
@@ -158,6 +197,7 @@ def fairness_across(
             "demographic_parity_ratio": dp_ratio,
             "demographic_parity_difference": dp_diff,
             "equalized_odds_difference": eo_diff,
+            **({"training_label_ratio": label_ratio} if label_ratio is not None else {}),
             "groups": len(kept),
         },
         table=table,

@@ -45,7 +45,7 @@ def _drift(result: ControlResult, title: str) -> Any:
 def _fairness(result: ControlResult, title: str) -> Any:
     import numpy as np
 
-    rows = result.table
+    rows = [r for r in result.table if "selection_rate" in r]  # decisions, not labels
     fig, ax = _figure(2 * len(rows))
     x = np.arange(len(rows))
     for k, (key, label) in enumerate(

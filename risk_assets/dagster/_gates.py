@@ -226,6 +226,10 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
         if edges:
             inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
         inp.extra["risk/favourable_label"] = f"{inp.favourable!r} ({inp.labels.favourable_reason})"
+        train_groups = None
+        if params.min_label_ratio is not None:
+            tv = inp.train[attribute]
+            train_groups = band(tv, edges) if edges else _as_segments(tv, attribute, inp)
         return fairness_across(
             inp.test[inp.candidate["target"]],
             inp.test_predictions,
@@ -234,6 +238,9 @@ def _fairness(params: Any, attribute: str) -> Callable[[GateInputs], ControlResu
             min_ratio=params.min_ratio,
             max_equalized_odds_difference=params.max_equalized_odds_difference,
             min_group_size=params.min_group_size,
+            training_labels=inp.train[inp.candidate["target"]],
+            training_groups=train_groups,
+            min_label_ratio=params.min_label_ratio,
         )
 
     return run
