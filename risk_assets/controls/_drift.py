@@ -163,7 +163,7 @@ def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
 
 
 def _margin(value: float, threshold: float) -> str:
-    """ "0.083 ≥ 0.050", with as many digits as it takes to show the two apart."""
+    """A figure against its threshold (0.083 ≥ 0.050), with the digits that tell them apart."""
     for digits in range(3, 8):
         shown, limit = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
         if shown != limit:
