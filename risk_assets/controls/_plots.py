@@ -1,6 +1,6 @@
 """PNG plots of a gate's table, for the MLflow run (artefacts ``gates/<check>.png``).
 
-One plot per control that has a natural picture: drift (PSI per feature), fairness
+One plot per control that has a natural picture: drift (the effect size per feature), fairness
 (selection rate, TPR and FPR per group), slices (the metric per segment) and
 explainability (permutation importance). Pure functions of a :class:`ControlResult`:
 they draw only what the table already holds (figures, never data values), with
@@ -28,14 +28,21 @@ def _figure(rows: int) -> tuple[Any, Any]:
 
 
 def _drift(result: ControlResult, title: str) -> Any:
-    rows = [r for r in result.table if "psi" in r]
+    rows = [r for r in result.table if "effect" in r and r.get("kind") != "multivariate"]
     fig, ax = _figure(len(rows))
     names = [r["feature"] for r in rows]
-    ax.barh(names, [r["psi"] for r in rows], color=[_RED if r["drift"] else _BLUE for r in rows])
+    ax.barh(
+        names, [r["effect"] for r in rows], color=[_RED if r["drift"] else _BLUE for r in rows]
+    )
+    ax.scatter(
+        [r["effect_threshold"] for r in rows], names, marker="|", s=300, color=_GREY,
+        label="threshold",
+    )  # fmt: skip
     ax.invert_yaxis()
-    ax.set_xlabel("population stability index (red: drift)")
+    ax.set_xlabel("KS distance (numbers) / TV distance (categories, missing); red: drift")
+    ax.legend(loc="lower right", fontsize="small")
     for r in result.table:
-        if r.get("kind") == "multivariate":  # no PSI: its own line under the title
+        if r.get("kind") == "multivariate":  # its own line under the title
             verdict = "drift" if r["drift"] else "no drift"
             title += f"\nall features (classifier): {verdict}, KS {r['classifier_ks']:.2f}"
     ax.set_title(title)
