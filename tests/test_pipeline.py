@@ -141,6 +141,18 @@ def test_out_of_range_values_blocked_by_expectations(state, tmp_path, credit, ca
     assert mlflow_client().search_experiments(filter_string="name = 'credit_risk'") == []
 
 
+def test_a_dropped_feature_column_is_blocked_by_the_expectation_suite(
+    state, tmp_path, credit, capsys
+):
+    """The source lost a column the spec lists as a feature: the suite's gate blocks, with
+    evidence, instead of the run ending on a data error before any gate."""
+    spec = make_pipeline(tmp_path / "p", data=credit.drop(columns=["duration"]))
+    code, payload = _run_json(spec, capsys)
+    assert code == 3 and payload["blocked_by"] == ["meets_expectations"], payload
+    assert "duration" in _gates(payload)["meets_expectations"]["summary"]
+    assert registered_versions(mlflow_client()) == []
+
+
 def test_impossible_threshold_blocked_and_evidence_refuses_registration(state, tmp_path, capsys):
     policy_thr = {"thresholds": {"roc_auc": 0.99, "accuracy": 0.70}}
     spec = make_pipeline(tmp_path / "p", policy={"risk_params": {"PERF-001": policy_thr}})

@@ -245,8 +245,21 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         raw = store.get(raw_snapshot["sha256"])
         if spec.source.id_column in raw.columns:
             raw = raw.drop(columns=[spec.source.id_column])  # a key, never a feature
+        lacking = [c for c in (spec.features or []) if c not in raw.columns]
+        if lacking and spec.target in raw.columns and policy.risk_for_control("expectations"):
+            # a feature the source no longer has is a finding of the expectation suite (a
+            # blocking gate on this asset, with evidence), not a crash; training refuses
+            # such a snapshot whatever the gates say
+            context.log.warning(
+                f"{raw_snapshot['source']}: feature column(s) {lacking} not found; the "
+                "expectation suite decides, and no model is trained on this snapshot"
+            )
+        present = None if spec.features is None else [c for c in spec.features if c not in lacking]
         df, features = select_columns(
-            raw, target=spec.target, features=spec.features, source=raw_snapshot["source"]
+            raw,
+            target=spec.target,
+            features=present or spec.features,
+            source=raw_snapshot["source"],
         )
         # a label the spec names must occur in the target: refused before any gate runs
         labels = spec.labels(df[spec.target], where=loaded.path)
@@ -272,6 +285,7 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
                 "target": spec.target,
                 "features": features,
                 "categorical": categorical,
+                **({"missing_features": lacking} if lacking else {}),
                 **({"partition": context.partition_key} if pdef is not None else {}),
             },
             data_version=dg.DataVersion(ref.sha256),
@@ -507,6 +521,11 @@ def _fit_and_log(
             f"the stored train_test_split was made from snapshot {split['validated_sha256']}, "
             f"not from the validated data {validated['sha256']}; materialise train_test_split",
             allow_retries=False,
+        )
+    if validated.get("missing_features"):
+        raise DataError(
+            f"{validated['source']}: feature column(s) {validated['missing_features']} not "
+            f"found; the spec {loaded.path} lists them as features"
         )
     store = snapshots.get_store()
     train_ref, test_ref = (
