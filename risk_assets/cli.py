@@ -93,13 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--favourable-label",
         metavar="LABEL",
-        help="the decision that favours a person, for fairness (default: 1 of a 0/1 target, "
-        "else the value that reads as favourable, e.g. good/yes/approved; init says which)",
+        help="the decision that favours a person, for fairness (default: for 0/1 and yes/no "
+        "targets 1/yes unless the target's name reads as an adverse event such as default or "
+        "readmitted; else the value that reads as favourable, e.g. good/approved; init says "
+        "which and why)",
     )
     init.add_argument(
         "--positive-label",
         metavar="LABEL",
-        help="the class whose probability is the score (default: the favourable label)",
+        help="the class whose probability is the score (default: 1 or yes, else the "
+        "favourable label)",
     )
     init.add_argument(
         "--auto-promote",
@@ -496,7 +499,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from risk_assets.controls._expectations import profile_suite
     from risk_assets.data import read_source, select_columns
     from risk_assets.errors import DataError, SpecError
-    from risk_assets.labels import match_label, suggest_labels
+    from risk_assets.labels import conventional_positive, match_label, suggest_labels
     from risk_assets.profiling import (
         describe_labels,
         perturbation_budgets,
@@ -554,23 +557,21 @@ def _cmd_init(args: argparse.Namespace) -> int:
             raise DataError(f"{option} {value!r}: the target {args.target!r} has {classes}")
         return found
 
+    sure = True
     if args.favourable_label is not None:
         favourable, fav_reason = named("--favourable-label", args.favourable_label), "given"
-    elif args.positive_label is not None:
-        favourable = named("--positive-label", args.positive_label)
-        fav_reason = "the positive label given"
     else:
-        favourable, fav_reason = suggest_labels(target)
+        favourable, fav_reason, sure = suggest_labels(target, target=args.target)
     if args.positive_label is not None:
         positive, pos_reason = named("--positive-label", args.positive_label), "given"
     else:
-        positive, pos_reason = favourable, "the favourable label"
+        positive, pos_reason = conventional_positive(target, favourable)
     if len(classes) > 2:
         notes.append(f"target {args.target!r} has {len(classes)} classes: metrics are macro")
     notes.append(f"target {args.target!r}: {describe_labels(target)}")
     notes.append(f"favourable_label {favourable!r} ({fav_reason})")
     notes.append(f"positive_label {positive!r} ({pos_reason})")
-    if fav_reason.startswith("a guess"):
+    if not sure:
         todo.append(
             f"check favourable_label {favourable!r} in {spec_path.name}: init could not tell "
             "which decision favours a person"

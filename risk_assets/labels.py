@@ -22,7 +22,15 @@ from typing import Any
 
 from risk_assets.errors import DataError
 
-__all__ = ["FAVOURABLE_WORDS", "Labels", "match_label", "resolve_labels", "suggest_labels"]
+__all__ = [
+    "ADVERSE_TARGET_WORDS",
+    "FAVOURABLE_WORDS",
+    "Labels",
+    "conventional_positive",
+    "match_label",
+    "resolve_labels",
+    "suggest_labels",
+]
 
 #: Target values that read as the favourable outcome when a spec names no label; used by
 #: ``init`` to pick (and say why), never silently at run time.
@@ -191,20 +199,94 @@ def resolve_labels(
     )
 
 
-def suggest_labels(values: Iterable[Any]) -> tuple[Any, str]:
-    """The label ``init`` writes as positive and favourable, with the reason it prints.
+#: Words in a target's name that say its "yes" (or 1) is an adverse event for the person:
+#: ``defaulted: yes``, ``readmitted: 1``. Then the favourable decision is the other value.
+ADVERSE_TARGET_WORDS = frozenset(
+    {
+        "default",
+        "defaulted",
+        "defaults",
+        "delinquent",
+        "delinquency",
+        "fraud",
+        "fraudulent",
+        "churn",
+        "churned",
+        "readmit",
+        "readmitted",
+        "readmission",
+        "arrears",
+        "chargeoff",
+        "charged",
+        "died",
+        "death",
+        "mortality",
+        "malignant",
+        "disease",
+        "attrition",
+        "lapse",
+        "lapsed",
+        "cancelled",
+        "canceled",
+        "rejected",
+        "denied",
+        "declined",
+        "bad",
+    }
+)
 
-    1 of a 0/1 target; else the one class that reads as a favourable outcome (``good``,
-    ``yes``, ``approved``, ...); else the last class in sorted order, and the reason says
-    that it is a guess the user must check.
+_NEGATIVE_WORDS = frozenset({"0", "no", "n", "false"})
+
+
+def suggest_labels(values: Iterable[Any], *, target: str = "") -> tuple[Any, str, bool]:
+    """The favourable label ``init`` writes, the reason it prints, and whether it is sure.
+
+    For a 0/1 or yes/no target the target's name decides: a name that reads as an adverse
+    event (``default``, ``readmitted``, ``fraud``, ...) makes the other value favourable,
+    otherwise 1 / yes is. For other targets, the one class that reads as a favourable
+    outcome (``good``, ``approved``, ``paid``, ...). Else the last class in sorted order,
+    flagged as a guess the user must check.
     """
+    import re
+
     classes = _sorted_classes(values)
-    if _is_binary_01(classes):
-        return match_label(1, classes), "1 of a 0/1 target"
-    words = [c for c in classes if _canonical(c).lower() in FAVOURABLE_WORDS]
-    if len(words) == 1:
-        return words[0], f"{words[0]!r} reads as the favourable outcome among {classes}"
-    return classes[-1], (
-        f"a guess: the last of {classes} in sorted order; none reads as favourable, "
-        "check it and pass --favourable-label / --positive-label"
+    words = set(re.split(r"[^a-z]+", target.lower())) & ADVERSE_TARGET_WORDS
+    negative = [c for c in classes if _canonical(c).lower() in _NEGATIVE_WORDS]
+    affirmative = [c for c in classes if _canonical(c).lower() in {"1", "yes", "y"}]
+    if len(classes) == 2 and len(negative) == 1 and len(affirmative) == 1:
+        if words:
+            return (
+                negative[0],
+                (
+                    f"{negative[0]!r}: the target {target!r} names an adverse event "
+                    f"({', '.join(sorted(words))})"
+                ),
+                True,
+            )
+        return (
+            affirmative[0],
+            (
+                f"{affirmative[0]!r} of a {classes} target whose name {target!r} reads as no "
+                "adverse event"
+            ),
+            True,
+        )
+    good = [c for c in classes if _canonical(c).lower() in FAVOURABLE_WORDS]
+    if len(good) == 1:
+        return good[0], f"{good[0]!r} reads as the favourable outcome among {classes}", True
+    return (
+        classes[-1],
+        (f"a guess: the last of {classes} in sorted order; none reads as favourable"),
+        False,
     )
+
+
+def conventional_positive(values: Iterable[Any], favourable: Any) -> tuple[Any, str]:
+    """The positive class ``init`` writes: 1 of a 0/1 target and yes of a yes/no target (the
+    event a score estimates), else the favourable label."""
+    classes = _sorted_classes(values)
+    affirmative = [c for c in classes if _canonical(c).lower() in {"1", "yes", "y"}]
+    negative = [c for c in classes if _canonical(c).lower() in _NEGATIVE_WORDS]
+    if len(classes) == 2 and len(negative) == 1 and len(affirmative) == 1:
+        return affirmative[0], f"{affirmative[0]!r}: the event of a {classes} target"
+    return favourable, "the favourable label"

@@ -36,10 +36,14 @@ def test_numeric_labels_match_across_types():
     assert resolve_labels(pd.Series([0.0, 1.0]), positive=1).positive == 1.0
     assert resolve_labels(np.array([0, 1]), favourable="1").favourable == 1
     assert resolve_labels(pd.Series([True, False])).favourable is np.True_
-    assert suggest_labels(pd.Series(["no", "yes", "no"]))[0] == "yes"
+    assert suggest_labels(pd.Series(["no", "yes", "no"]), target="subscribed")[0] == "yes"
     assert suggest_labels(pd.Series(["approved", "denied"]))[0] == "approved"
-    guess, reason = suggest_labels(pd.Series(["A", "B"]))
-    assert guess == "B" and reason.startswith("a guess")
+    # a yes or a 1 that names an adverse event is not the favourable decision
+    assert suggest_labels(pd.Series(["no", "yes"]), target="readmitted")[0] == "no"
+    assert suggest_labels(pd.Series([0, 1]), target="loan_default")[0] == 0
+    assert suggest_labels(pd.Series([0, 1]), target="risk")[0] == 1
+    guess, reason, sure = suggest_labels(pd.Series(["A", "B"]))
+    assert guess == "B" and reason.startswith("a guess") and not sure
 
 
 # -- init on data it has never seen ------------------------------------------------------

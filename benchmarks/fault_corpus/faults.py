@@ -389,7 +389,10 @@ FAULTS: list[Variant] = [
         "fault",
         "60 % of one protected group's rows given the unfavourable label",
         unfavourable_labels_group,
-        ("fair_across_{attr}",),
+        # the fairness gate (its training-label ratio), or the label-noise gate: labels
+        # flipped for one group are poisoned labels too, and that data gate stops the run
+        # before a model (and so the fairness gate) exists
+        ("fair_across_{attr}", "labels_consistent"),
     ),
     Variant(
         "memorising_tree",
