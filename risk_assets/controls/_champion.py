@@ -164,23 +164,14 @@ def compare_on_unseen_rows(
     idx_all = np.arange(n)
     if n > sample_size:
         idx_all = rng.choice(n, size=sample_size, replace=False)
+
+    def on(i: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> float:
+        return _metric(metric, y[i], pred[i], None if score is None else score[i], positive_label)
+
     deltas = []
     for _ in range(n_boot):
         i = rng.choice(idx_all, size=len(idx_all), replace=True)
-        a = _metric(
-            metric,
-            y[i],
-            cand_pred[i],
-            None if cand_score is None else cand_score[i],
-            positive_label,
-        )
-        b = _metric(
-            metric,
-            y[i],
-            champ_pred[i],
-            None if champ_score is None else champ_score[i],
-            positive_label,
-        )
+        a, b = on(i, cand_pred, cand_score), on(i, champ_pred, champ_score)
         if np.isfinite(a) and np.isfinite(b):
             deltas.append(a - b)
     if len(deltas) < n_boot // 2:
