@@ -559,7 +559,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep every variant's folder")
     p.add_argument("--out", type=Path, help="results JSON (default: WORK/results.json)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS",
+        help="print the tables of an earlier run's results JSON (roles as datasets.py has "
+        "them now) and exit",
+    )
     args = p.parse_args(argv)
+    if args.report is not None:
+        doc = json.loads(args.report.read_text())
+        results = [Outcome(**r) for r in doc["results"]]
+        for o in results:
+            if o.dataset in DATASETS:
+                o.role = DATASETS[o.dataset].role
+        print(report(results))
+        return 0
     datasets = args.datasets or ([SMOKE_DATASET] if args.smoke else list(DEFAULT_DATASETS))
     variants = args.faults or (
         list(SMOKE_VARIANTS) if args.smoke else [v.name for v in CLEAN + FAULTS]
