@@ -258,9 +258,11 @@ def classify(
     return o
 
 
-def prepare(ds: DataSet, work: Path) -> tuple[Outcome, Path, str]:
-    """Base data, ``init`` with defaults, the first run. Returns the baseline outcome, the
-    baseline folder and the spec's file name."""
+def prepare(
+    ds: DataSet, work: Path, init_options: tuple[str, ...] = ()
+) -> tuple[Outcome, Path, str]:
+    """Base data, ``init`` with defaults (plus ``init_options``), the first run. Returns the
+    baseline outcome, the baseline folder and the spec's file name."""
     base = work / ds.name / "base"
     base.mkdir(parents=True)
     df = ds.frame()
@@ -268,6 +270,7 @@ def prepare(ds: DataSet, work: Path) -> tuple[Outcome, Path, str]:
     args = ["init", "data.csv", "--target", ds.target, "--name", ds.name, "--out", "."]
     if ds.protected:
         args += ["--protected", *ds.protected]
+    args += list(init_options)
     proc = _cli(args, cwd=base, state=base / "state")
     spec_name = f"{ds.name}.yaml"
     if proc.returncode != 0:
@@ -334,13 +337,14 @@ def run_corpus(
     jobs: int = 1,
     keep: bool = False,
     progress=print,
+    init_options: tuple[str, ...] = (),
 ) -> list[Outcome]:
     """Run the corpus; return every outcome (baselines first)."""
     sets = [DATASETS[d] for d in datasets]
     chosen = [VARIANTS[v] for v in variants]
     results: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        prepared = list(pool.map(lambda ds: (ds, *prepare(ds, work)), sets))
+        prepared = list(pool.map(lambda ds: (ds, *prepare(ds, work, init_options)), sets))
         for _ds, o, base, _ in prepared:
             progress(_line(o))
             results.append(o)
@@ -558,6 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep every variant's folder")
+    p.add_argument(
+        "--auto-promote",
+        action="store_true",
+        help="init --auto-promote: the first run becomes champion, so clean variants meet "
+        "the champion gate and a missed fault would become champion",
+    )
     p.add_argument("--out", type=Path, help="results JSON (default: WORK/results.json)")
     p.add_argument(
         "--report",
@@ -598,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs,
         keep=args.keep,
         progress=lambda s: print(s, flush=True),
+        init_options=("--auto-promote",) if args.auto_promote else (),
     )
     doc = {
         "machine": info,
