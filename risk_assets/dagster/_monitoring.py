@@ -409,15 +409,20 @@ def monitoring_definitions(
         batch_ref = store.put(batch)
         decisions = model.predict(batch[features])
         scores = positive_scores(model, batch[features], spec)
-        favourable = spec.labels(model.classes_, where=loaded.path).require_favourable(
-            target=spec.target, where=str(loaded.path)
+        labels = spec.labels(model.classes_, where=loaded.path)
+        favourable = (
+            labels.require_favourable(target=spec.target, where=str(loaded.path))
+            if pipeline.policy.policy.needs_favourable_label
+            else labels.favourable  # counted when known; no control needs it here
         )
         out = pd.DataFrame({"prediction": decisions, "score": scores})
         id_column = spec.source.id_column
         if id_column is not None and id_column in batch.columns:
             out.insert(0, id_column, batch[id_column].to_numpy())
         pred_ref = store.put(out)
-        n_favourable = int((pd.Series(decisions) == favourable).sum())
+        n_favourable = (
+            None if favourable is None else int((pd.Series(decisions) == favourable).sum())
+        )
         ref = f"{champion.name}/{champion.version}"
         context.log.info(f"partition {part}: {len(out)} rows scored by {ref}")
         return dg.Output(
@@ -444,9 +449,15 @@ def monitoring_definitions(
                 "risk/predictions_sha256": pred_ref.sha256,
                 "risk/predictions": dg.MetadataValue.path(pred_ref.path),
                 "dagster/row_count": dg.MetadataValue.int(len(out)),
-                "risk/favourable": dg.MetadataValue.int(n_favourable),
-                "risk/favourable_rate": dg.MetadataValue.float(
-                    n_favourable / len(out) if len(out) else float("nan")
+                **(
+                    {
+                        "risk/favourable": dg.MetadataValue.int(n_favourable),
+                        "risk/favourable_rate": dg.MetadataValue.float(
+                            n_favourable / len(out) if len(out) else float("nan")
+                        ),
+                    }
+                    if n_favourable is not None
+                    else {}
                 ),
                 "source": source,
             },
