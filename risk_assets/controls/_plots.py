@@ -31,9 +31,7 @@ def _drift(result: ControlResult, title: str) -> Any:
     rows = [r for r in result.table if "effect" in r and r.get("kind") != "multivariate"]
     fig, ax = _figure(len(rows))
     names = [r["feature"] for r in rows]
-    ax.barh(
-        names, [r["effect"] for r in rows], color=[_RED if r["drift"] else _BLUE for r in rows]
-    )
+    ax.barh(names, [r["effect"] for r in rows], color=[_RED if r["drift"] else _BLUE for r in rows])
     ax.scatter(
         [r["effect_threshold"] for r in rows], names, marker="|", s=300, color=_GREY,
         label="threshold",
