@@ -96,6 +96,7 @@ def test_lending_profile_flags_a_model_that_uses_sex(state, tmp_path, capsys):
     fairness = next(r for r in policy["risks"] if r["id"] == "FAIR-001")["control"]["params"]
     assert fairness == {
         "min_ratio": 0.8,
+        "min_label_ratio": 0.8,
         "min_group_size": 20,
         "max_equalized_odds_difference": 0.2,
     }
