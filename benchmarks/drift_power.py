@@ -52,7 +52,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from risk_assets.controls._drift import feature_drift  # noqa: E402
+from risk_assets.dagster._gates import drift_against  # noqa: E402
 from risk_assets.policy import DriftParams  # noqa: E402
 
 EVIDENTLY_PYTHON = ROOT / ".venv-evidently" / "bin" / "python"
@@ -171,17 +171,8 @@ def trial(
 
 def gate_verdicts(ref, cur, numeric, categorical, params: DriftParams) -> dict[str, bool]:
     """The new rule (defaults) and the earlier PSI rule read off the same table."""
-    result = feature_drift(
-        ref,
-        cur,
-        numeric=numeric,
-        categorical=categorical,
-        alpha=params.alpha,
-        min_numeric_distance=params.min_numeric_distance,
-        min_category_distance=params.min_category_distance,
-        max_drifted=params.max_drifted,
-        sample_size=params.sample_size,
-    )
+    # the gate's own call, as the pipeline makes it
+    result = drift_against(params, ref, cur, [*numeric, *categorical], list(categorical), seed=0)
     psi_rule = any(r["p_adjusted"] < params.alpha and r["psi"] >= 0.1 for r in result.table)
     at_05 = any(
         r["p_adjusted"] < 0.05 and r["effect"] >= r["effect_threshold"] for r in result.table
