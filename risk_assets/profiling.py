@@ -16,7 +16,14 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Sentinel", "pii_columns", "robust_spread", "sentinel_values", "perturbation_budgets"]
+__all__ = [
+    "Sentinel",
+    "describe_labels",
+    "perturbation_budgets",
+    "pii_columns",
+    "robust_spread",
+    "sentinel_values",
+]
 
 #: Gaussian consistency factor of the interquartile range (IQR / 1.349 estimates sigma).
 _IQR_TO_SD = 1.349

@@ -57,3 +57,13 @@ def test_labels_made_unfavourable_for_one_group_are_caught(credit):
                              training_labels=labels, **kw)  # fmt: skip
     assert not biased.passed and "training labels favour male" in biased.summary
     assert biased.value == biased.figures["training_label_ratio"] < 0.8
+
+
+def test_a_training_label_ratio_that_cannot_be_measured_fails_closed(credit):
+    y = credit["risk"].to_numpy()
+    one_group = ["female"] * len(credit)  # every training row in one group
+    result = fairness_across(
+        y, y, credit["sex"], favourable=1, min_ratio=0.8,
+        training_labels=credit["risk"], training_groups=one_group, min_label_ratio=0.8,
+    )  # fmt: skip
+    assert not result.passed and "label ratio cannot be decided" in result.summary

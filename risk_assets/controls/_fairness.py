@@ -167,7 +167,12 @@ def fairness_across(
                     "favourable_label_rate": float(r["mean"]),
                 }  # fmt: skip
             )
-        if len(counts) >= 2:
+        if len(counts) < 2:
+            problems.append(
+                f"training labels: fewer than two groups with >= {min_group_size} rows "
+                "(the label ratio cannot be decided)"
+            )
+        else:
             top = float(counts["mean"].max())
             label_ratio = float(counts["mean"].min()) / top if top > 0 else 0.0
             if label_ratio < min_label_ratio:

@@ -246,10 +246,10 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
         if spec.source.id_column in raw.columns:
             raw = raw.drop(columns=[spec.source.id_column])  # a key, never a feature
         lacking = [c for c in (spec.features or []) if c not in raw.columns]
-        if lacking and spec.target in raw.columns and policy.risk_for_control("expectations"):
-            # a feature the source no longer has is a finding of the expectation suite (a
-            # blocking gate on this asset, with evidence), not a crash; training refuses
-            # such a snapshot whatever the gates say
+        if lacking:
+            # a feature the source no longer has is a finding of the expectation suite (every
+            # register has one: a gate on this asset, with evidence), not a crash; training
+            # refuses such a snapshot whatever the gates say
             context.log.warning(
                 f"{raw_snapshot['source']}: feature column(s) {lacking} not found; the "
                 "expectation suite decides, and no model is trained on this snapshot"

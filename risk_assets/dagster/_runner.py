@@ -120,12 +120,9 @@ def preflight(pipeline: LoadedPipeline, partition: str | None = None) -> None:
         # the head is enough to check columns; raw_snapshot reads (and checks) the whole file
         source = pipeline.spec.source_path
         df = read_source(source, spec.source.format, nrows=1000)
-    # with a suite in the register, a missing feature is the suite's finding (a blocked
-    # gate with evidence); without one it is a bad data file
-    gated = pipeline.policy.policy.risk_for_control("expectations") is not None
-    require_columns(
-        df.columns, target=spec.target, features=None if gated else spec.features, source=source
-    )
+    # only the target here: a missing feature is the expectation suite's finding (every
+    # register has one), a gate with evidence rather than an error before any gate
+    require_columns(df.columns, target=spec.target, features=None, source=source)
     missing = [c for c in spec.protected_attributes if c not in df.columns]
     if missing:
         raise DataError(
