@@ -1,5 +1,6 @@
 """MLflow and snapshot storage: lineage tags, dataset inputs, gated registration, safe loading."""
 
+from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, VersionTags
 from risk_assets.registry._mlflow import (
     CHALLENGER,
     CHAMPION,
@@ -19,11 +20,14 @@ from risk_assets.registry._snapshots import SnapshotRef, SnapshotStore
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "TAG_PREFIX",
     "TRUSTED_TYPES",
     "GateRecord",
     "Registration",
+    "RunLineage",
     "SnapshotRef",
     "SnapshotStore",
+    "VersionTags",
     "candidates_name",
     "file_sha256",
     "find_champion",

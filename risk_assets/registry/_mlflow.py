@@ -2,7 +2,8 @@
 
 Layout: ``<name>-candidates`` holds every model that passed its blocking gates (alias
 ``challenger``); ``<name>`` holds production versions, copied from the candidates with
-``copy_model_version`` (alias ``champion``). Tags use the ``risk_assets.`` prefix; gate
+``copy_model_version`` (alias ``champion``). Tags use the ``risk_assets.`` prefix; lineage
+tags are read and written through :class:`RunLineage` and :class:`VersionTags`; gate
 evidence is a JSON tag per check, ``risk_assets.gate.<check>``.
 """
 
@@ -13,12 +14,13 @@ import json
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
 from risk_assets.policy import TRAINING_ASSETS, checks_of
+from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, VersionTags
 from risk_assets.settings import current_user
 
 if TYPE_CHECKING:
@@ -43,8 +45,8 @@ __all__ = [
     "verify_gate_evidence",
 ]
 
-P = "risk_assets."
-GATE_TAG = P + "gate."
+GATE_TAG = TAG_PREFIX + "gate."
+RISK_TAG = TAG_PREFIX + "risk."
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 
@@ -100,7 +102,7 @@ def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
     tags = [
         RunTag(GATE_TAG + record.check, json.dumps(record.to_dict(), sort_keys=True)[:7900]),
         RunTag(
-            f"{P}risk.{record.risk_id}",
+            RISK_TAG + record.risk_id,
             f"{record.check}: {'passed' if record.passed else 'FAILED'}",
         ),
     ]
@@ -159,8 +161,8 @@ def verify_gate_evidence(
     from risk_assets.registry._models import MODEL_FILE, file_sha256
 
     run = client.get_run(run_id)
-    tags = run.data.tags
-    recorded_model = tags.get(P + "model_sha256")
+    recorded = RunLineage.from_tags(run.data.tags)
+    recorded_model = recorded.model_sha256
     if not recorded_model:
         raise GateEvidenceError(
             f"run {run_id} records no model hash; it is not a risk-assets candidate"
@@ -172,22 +174,21 @@ def verify_gate_evidence(
         raise IntegrityError(
             f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded_model}"
         )
-    if tags.get(P + "policy_sha256") != policy_sha256:
+    if recorded.policy_sha256 != policy_sha256:
         raise GateEvidenceError(
-            f"run {run_id} was gated under policy {tags.get(P + 'policy_sha256')}, "
+            f"run {run_id} was gated under policy {recorded.policy_sha256}, "
             f"not the policy in force ({policy_sha256})"
         )
-    run_suite = tags.get(P + "suite_sha256")
+    run_suite = recorded.suite_sha256
     if suite_sha256 is not None and run_suite != suite_sha256:
         raise GateEvidenceError(
             f"run {run_id} was validated with suite {run_suite}, "
             f"not the suite in force ({suite_sha256})"
         )
-    subjects = {"candidate_model": actual, "validated_data": tags.get(P + "snapshot_sha256")}
+    subjects = {"candidate_model": actual, "validated_data": recorded.snapshot_sha256}
     records = gate_records(run)
     if protected_attributes is None:
-        recorded = tags.get(P + "protected_attributes", "")
-        protected_attributes = [a for a in recorded.split(",") if a]
+        protected_attributes = list(recorded.protected_attributes)
     try:
         required = [
             c
@@ -210,11 +211,11 @@ def verify_gate_evidence(
         if problem is not None:
             problems.append(f"{check} ({risk.id}): {problem}")
             failed.append(check)
-    if tags.get(P + "window_sha256"):
+    if recorded.window_sha256:
         # A model trained on a window of partitions: every partition's own data-gate
         # evidence must pass, not only the window's summary record.
-        doc = read_window(client, run_id, tags[P + "window_sha256"])
-        if doc.get("combined_sha256") != tags.get(P + "snapshot_sha256"):
+        doc = read_window(client, run_id, recorded.window_sha256)
+        if doc.get("combined_sha256") != recorded.snapshot_sha256:
             problems.append("training window: its record names another combined snapshot")
         for required_check in required:
             risk, check = required_check.risk, required_check.name
@@ -384,19 +385,19 @@ def register_candidate(
     _ensure_registered_model(client, cand, f"Gated candidates of {model_name} (risk-assets)")
     records = gate_records(run)
     existing = _versions_of(client, cand, run_id, model_sha)
-    evidence = {
-        P + "model_sha256": model_sha,
-        P + "run_id": run_id,
-        P + "policy_sha256": policy_sha256,
-        P + "snapshot_sha256": run.data.tags.get(P + "snapshot_sha256", ""),
-        P + "suite_sha256": run.data.tags.get(P + "suite_sha256", ""),
-        P + "gates_passed": ",".join(sorted(k for k, r in records.items() if r.passed)),
-        P + "registered_by": who,
-        P + "policy_tier": policy.tier,
-    }
-    for key in ("partition", "window"):
-        if run.data.tags.get(P + key):
-            evidence[P + key] = run.data.tags[P + key]
+    run_lineage = RunLineage.from_tags(run.data.tags)
+    evidence = VersionTags(
+        model_sha256=model_sha,
+        run_id=run_id,
+        policy_sha256=policy_sha256,
+        snapshot_sha256=run_lineage.snapshot_sha256 or "",
+        suite_sha256=run_lineage.suite_sha256 or "",
+        gates_passed=sorted(k for k, r in records.items() if r.passed),
+        registered_by=who,
+        policy_tier=policy.tier,
+        partition=run_lineage.partition or None,
+        window=run_lineage.window or None,
+    )
     if existing:
         mv = existing[0]
     else:
@@ -404,12 +405,13 @@ def register_candidate(
             cand,
             source=f"{run.info.artifact_uri}/model",
             run_id=run_id,
-            tags=evidence,
+            tags=evidence.to_tags(),
             description=f"Gated candidate from run {run_id}",
         )
         mv = _wait_ready(client, cand, mv.version)
     client.set_registered_model_alias(cand, CHALLENGER, mv.version)
-    client.set_tag(run_id, P + "candidate_version", f"{cand}/{mv.version}")
+    for key, value in RunLineage.registration_tags(f"{cand}/{mv.version}").items():
+        client.set_tag(run_id, key, value)
     version = None
     aliases = [CHALLENGER]
     note = None
@@ -447,7 +449,7 @@ def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -
         found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     except MlflowException:
         return []
-    return [mv for mv in found if mv.tags.get(P + "model_sha256") == model_sha]
+    return [mv for mv in found if VersionTags.from_tags(mv.tags).model_sha256 == model_sha]
 
 
 def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str | None:
@@ -462,7 +464,10 @@ def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str
 def _promote(
     client, cand, cand_version, model_name, evidence, run_id, model_sha, *, compared_with, reason
 ) -> tuple[str | None, bool, str | None]:
-    """Copy the candidate into production and move ``champion``; see register_candidate."""
+    """Copy the candidate into production and move ``champion``; see register_candidate.
+
+    ``evidence`` is the candidate version's :class:`VersionTags`; the production version
+    gets the same tags plus where it was promoted from, by whom and why."""
     _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
     existing = _versions_of(client, model_name, run_id, model_sha)
     current = find_champion(client, model_name)
@@ -482,12 +487,13 @@ def _promote(
         )
     pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
     pv = _wait_ready(client, model_name, pv.version)
-    for key, value in {
-        **evidence,
-        P + "candidate_version": f"{cand}/{cand_version}",
-        P + "promoted_by": current_user(),
-        P + "promotion_reason": reason,
-    }.items():
+    promoted = replace(
+        evidence,
+        candidate_version=f"{cand}/{cand_version}",
+        promoted_by=current_user(),
+        promotion_reason=reason,
+    )
+    for key, value in promoted.to_tags().items():
         client.set_model_version_tag(model_name, pv.version, key, value)
     client.set_registered_model_alias(model_name, CHAMPION, pv.version)
     return str(pv.version), True, None
@@ -546,7 +552,7 @@ def load_version_model(client: MlflowClient, mv: Any) -> Any:
     """Load a registered version's model safely, verifying its recorded SHA-256."""
     from risk_assets.registry._models import load_model_dir
 
-    expected = mv.tags.get(P + "model_sha256")
+    expected = VersionTags.from_tags(mv.tags).model_sha256
     if not expected:
         raise IntegrityError(f"model version {mv.name}/{mv.version} records no model hash")
     with tempfile.TemporaryDirectory() as tmp:
@@ -593,7 +599,8 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
     reg = client.get_registered_model(mv.name)
     aliases = sorted(a for a, v in (reg.aliases or {}).items() if str(v) == str(mv.version))
     run = client.get_run(mv.run_id)
-    tags = run.data.tags
+    recorded = RunLineage.from_tags(run.data.tags)
+    version_tags = VersionTags.from_tags(mv.tags)
     datasets = []
     for di in run.inputs.dataset_inputs if run.inputs else []:
         ds = di.dataset
@@ -620,11 +627,11 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
         )
     ]
     window = None
-    if tags.get(P + "window_sha256"):
+    if recorded.window_sha256:
         try:
-            doc = read_window(client, run.info.run_id, tags[P + "window_sha256"])
+            doc = read_window(client, run.info.run_id, recorded.window_sha256)
             window = {
-                "span": tags.get(P + "window"),
+                "span": recorded.window,
                 "partitions": [
                     {
                         "partition": w.get("partition"),
@@ -636,40 +643,40 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
                 ],
             }
         except GateEvidenceError as exc:
-            window = {"span": tags.get(P + "window"), "error": str(exc)}
+            window = {"span": recorded.window, "error": str(exc)}
     return {
         "model": mv.name,
         "version": str(mv.version),
         "aliases": aliases,
-        "model_sha256": mv.tags.get(P + "model_sha256"),
-        "candidate_version": mv.tags.get(P + "candidate_version"),
+        "model_sha256": version_tags.model_sha256,
+        "candidate_version": version_tags.candidate_version,
         "registered_at": _iso(mv.creation_timestamp / 1000),
-        "registered_by": mv.tags.get(P + "registered_by") or mv.user_id or None,
-        "promoted_by": mv.tags.get(P + "promoted_by"),
-        "promotion_reason": mv.tags.get(P + "promotion_reason"),
+        "registered_by": version_tags.registered_by or mv.user_id or None,
+        "promoted_by": version_tags.promoted_by,
+        "promotion_reason": version_tags.promotion_reason,
         "run": {
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
             "started_at": _iso(run.info.start_time / 1000),
-            "user": tags.get("mlflow.user") or run.info.user_id,
-            "dagster_run_id": tags.get("dagster.run_id"),
-            "partition": tags.get("dagster.partition"),
+            "user": recorded.user or run.info.user_id,
+            "dagster_run_id": recorded.dagster_run_id,
+            "partition": recorded.dagster_partition,
         },
         "window": window,
         "data": {
-            "source": tags.get(P + "source"),
-            "snapshot_sha256": tags.get(P + "snapshot_sha256"),
-            "raw_snapshot_sha256": tags.get(P + "raw_snapshot_sha256"),
+            "source": recorded.source,
+            "snapshot_sha256": recorded.snapshot_sha256,
+            "raw_snapshot_sha256": recorded.raw_snapshot_sha256,
             "split": {
                 k: run.data.params.get(f"split.{k}") for k in ("seed", "test_size", "stratified")
             },
             "datasets": datasets,
         },
-        "suite_sha256": tags.get(P + "suite_sha256"),
-        "policy_sha256": tags.get(P + "policy_sha256"),
-        "policy": tags.get(P + "policy_name"),
-        "spec_sha256": tags.get(P + "spec_sha256"),
-        "code_version": tags.get(P + "code_version"),
+        "suite_sha256": recorded.suite_sha256,
+        "policy_sha256": recorded.policy_sha256,
+        "policy": recorded.policy_name,
+        "spec_sha256": recorded.spec_sha256,
+        "code_version": recorded.code_version,
         "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test.")},
         "gates": gates,
     }
