@@ -52,8 +52,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from risk_assets.dagster._gates import drift_against  # noqa: E402
-from risk_assets.policy import DriftParams  # noqa: E402
+from risk_assets.catalogue._data import drift_against  # noqa: E402
+from risk_assets.catalogue.params import DriftParams  # noqa: E402
 
 EVIDENTLY_PYTHON = ROOT / ".venv-evidently" / "bin" / "python"
 EVIDENTLY_SCRIPT = Path(__file__).with_name("_evidently_drift.py")

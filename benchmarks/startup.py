@@ -1,4 +1,5 @@
-"""Start-up costs: `risk-assets --help` and loading the code location (pipelines/definitions.py).
+"""Start-up costs: `risk-assets --help` and loading the code location (pipelines/definitions.py,
+and the same pipelines as Dagster components: pipelines/components_definitions.py).
 
 Targets: --help under 1 s, the code location under 3 s. Each command runs in a fresh
 process, REPEAT times; the median is reported. Run from the repository root:
@@ -38,6 +39,12 @@ def main() -> None:
         ("python -c pass (interpreter floor)", timed([sys.executable, "-c", "pass"])),
         ("risk-assets --help", timed([str(BIN / "risk-assets"), "--help"])),
         ("load code location pipelines/definitions.py", timed([sys.executable, "-c", load])),
+        (
+            "load code location pipelines/components_definitions.py (Dagster components)",
+            timed(
+                [sys.executable, "-c", load.replace("definitions.py", "components_definitions.py")]
+            ),
+        ),
     ]
     print(
         f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "

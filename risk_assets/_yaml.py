@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,15 @@ def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[
     return loaded
 
 
-def format_validation_error(path: Path, exc: Any) -> str:
-    """Turn a pydantic ValidationError into lines naming the file, the key and what was expected."""
+def format_validation_error(path: Path, exc: Any, *, tags: Collection[str] = ()) -> str:
+    """Turn a pydantic ValidationError into lines naming the file, the key and what was
+    expected. ``tags`` are the tags of a tagged union, which pydantic puts in the location
+    (``control.drift.params``) but the file does not have (``control.params``)."""
     lines = [f"{path}: invalid"]
     for err in exc.errors():
-        key = ".".join(str(part) for part in err.get("loc", ())) or "(top level)"
+        loc = [str(part) for part in err.get("loc", ())]
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "control" and p in tags)]
+        key = ".".join(loc) or "(top level)"
         msg = err.get("msg", "invalid value")
         found = err.get("input")
         if err.get("type") == "missing":

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FRAME_HASH_SCHEME",
+    "file_sha256",
     "Split",
     "frame_sha256",
     "read_source",
@@ -27,6 +28,15 @@ __all__ = [
 
 #: Name of the canonical serialisation hashed by :func:`frame_sha256`; recorded beside hashes.
 FRAME_HASH_SCHEME = "risk-assets-frame-v1"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (suites, policies, model files), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.DataFrame:

@@ -28,6 +28,7 @@ __all__ = [
     "Labels",
     "conventional_positive",
     "match_label",
+    "positive_scores",
     "resolve_labels",
     "suggest_labels",
 ]
@@ -290,3 +291,18 @@ def conventional_positive(values: Iterable[Any], favourable: Any) -> tuple[Any, 
     if len(classes) == 2 and len(negative) == 1 and len(affirmative) == 1:
         return affirmative[0], f"{affirmative[0]!r}: the event of a {classes} target"
     return favourable, "the favourable label"
+
+
+def positive_scores(model: Any, frame: Any, spec: Any) -> Any:
+    """The model's probability of the spec's positive class for each row.
+
+    Raises:
+        DataError: the model has no positive class (not two classes).
+    """
+    from risk_assets.errors import DataError
+
+    classes = list(model.classes_)
+    positive = spec.labels(classes, where="the champion's classes").positive
+    if positive is None:
+        raise DataError(f"a score needs a two-class model; the champion has classes {classes}")
+    return model.predict_proba(frame)[:, classes.index(positive)]

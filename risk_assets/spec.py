@@ -60,6 +60,41 @@ PiiKind = Literal[
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,120}$")
 
 
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_CRON_NAMES = {
+    3: "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec",
+    4: "sun|mon|tue|wed|thu|fri|sat",
+}
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def is_valid_cron(expression: str) -> bool:
+    """A standard five-field cron expression (minute hour day-of-month month day-of-week,
+    with ``*``, lists, ranges, steps and month/day names) or a macro such as ``@daily``:
+    the expressions Dagster's schedules accept."""
+    text = expression.strip().lower()
+    if text in _CRON_MACROS:
+        return True
+    fields = text.split()
+    if len(fields) != 5:
+        return False
+    for i, field in enumerate(fields):
+        lo, hi = _CRON_RANGES[i]
+        names = _CRON_NAMES.get(i)
+        value = rf"(\d+|{names})" if names else r"\d+"
+        item = re.compile(rf"^(\*|{value}(-{value})?)(/\d+)?$")
+        for part in field.split(","):
+            found = item.match(part)
+            if found is None:
+                return False
+            numbers = [int(n) for n in re.findall(r"\d+", part.split("/")[0])]
+            if any(not lo <= n <= hi for n in numbers):
+                return False
+            if "/" in part and int(part.split("/")[1]) == 0:
+                return False
+    return True
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -270,11 +305,8 @@ class PipelineSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            from dagster._utils.schedules import is_valid_cron_string
-
-            if not is_valid_cron_string(value):
-                raise ValueError(f"not a valid cron expression: {value!r}")
+        if value is not None and not is_valid_cron(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
         return value
 
     @model_validator(mode="after")

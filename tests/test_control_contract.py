@@ -516,7 +516,7 @@ def _params(check: str) -> list[Any]:
 def _verdict(case: Case, data: Data) -> ControlResult:
     """The gate's result: the control's own, or the failed gate the Dagster layer makes
     of an exception (``evaluate_gate`` runs every control through ``_run_control``)."""
-    from risk_assets.dagster._factory import _run_control
+    from risk_assets.dagster._checks import run_control as _run_control
 
     return _run_control(lambda: case.run(data), logging.getLogger(__name__), case.name)
 

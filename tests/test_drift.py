@@ -13,9 +13,9 @@ from conftest import (
     policy_params,
     run_against_champion,
 )
+from risk_assets.catalogue.params import DriftParams
 from risk_assets.controls._drift import feature_drift, holm, psi
 from risk_assets.data import split_frame
-from risk_assets.policy import DriftParams
 
 NUMERIC = ["credit_amount", "duration"]
 CATEGORICAL = ["job", "housing", "saving_accounts", "checking_account", "purpose"]

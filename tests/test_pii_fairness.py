@@ -188,7 +188,7 @@ def test_fairness_needs_protected_attributes(tmp_path):
     from risk_assets.errors import SpecError
 
     spec = make_pipeline(tmp_path / "p", spec={"protected_attributes": [], "protected_bands": {}})
-    with pytest.raises(SpecError, match="no protected_attributes"):
+    with pytest.raises(SpecError, match="fairness needs protected attributes"):
         build_definitions([spec])
 
 

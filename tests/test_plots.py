@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import CATEGORICAL, FEATURES, make_pipeline, mlflow_client, using_state
+from risk_assets.catalogue import CATALOGUE
 from risk_assets.cli import main
 from risk_assets.controls._drift import feature_drift
 from risk_assets.controls._explain import protected_among_top_features
 from risk_assets.controls._fairness import fairness_across
-from risk_assets.controls._plots import PLOTTED_CONTROLS, plot_png
+from risk_assets.controls._plots import plot_png
 from risk_assets.controls._result import ControlResult
 from risk_assets.controls._slices import performs_across_slices
 from risk_assets.data import split_frame
@@ -67,23 +68,23 @@ def test_each_plotted_control_draws_its_table(credit, fitted):
             categorical=CATEGORICAL,
         ),
     }
-    assert set(results) == PLOTTED_CONTROLS
+    assert set(results) == {name for name, e in CATALOGUE.items() if e.plot is not None}
     for control, result in results.items():
-        image = _image(plot_png(control, f"{control}_check", result))
+        image = _image(plot_png(CATALOGUE[control].plot, f"{control}_check", result))
         assert image.shape[0] >= 250 and image.shape[1] == 750, control  # 7.5 in at 100 dpi
     # taller tables make taller plots: one bar per row
-    small = _image(plot_png("drift", "d", results["drift"]))
+    small = _image(plot_png(CATALOGUE["drift"].plot, "d", results["drift"]))
     bigger = ControlResult(
         passed=True, value=0.0, threshold=0.0, summary="", table=results["drift"].table * 4
     )
-    assert _image(plot_png("drift", "d", bigger)).shape[0] > small.shape[0]
+    assert _image(plot_png(CATALOGUE["drift"].plot, "d", bigger)).shape[0] > small.shape[0]
 
 
 def test_no_plot_without_a_picture_or_a_table():
     empty = ControlResult(passed=True, value=None, threshold=0.0, summary="no reference")
-    assert plot_png("drift", "no_feature_drift", empty) is None
+    assert plot_png(CATALOGUE["drift"].plot, "no_feature_drift", empty) is None
     table = ControlResult(passed=True, value=0.0, threshold=0.0, summary="", table=[{"a": 1}])
-    assert plot_png("stress", "valid_under_stress", table) is None
+    assert plot_png(CATALOGUE["stress"].plot, "valid_under_stress", table) is None
 
 
 def test_plots_are_on_the_candidate_run(clean_run, tmp_path, capsys):

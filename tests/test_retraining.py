@@ -25,7 +25,7 @@ import yaml
 
 from conftest import PIPELINES, using_state
 from risk_assets.cli import main
-from risk_assets.dagster._monitoring import plan_retraining
+from risk_assets.dagster._sensors import plan_retraining
 from risk_assets.errors import ConfigError, DataError, GateEvidenceError, SpecError
 
 MONTHLY_SPEC = PIPELINES / "credit_risk_monthly.yaml"

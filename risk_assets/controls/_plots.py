@@ -15,7 +15,13 @@ from typing import Any
 
 from risk_assets.controls._result import ControlResult
 
-__all__ = ["PLOTTED_CONTROLS", "plot_png"]
+__all__ = [
+    "drift_figure",
+    "fairness_figure",
+    "importance_figure",
+    "plot_png",
+    "slices_figure",
+]
 
 _RED, _GREY, _BLUE = "#c0392b", "#7f8c8d", "#2c6fbb"
 
@@ -27,7 +33,7 @@ def _figure(rows: int) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def _drift(result: ControlResult, title: str) -> Any:
+def drift_figure(result: ControlResult, title: str) -> Any:
     rows = [r for r in result.table if "effect" in r and r.get("kind") != "multivariate"]
     fig, ax = _figure(len(rows))
     names = [r["feature"] for r in rows]
@@ -47,7 +53,7 @@ def _drift(result: ControlResult, title: str) -> Any:
     return fig
 
 
-def _fairness(result: ControlResult, title: str) -> Any:
+def fairness_figure(result: ControlResult, title: str) -> Any:
     import numpy as np
 
     rows = [r for r in result.table if "selection_rate" in r]  # decisions, not labels
@@ -64,7 +70,7 @@ def _fairness(result: ControlResult, title: str) -> Any:
     return fig
 
 
-def _slices(result: ControlResult, title: str) -> Any:
+def slices_figure(result: ControlResult, title: str) -> Any:
     rows = result.table
     metric = next(k for k in rows[0] if k not in ("slice", "segment", "rows", "in_verdict"))
     fig, ax = _figure(len(rows))
@@ -81,7 +87,7 @@ def _slices(result: ControlResult, title: str) -> Any:
     return fig
 
 
-def _importance(result: ControlResult, title: str) -> Any:
+def importance_figure(result: ControlResult, title: str) -> Any:
     rows = result.table
     fig, ax = _figure(len(rows))
     ax.barh(
@@ -96,20 +102,11 @@ def _importance(result: ControlResult, title: str) -> Any:
     return fig
 
 
-_PLOTS: dict[str, Callable[[ControlResult, str], Any]] = {
-    "drift": _drift,
-    "fairness": _fairness,
-    "slices": _slices,
-    "explainability": _importance,
-}
-
-#: The controls whose gates leave a plot.
-PLOTTED_CONTROLS = frozenset(_PLOTS)
-
-
-def plot_png(control: str, check: str, result: ControlResult) -> bytes | None:
-    """The gate's plot as PNG bytes, or None when the control has no plot or no table."""
-    draw = _PLOTS.get(control)
+def plot_png(
+    draw: Callable[[ControlResult, str], Any] | None, check: str, result: ControlResult
+) -> bytes | None:
+    """A gate's plot as PNG bytes, drawn by ``draw`` (a control's figure function, from
+    its catalogue entry); None when the control has no plot or the result no table."""
     if draw is None or not result.table:
         return None
     fig = draw(result, f"{check}: {'passed' if result.passed else 'FAILED'}")

@@ -18,10 +18,9 @@ from types import ModuleType
 import dagster as dg
 from pydantic import BaseModel, Field
 
+from risk_assets.dagster._definitions import build_pipeline_definitions, root_definitions
 from risk_assets.errors import ConfigError, SpecError
-
-# The pipeline's functions come from the package's public names, imported where they are
-# used: the package imports this module, and the modules behind those names may move.
+from risk_assets.pipeline import load_pipeline
 
 __all__ = ["RiskAssetsPipeline", "RiskAssetsPipelineScaffolder", "definitions_from_defs_folder"]
 
@@ -121,8 +120,6 @@ class RiskAssetsPipeline(dg.Component, dg.Model, dg.Resolvable):
             SpecError, PolicyError, SuiteError: naming the file (and the key) at fault; a
                 missing spec names the ``defs.yaml`` and the path it looked for.
         """
-        from risk_assets.dagster import build_pipeline_definitions, load_pipeline
-
         path = self.spec_path(context)
         where = _component_file(Path(context.path))
         if not path.is_file():
@@ -213,8 +210,6 @@ def definitions_from_defs_folder(folder: str | Path) -> dg.Definitions:
         SpecError: ``folder`` is not a folder. Errors in a component (a missing spec, a bad
             policy) raise at load, naming its ``defs.yaml`` and the file at fault.
     """
-    from risk_assets.dagster import default_resources
-
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise SpecError(f"{folder}: defs folder not found")
@@ -231,7 +226,4 @@ def definitions_from_defs_folder(folder: str | Path) -> dg.Definitions:
             if cause is None:
                 raise
             raise type(cause)(str(cause)) from exc
-    return dg.Definitions.merge(
-        components,
-        dg.Definitions(resources=default_resources(), executor=dg.in_process_executor),
-    )
+    return dg.Definitions.merge(components, root_definitions())

@@ -7,11 +7,13 @@ from typing import Any
 
 import dagster as dg
 
-from risk_assets.dagster._factory import LoadedPipeline, build_definitions, job_name, load_pipeline
-from risk_assets.dagster._monitoring import data_job_name, missing_window_data
+from risk_assets.catalogue import MONITORING_ASSETS, TRAINING_ASSETS, checks_of
+from risk_assets.dagster._definitions import build_definitions, default_resources
+from risk_assets.dagster._names import data_job_name, job_name, monitoring_job_name, sensor_name
 from risk_assets.dagster._partitions import check_partition, partition_keys, read_partition
+from risk_assets.dagster._sensors import missing_window_data
 from risk_assets.errors import ConfigError, DataError
-from risk_assets.policy import TRAINING_ASSETS, checks_of
+from risk_assets.pipeline import LoadedPipeline, check_columns, load_pipeline
 
 __all__ = ["GateOutcome", "RunOutcome", "preflight", "run_pipeline"]
 
@@ -129,6 +131,8 @@ def preflight(pipeline: LoadedPipeline, partition: str | None = None) -> None:
             f"{source}: protected attribute column(s) {missing} not found "
             f"(spec {pipeline.spec.path}: protected_attributes)"
         )
+    # what the policy's controls need of the columns (e.g. budgets on numeric features)
+    check_columns(pipeline, df, source=str(source))
 
 
 def _partition_arg(pipeline: LoadedPipeline, partition: str | None) -> None:
@@ -379,8 +383,6 @@ def monitor_partition(
     Raises:
         ConfigError: the spec, policy or partition is bad (before anything runs).
     """
-    from risk_assets.dagster._monitoring import monitoring_job_name
-    from risk_assets.policy import MONITORING_ASSETS
 
     pipeline = load_pipeline(spec_path)
     _partition_arg(pipeline, partition)
@@ -438,7 +440,6 @@ def tick_retraining_sensor(
     """Evaluate the retraining sensor once, as the daemon would, keeping its cursor in
     ``cursor_file`` (default: under the state folder). Returns its run requests and its
     skip message."""
-    from risk_assets.dagster._monitoring import sensor_name
     from risk_assets.settings import current_settings
 
     pipeline = load_pipeline(spec_path)
@@ -448,8 +449,6 @@ def tick_retraining_sensor(
     path = cursor_file or current_settings().state_dir / "sensors" / f"{name}.cursor"
     cursor = path.read_text(encoding="utf-8") if path.is_file() else None
     sensor = defs.resolve_sensor_def(name)
-    from risk_assets.dagster._factory import default_resources
-
     bound = {**default_resources(), **(resources or {})}
     with dg.build_sensor_context(
         instance=inst,

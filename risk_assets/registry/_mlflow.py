@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from risk_assets.catalogue import TRAINING_ASSETS, checks_of
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
-from risk_assets.policy import TRAINING_ASSETS, checks_of
 from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, VersionTags
 from risk_assets.settings import current_user
 
@@ -158,22 +158,9 @@ def verify_gate_evidence(
         GateEvidenceError: naming every gate whose evidence is missing, failed or stale.
         IntegrityError: the model artefact does not match its recorded hash.
     """
-    from risk_assets.registry._models import MODEL_FILE, file_sha256
-
     run = client.get_run(run_id)
     recorded = RunLineage.from_tags(run.data.tags)
-    recorded_model = recorded.model_sha256
-    if not recorded_model:
-        raise GateEvidenceError(
-            f"run {run_id} records no model hash; it is not a risk-assets candidate"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
-        actual = file_sha256(local)
-    if actual != recorded_model:
-        raise IntegrityError(
-            f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded_model}"
-        )
+    actual = _verified_model_sha256(client, run_id, recorded)
     if recorded.policy_sha256 != policy_sha256:
         raise GateEvidenceError(
             f"run {run_id} was gated under policy {recorded.policy_sha256}, "
@@ -185,8 +172,6 @@ def verify_gate_evidence(
             f"run {run_id} was validated with suite {run_suite}, "
             f"not the suite in force ({suite_sha256})"
         )
-    subjects = {"candidate_model": actual, "validated_data": recorded.snapshot_sha256}
-    records = gate_records(run)
     if protected_attributes is None:
         protected_attributes = list(recorded.protected_attributes)
     try:
@@ -197,6 +182,8 @@ def verify_gate_evidence(
         ]
     except ValueError as exc:
         raise GateEvidenceError(f"cannot tell which gates are required: {exc}") from None
+    subjects = {"candidate_model": actual, "validated_data": recorded.snapshot_sha256}
+    records = gate_records(run)
     problems: list[str] = []
     failed: list[str] = []
     for required_check in required:
@@ -212,29 +199,7 @@ def verify_gate_evidence(
             problems.append(f"{check} ({risk.id}): {problem}")
             failed.append(check)
     if recorded.window_sha256:
-        # A model trained on a window of partitions: every partition's own data-gate
-        # evidence must pass, not only the window's summary record.
-        doc = read_window(client, run_id, recorded.window_sha256)
-        if doc.get("combined_sha256") != recorded.snapshot_sha256:
-            problems.append("training window: its record names another combined snapshot")
-        for required_check in required:
-            risk, check = required_check.risk, required_check.name
-            if risk.control.asset != "validated_data":
-                continue
-            for part in doc.get("partitions", []):
-                problem = _record_problem(
-                    _as_record(part.get("gates", {}).get(check)),
-                    risk,
-                    subject=part.get("sha256"),
-                    policy_sha256=policy_sha256,
-                    run_suite=run_suite,
-                )
-                if problem is not None:
-                    problems.append(
-                        f"{check} ({risk.id}) in partition {part.get('partition')}: {problem}"
-                    )
-                    if check not in failed:
-                        failed.append(check)
+        _window_problems(client, run_id, recorded, required, policy_sha256, problems, failed)
     if problems:
         raise GateEvidenceError(
             "registration refused, blocking gates lack passing evidence for this candidate:\n  "
@@ -242,6 +207,58 @@ def verify_gate_evidence(
             gates=failed,
         )
     return run, actual
+
+
+def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLineage) -> str:
+    """The model artefact's SHA-256, which must be the one the run records."""
+    from risk_assets.registry._models import MODEL_FILE, file_sha256
+
+    if not recorded.model_sha256:
+        raise GateEvidenceError(
+            f"run {run_id} records no model hash; it is not a risk-assets candidate"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+        actual = file_sha256(local)
+    if actual != recorded.model_sha256:
+        raise IntegrityError(
+            f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded.model_sha256}"
+        )
+    return actual
+
+
+def _window_problems(
+    client: MlflowClient,
+    run_id: str,
+    recorded: RunLineage,
+    required: list[Any],
+    policy_sha256: str,
+    problems: list[str],
+    failed: list[str],
+) -> None:
+    """A model trained on a window of partitions: every partition's own data-gate evidence
+    must pass, not only the window's summary record. Adds to ``problems`` and ``failed``."""
+    doc = read_window(client, run_id, recorded.window_sha256)
+    if doc.get("combined_sha256") != recorded.snapshot_sha256:
+        problems.append("training window: its record names another combined snapshot")
+    for required_check in required:
+        risk, check = required_check.risk, required_check.name
+        if risk.control.asset != "validated_data":
+            continue
+        for part in doc.get("partitions", []):
+            problem = _record_problem(
+                _as_record(part.get("gates", {}).get(check)),
+                risk,
+                subject=part.get("sha256"),
+                policy_sha256=policy_sha256,
+                run_suite=recorded.suite_sha256,
+            )
+            if problem is not None:
+                problems.append(
+                    f"{check} ({risk.id}) in partition {part.get('partition')}: {problem}"
+                )
+                if check not in failed:
+                    failed.append(check)
 
 
 def _as_record(d: Any) -> GateRecord | None:
@@ -268,7 +285,7 @@ def _record_problem(
         return f"evidence is about another {risk.control.asset}"
     if rec.policy_sha256 != policy_sha256:
         return "evidence is from another policy"
-    if (rec.suite_sha256 is not None or risk.control.name == "expectations") and (
+    if (rec.suite_sha256 is not None or risk.control.entry.uses_suite) and (
         not run_suite or rec.suite_sha256 != run_suite
     ):
         return "evidence is from another expectation suite"
@@ -454,7 +471,7 @@ def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -
 
 def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str | None:
     """The champion the champion gate compared with ("none"), or None without that gate."""
-    risk = policy.risk_for_control("champion_challenger")
+    risk = next((r for r in policy.controlled_risks() if r.control.entry.compares_champion), None)
     if risk is None:
         return None
     rec = records.get(risk.control.check_name)
@@ -572,36 +589,30 @@ def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
     return ref, None, None
 
 
-def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
-    """Answer "why is this model here?" from MLflow alone.
-
-    Follows version -> run -> data snapshots -> suite and policy hashes -> every gate
-    result -> code version -> when and by whom. ``ref`` is ``MODEL``, ``MODEL@ALIAS`` or
-    ``MODEL/VERSION``; a bare ``MODEL`` means its champion, else its latest version.
-    """
+def _resolve_version(client: MlflowClient, ref: str) -> Any:
+    """The model version ``ref`` names: ``MODEL@ALIAS``, ``MODEL/VERSION``, or ``MODEL`` (its
+    champion, else its latest version)."""
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_model_ref(ref)
     try:
         if alias:
-            mv = client.get_model_version_by_alias(name, alias)
-        elif version:
-            mv = client.get_model_version(name, version)
-        else:
-            mv = find_champion(client, name)
-            if mv is None:
-                versions = client.search_model_versions(f"name='{name}'")
-                if not versions:
-                    raise RiskAssetsError(f"no registered model versions named {name!r}")
-                mv = max(versions, key=lambda v: int(v.version))
+            return client.get_model_version_by_alias(name, alias)
+        if version:
+            return client.get_model_version(name, version)
+        mv = find_champion(client, name)
+        if mv is None:
+            versions = client.search_model_versions(f"name='{name}'")
+            if not versions:
+                raise RiskAssetsError(f"no registered model versions named {name!r}")
+            mv = max(versions, key=lambda v: int(v.version))
+        return mv
     except MlflowException as exc:
         raise RiskAssetsError(f"cannot find {ref!r} in the model registry: {exc.message}") from None
-    reg = client.get_registered_model(mv.name)
-    aliases = sorted(a for a, v in (reg.aliases or {}).items() if str(v) == str(mv.version))
-    run = client.get_run(mv.run_id)
-    recorded = RunLineage.from_tags(run.data.tags)
-    version_tags = VersionTags.from_tags(mv.tags)
-    datasets = []
+
+
+def _datasets(run: Any) -> list[dict[str, Any]]:
+    out = []
     for di in run.inputs.dataset_inputs if run.inputs else []:
         ds = di.dataset
         context = next((t.value for t in di.tags if t.key == "mlflow.data.context"), None)
@@ -609,8 +620,12 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             source = json.loads(ds.source)
         except ValueError:
             source = {"uri": ds.source}
-        datasets.append({"name": ds.name, "context": context, "digest": ds.digest, **source})
-    gates = [
+        out.append({"name": ds.name, "context": context, "digest": ds.digest, **source})
+    return out
+
+
+def _gate_rows(run: Any) -> list[dict[str, Any]]:
+    return [
         {
             "name": r.check,
             "risk_id": r.risk_id,
@@ -626,24 +641,42 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             gate_records(run).values(), key=lambda r: (r.asset != "validated_data", r.check)
         )
     ]
-    window = None
-    if recorded.window_sha256:
-        try:
-            doc = read_window(client, run.info.run_id, recorded.window_sha256)
-            window = {
-                "span": recorded.window,
-                "partitions": [
-                    {
-                        "partition": w.get("partition"),
-                        "snapshot_sha256": w.get("sha256"),
-                        "rows": w.get("rows"),
-                        "source": w.get("source"),
-                    }
-                    for w in doc.get("partitions", [])
-                ],
+
+
+def _window_lineage(client: MlflowClient, run: Any, recorded: RunLineage) -> dict | None:
+    if not recorded.window_sha256:
+        return None
+    try:
+        doc = read_window(client, run.info.run_id, recorded.window_sha256)
+    except GateEvidenceError as exc:
+        return {"span": recorded.window, "error": str(exc)}
+    return {
+        "span": recorded.window,
+        "partitions": [
+            {
+                "partition": w.get("partition"),
+                "snapshot_sha256": w.get("sha256"),
+                "rows": w.get("rows"),
+                "source": w.get("source"),
             }
-        except GateEvidenceError as exc:
-            window = {"span": recorded.window, "error": str(exc)}
+            for w in doc.get("partitions", [])
+        ],
+    }
+
+
+def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
+    """Answer "why is this model here?" from MLflow alone.
+
+    Follows version -> run -> data snapshots -> suite and policy hashes -> every gate
+    result -> code version -> when and by whom. ``ref`` is ``MODEL``, ``MODEL@ALIAS`` or
+    ``MODEL/VERSION``; a bare ``MODEL`` means its champion, else its latest version.
+    """
+    mv = _resolve_version(client, ref)
+    reg = client.get_registered_model(mv.name)
+    aliases = sorted(a for a, v in (reg.aliases or {}).items() if str(v) == str(mv.version))
+    run = client.get_run(mv.run_id)
+    recorded = RunLineage.from_tags(run.data.tags)
+    version_tags = VersionTags.from_tags(mv.tags)
     return {
         "model": mv.name,
         "version": str(mv.version),
@@ -662,7 +695,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             "dagster_run_id": recorded.dagster_run_id,
             "partition": recorded.dagster_partition,
         },
-        "window": window,
+        "window": _window_lineage(client, run, recorded),
         "data": {
             "source": recorded.source,
             "snapshot_sha256": recorded.snapshot_sha256,
@@ -670,7 +703,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             "split": {
                 k: run.data.params.get(f"split.{k}") for k in ("seed", "test_size", "stratified")
             },
-            "datasets": datasets,
+            "datasets": _datasets(run),
         },
         "suite_sha256": recorded.suite_sha256,
         "policy_sha256": recorded.policy_sha256,
@@ -678,7 +711,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
         "spec_sha256": recorded.spec_sha256,
         "code_version": recorded.code_version,
         "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test.")},
-        "gates": gates,
+        "gates": _gate_rows(run),
     }
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from risk_assets.data import file_sha256
 from risk_assets.errors import IntegrityError
 
 __all__ = ["MODEL_FILE", "TRUSTED_TYPES", "file_sha256", "load_model_dir", "save_model_dir"]
@@ -22,14 +22,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "risk_assets.estimator.PlainColumns",
 )
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:

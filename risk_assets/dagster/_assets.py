@@ -1,0 +1,325 @@
+"""The training assets of a pipeline, left to right: ``raw_snapshot``, ``validated_data``,
+``train_test_split``, ``candidate_model``, ``registered_model``.
+
+Asset values are small JSON references (snapshot hashes, MLflow run ids); data lives in
+the snapshot store and models in MLflow.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from risk_assets.dagster._names import asset_key
+from risk_assets.dagster._partitions import read_partition, window_mapping
+from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
+from risk_assets.dagster._training import fit_and_log
+from risk_assets.dagster._window import combine_window
+from risk_assets.errors import DataError
+
+__all__ = ["training_assets"]
+
+
+@dataclass(frozen=True)
+class _Build:
+    """What every training asset of one pipeline shares."""
+
+    pipeline: Any  # LoadedPipeline
+    pdef: dg.PartitionsDefinition | None
+
+    @property
+    def spec(self) -> Any:
+        return self.pipeline.spec.spec
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return asset_key(self.spec.name, asset)
+
+    def ins(self, *names: str) -> dict[str, dg.AssetIn]:
+        return {n: dg.AssetIn(key=self.key(n)) for n in names}
+
+    def common(self, name: str, description: str) -> dict[str, Any]:
+        owner = self.spec.owner
+        return {
+            "name": name,
+            "key_prefix": [self.spec.name],
+            "group_name": self.spec.name,
+            "partitions_def": self.pdef,
+            "owners": [f"team:{owner}"] if owner and " " not in owner else None,
+            "description": description,
+        }
+
+
+def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
+    spec, loaded = b.spec, b.pipeline.spec
+    where = (
+        f"{spec.source.folder}/{spec.source.pattern}" if loaded.partitioned else spec.source.path
+    )
+
+    @dg.asset(
+        **b.common(
+            "raw_snapshot", f"Content-addressed snapshot of {where} (SHA-256 as data version)."
+        )
+    )
+    def raw_snapshot(context: dg.AssetExecutionContext, snapshots: SnapshotStoreResource):
+        from risk_assets.data import read_source
+
+        counts: dict[str, Any] = {}
+        if b.pdef is not None:
+            df, counts, source = read_partition(loaded, context.partition_key)
+        else:
+            df, source = (
+                read_source(loaded.source_path, spec.source.format),
+                str(loaded.source_path),
+            )
+        ref = snapshots.get_store().put(df)
+        value = {**ref.to_dict(), "source": source}
+        if b.pdef is not None:
+            value["partition"] = context.partition_key
+        return dg.Output(
+            value,
+            data_version=dg.DataVersion(ref.sha256),
+            metadata={
+                "risk/snapshot_sha256": ref.sha256,
+                "risk/hash_scheme": ref.scheme,
+                "dagster/row_count": dg.MetadataValue.int(ref.rows),
+                "columns": dg.MetadataValue.int(len(ref.columns)),
+                "source": source,
+                **{f"rows/{k}": dg.MetadataValue.int(v) for k, v in counts.items()},
+            },
+        )
+
+    return raw_snapshot
+
+
+def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: Any) -> dict:
+    """The target, feature and protected columns of a raw snapshot, as the gates judge them;
+    refused before any gate when the policy's controls do not fit the columns or a label
+    the spec names does not occur."""
+    from risk_assets.data import select_columns
+    from risk_assets.estimator import categorical_columns
+    from risk_assets.pipeline import check_columns
+
+    loaded, spec = pipeline.spec, pipeline.spec.spec
+    raw = store.get(raw_snapshot["sha256"])
+    if spec.source.id_column in raw.columns:
+        raw = raw.drop(columns=[spec.source.id_column])  # a key, never a feature
+    lacking = [c for c in (spec.features or []) if c not in raw.columns]
+    if lacking:
+        # a feature the source no longer has is a finding of the expectation suite (every
+        # register has one: a gate on this asset, with evidence), not a crash; training
+        # refuses such a snapshot whatever the gates say
+        context.log.warning(
+            f"{raw_snapshot['source']}: feature column(s) {lacking} not found; the "
+            "expectation suite decides, and no model is trained on this snapshot"
+        )
+    present = None if spec.features is None else [c for c in spec.features if c not in lacking]
+    df, features = select_columns(
+        raw, target=spec.target, features=present or spec.features, source=raw_snapshot["source"]
+    )
+    check_columns(pipeline, raw, source=raw_snapshot["source"])
+    labels = spec.labels(df[spec.target], where=loaded.path)
+    if pipeline.policy.policy.needs_favourable_label:
+        labels.require_favourable(target=spec.target, where=str(loaded.path))
+    # protected attributes travel with the data (for fairness checks) even when they are
+    # not features of the model
+    extra = [c for c in spec.protected_attributes if c not in df.columns]
+    missing = [c for c in extra if c not in raw.columns]
+    if missing:
+        raise DataError(f"{raw_snapshot['source']}: protected attribute(s) {missing} not found")
+    if extra:
+        df = raw[[*df.columns, *extra]]
+    # the same columns in the same order are the same frame: no second hash
+    same = list(df.columns) == list(raw.columns) and spec.source.id_column is None
+    ref = store.put(df, sha256=raw_snapshot["sha256"] if same else None)
+    return {
+        **ref.to_dict(),
+        "raw_sha256": raw_snapshot["sha256"],
+        "source": raw_snapshot["source"],
+        "target": spec.target,
+        "features": features,
+        "categorical": categorical_columns(df, features, spec.categorical_features),
+        **({"missing_features": lacking} if lacking else {}),
+    }
+
+
+def _validated_data(b: _Build) -> dg.AssetsDefinition:
+    description = "Target and feature columns of the snapshot; gated by the expectation suite."
+
+    @dg.asset(ins=b.ins("raw_snapshot"), **b.common("validated_data", description))
+    def validated_data(
+        context: dg.AssetExecutionContext, raw_snapshot: dict, snapshots: SnapshotStoreResource
+    ):
+        value = validate_snapshot(context, b.pipeline, raw_snapshot, snapshots.get_store())
+        if b.pdef is not None:
+            value["partition"] = context.partition_key
+        return dg.Output(
+            value,
+            data_version=dg.DataVersion(value["sha256"]),
+            metadata={
+                "risk/snapshot_sha256": value["sha256"],
+                "dagster/row_count": dg.MetadataValue.int(value["rows"]),
+                "features": dg.MetadataValue.int(len(value["features"])),
+                "categorical_features": ", ".join(value["categorical"]) or "none",
+            },
+        )
+
+    return validated_data
+
+
+def split_snapshot(
+    context: Any, pipeline: Any, validated_data: dict, store: Any, partitioned: bool
+) -> dg.Output:
+    """The seeded train/test split of the validated data (of the window, when partitioned)."""
+    from risk_assets.data import split_frame
+
+    spec = pipeline.spec.spec
+    window = None
+    if partitioned:
+        validated_data, window = combine_window(store, pipeline, validated_data)
+    split = split_frame(
+        store.get(validated_data["sha256"]),
+        target=spec.target,
+        test_size=spec.split.test_size,
+        seed=spec.split.seed,
+        stratify=spec.split.stratify,
+    )
+    train, test = store.put(split.train), store.put(split.test)
+    value = {
+        "train": train.to_dict(),
+        "test": test.to_dict(),
+        "seed": split.seed,
+        "test_size": split.test_size,
+        "stratified": split.stratified,
+        "validated_sha256": validated_data["sha256"],
+    }
+    window_md = {}
+    if window is not None:
+        value["data"], value["window"] = validated_data, window
+        window_md = {
+            "risk/window": f"{window[0]['partition']}..{window[-1]['partition']}",
+            "risk/window_partitions": dg.MetadataValue.int(len(window)),
+            "risk/window_sha256": validated_data["sha256"],
+        }
+    return dg.Output(
+        value,
+        metadata={
+            **window_md,
+            "risk/train_sha256": train.sha256,
+            "risk/test_sha256": test.sha256,
+            "seed": split.seed,
+            "test_size": split.test_size,
+            "stratified": split.stratified,
+            "train_rows": dg.MetadataValue.int(train.rows),
+            "test_rows": dg.MetadataValue.int(test.rows),
+        },
+    )
+
+
+def _train_test_split(b: _Build) -> dg.AssetsDefinition:
+    spec = b.spec
+    ins = b.ins("validated_data")
+    description = "Seeded train/test split of the validated data, each part content-addressed"
+    if b.pdef is not None:
+        mapping = window_mapping(spec.training_window)
+        ins = {"validated_data": dg.AssetIn(key=b.key("validated_data"), partition_mapping=mapping)}
+        description += f"; trains on the last {spec.training_window} partitions"
+
+    @dg.asset(ins=ins, **b.common("train_test_split", description + "."))
+    def train_test_split(
+        context: dg.AssetExecutionContext, validated_data: dict, snapshots: SnapshotStoreResource
+    ):
+        store = snapshots.get_store()
+        return split_snapshot(context, b.pipeline, validated_data, store, b.pdef is not None)
+
+    return train_test_split
+
+
+def _candidate_model(b: _Build) -> dg.AssetsDefinition:
+    description = f"{b.spec.estimator.class_path} fitted on the training split, logged to MLflow."
+    # a window's split carries its combined validated data; otherwise the validated data is
+    # an input of its own, so a stale split is caught against it
+    ins = (
+        b.ins("train_test_split")
+        if b.pdef is not None
+        else b.ins("validated_data", "train_test_split")
+    )
+
+    @dg.asset(ins=ins, **b.common("candidate_model", description))
+    def candidate_model(
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowResource,
+        snapshots: SnapshotStoreResource,
+        **inputs: dict,
+    ):
+        split = inputs["train_test_split"]
+        validated = inputs.get("validated_data") or split["data"]
+        return fit_and_log(context, b.pipeline, validated, split, mlflow, snapshots.get_store())
+
+    return candidate_model
+
+
+def _registered_model(b: _Build) -> dg.AssetsDefinition:
+    description = "The candidate in the MLflow registry; only after every blocking gate passed."
+
+    @dg.asset(ins=b.ins("candidate_model"), **b.common("registered_model", description))
+    def registered_model(
+        context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
+    ):
+        return register(context, b.pipeline, candidate_model, mlflow)
+
+    return registered_model
+
+
+def register(context: Any, pipeline: Any, candidate_model: dict, mlflow: Any) -> dg.Output:
+    """Register the candidate once its evidence verifies; a refusal never retries."""
+    from risk_assets.errors import GateEvidenceError, IntegrityError
+    from risk_assets.registry._mlflow import register_candidate
+
+    spec, lpolicy = pipeline.spec.spec, pipeline.policy
+    try:
+        reg = register_candidate(
+            mlflow.get_client(),
+            candidate_model["run_id"],
+            model_name=spec.model_name,
+            policy=lpolicy.policy,
+            policy_sha256=lpolicy.sha256,
+            suite_sha256=pipeline.suite_sha256,
+            protected_attributes=spec.protected_attributes,
+        )
+    except (GateEvidenceError, IntegrityError) as exc:
+        # a retry sees the same evidence: it must never turn a refusal into a pass
+        raise dg.Failure(
+            f"{type(exc).__name__}: {exc}",
+            allow_retries=False,
+            metadata={"risk/refused": type(exc).__name__},
+        ) from exc
+    context.log.info(
+        f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
+    )
+    return dg.Output(
+        reg.to_dict(),
+        data_version=dg.DataVersion(reg.model_sha256),
+        metadata={
+            "risk/model_sha256": reg.model_sha256,
+            "candidate_version": f"{reg.candidates_model}/{reg.candidate_version}",
+            "production_version": f"{reg.model}/{reg.version}"
+            if reg.version
+            else "awaiting promotion",
+            "aliases": ", ".join(reg.aliases),
+            "mlflow_run_id": reg.run_id,
+        },
+    )
+
+
+def training_assets(
+    pipeline: Any, pdef: dg.PartitionsDefinition | None
+) -> list[dg.AssetsDefinition]:
+    """The five training assets of a pipeline, in the order of the flow."""
+    b = _Build(pipeline, pdef)
+    return [
+        _raw_snapshot(b),
+        _validated_data(b),
+        _train_test_split(b),
+        _candidate_model(b),
+        _registered_model(b),
+    ]

@@ -1,0 +1,292 @@
+"""One builder for every gate's asset check, training and monitoring alike.
+
+A check runs its catalogue entry's control on the inputs of the asset it sits on (fail
+closed: an exception is a failed gate), records the evidence where that asset keeps it
+(beside the snapshot for data gates and monitoring, on the candidate's MLflow run for
+model gates) and reports the result, figures and evidence table as Dagster metadata.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from risk_assets.catalogue import Check
+from risk_assets.controls._result import ControlResult, markdown_table
+from risk_assets.dagster._inputs import GateInputs, MonitorInputs
+from risk_assets.dagster._names import asset_key
+from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
+from risk_assets.errors import RiskAssetsError
+
+__all__ = ["build_check", "check_metadata", "evaluate_gate", "run_control"]
+
+
+def check_metadata(check: Check, result: ControlResult, *, extra: dict[str, Any]) -> dict:
+    """A gate's result as Dagster metadata: the risk it treats, verdict, figures, evidence."""
+    risk = check.risk
+    md: dict[str, Any] = {
+        "risk/id": risk.id,
+        "risk/title": risk.title,
+        "risk/category": risk.category,
+        "risk/blocking": risk.blocking,
+        "risk/passed": result.passed,
+        "risk/summary": result.summary,
+        "risk/value": dg.MetadataValue.float(result.value) if result.value is not None else "n/a",
+        "risk/threshold": (
+            dg.MetadataValue.float(result.threshold) if result.threshold is not None else "n/a"
+        ),
+    }
+    for name, val in result.figures.items():
+        md[f"risk/figures/{name}"] = dg.MetadataValue.float(float(val))
+    if result.sample_size is not None:
+        md["risk/sample_size"] = dg.MetadataValue.int(int(result.sample_size))
+    if result.table:
+        md["risk/evidence"] = dg.MetadataValue.md(markdown_table(result.table))
+    md.update(extra)
+    return md
+
+
+def run_control(fn: Callable[[], ControlResult], log: Any, check: str) -> ControlResult:
+    """Run a control; an exception is a failed gate (fail closed).
+
+    The evidence names our own errors in full (they name files, keys and columns, never
+    values); for any other exception only its type, because library messages may quote
+    data values. The full message goes to the run log.
+    """
+    try:
+        return fn()
+    except Exception as exc:
+        log.error(f"{check}: the control raised {type(exc).__name__}: {exc}")
+        if isinstance(exc, RiskAssetsError):
+            return ControlResult.undecided(f"{type(exc).__name__}: {exc}")
+        return ControlResult.undecided(f"{type(exc).__name__} raised (see the run log)")
+
+
+def evaluate_gate(
+    context: Any,
+    check: Check,
+    inputs: Any,
+    *,
+    subject: str,
+    policy_sha256: str,
+    reference: str | None = None,
+) -> tuple[ControlResult, Any]:
+    """Run a gate's control (fail closed), time it, and make its evidence record.
+
+    ``reference`` names what the gate compared against; by default what the control put in
+    the inputs' metadata while it ran (the champion version, or the reference window).
+    """
+    from risk_assets.registry._mlflow import GateRecord
+
+    started = time.perf_counter()
+    result = run_control(lambda: check.run(inputs), context.log, check.name)
+    inputs.extra["risk/seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 3))
+    record = GateRecord(
+        check=check.name,
+        risk_id=check.risk.id,
+        asset=check.asset,
+        blocking=check.blocking,
+        passed=result.passed,
+        value=result.value,
+        threshold=result.threshold,
+        summary=result.summary,
+        subject_sha256=subject,
+        policy_sha256=policy_sha256,
+        suite_sha256=inputs.suite_sha256,
+        dagster_run_id=context.run.run_id,
+        figures=dict(result.figures),
+        sample_size=result.sample_size,
+        reference=reference
+        or inputs.extra.get("champion_version")
+        or inputs.extra.get("risk/reference"),
+    )
+    return result, record
+
+
+def _plot(check: Check, result: ControlResult, log: Any) -> bytes | None:
+    """The gate's plot, if its control draws one. A plot that cannot be drawn is logged and
+    left out: it is an illustration of the evidence, not part of the verdict."""
+    from risk_assets.controls._plots import plot_png
+
+    if check.entry.plot is None:
+        return None
+    try:
+        return plot_png(check.entry.plot, check.name, result)
+    except Exception as exc:  # noqa: BLE001 - reported, never decides the gate
+        log.warning(f"{check.name}: no plot ({type(exc).__name__}: {exc})")
+        return None
+
+
+# -- where each asset's checks get their inputs and keep their evidence ---------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One evaluation: the check's context, the checked asset's value, the scored batch
+    (outcome checks only) and the resources."""
+
+    context: Any
+    value: dict
+    scored: dict | None
+    store: Any
+    mlflow: Any
+    partition_keys: list[str]
+
+
+def _validated_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
+    inputs = GateInputs(
+        pipeline=pipeline, store=call.store, validated=call.value, mlflow=call.mlflow
+    )
+    return inputs, call.value["sha256"]
+
+
+def _candidate_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
+    inputs = GateInputs(
+        pipeline=pipeline, store=call.store, candidate=call.value, mlflow=call.mlflow
+    )
+    return inputs, call.value["model_sha256"]
+
+
+def _scored_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
+    inputs = MonitorInputs(
+        pipeline=pipeline,
+        store=call.store,
+        mlflow=call.mlflow,
+        scored=call.value,
+        instance=call.context.instance,
+        history_keys=call.partition_keys,
+    )
+    return inputs, call.value["sha256"]
+
+
+def _outcome_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
+    inputs = MonitorInputs(
+        pipeline=pipeline,
+        store=call.store,
+        mlflow=call.mlflow,
+        scored=call.scored,
+        outcomes_value=call.value,
+    )
+    return inputs, call.value["sha256"]
+
+
+def _keep_beside_snapshot(
+    call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
+) -> dict:
+    subject = record.subject_sha256
+    call.store.put_evidence(subject, check.name, record.to_dict())
+    extra: dict[str, Any] = {"risk/snapshot_sha256": subject}
+    if plot is not None:
+        path = call.store.put_evidence_plot(subject, check.name, plot)
+        extra["risk/plot"] = dg.MetadataValue.path(str(path))
+    else:
+        call.store.drop_evidence_plot(subject, check.name)
+    return extra
+
+
+def _keep_on_mlflow_run(
+    call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
+) -> dict:
+    from risk_assets.registry._mlflow import log_gate, log_gate_plot
+
+    run_id = call.value["run_id"]
+    log_gate(inputs.client, run_id, record)
+    extra: dict[str, Any] = {"mlflow_run_id": run_id}
+    if plot is not None:
+        try:
+            extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
+                inputs.client, run_id, check.name, plot
+            )
+        except Exception as exc:  # an illustration: never decides the gate
+            call.context.log.warning(f"{check.name}: plot not logged ({type(exc).__name__})")
+    return extra
+
+
+def _keep_monitoring(
+    call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
+) -> dict:
+    call.store.put_evidence(record.subject_sha256, check.name, record.to_dict())
+    return {
+        "risk/champion": inputs.scored["champion"],
+        "risk/partition": inputs.scored["partition"],
+    }
+
+
+@dataclass(frozen=True)
+class _Binding:
+    inputs: Callable[[Any, _Call], tuple[Any, str]]
+    keep: Callable[[_Call, Check, Any, bytes | None, Any], dict]
+    monitoring: bool = False
+    with_scored: bool = False  # the check also reads the scored batch
+
+
+_BINDINGS = {
+    "validated_data": _Binding(_validated_inputs, _keep_beside_snapshot),
+    "candidate_model": _Binding(_candidate_inputs, _keep_on_mlflow_run),
+    "scored_batch": _Binding(_scored_inputs, _keep_monitoring, monitoring=True),
+    "batch_outcomes": _Binding(
+        _outcome_inputs, _keep_monitoring, monitoring=True, with_scored=True
+    ),
+}
+
+
+def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> dg.AssetCheckResult:
+    inputs, subject = binding.inputs(pipeline, call)
+    result, record = evaluate_gate(
+        call.context,
+        check,
+        inputs,
+        subject=subject,
+        policy_sha256=pipeline.policy.sha256,
+        reference=inputs.scored["champion"] if binding.monitoring else None,
+    )
+    plot = None if binding.monitoring else _plot(check, result, call.context.log)
+    extra = {**inputs.extra, **binding.keep(call, check, record, plot, inputs)}
+    return dg.AssetCheckResult(
+        passed=bool(result.passed),
+        severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
+        metadata=check_metadata(check, result, extra=extra),
+    )
+
+
+def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | None):
+    """The asset check of one gate, on the asset its catalogue entry names."""
+    name = pipeline.spec.spec.name
+    binding = _BINDINGS[check.asset]
+    risk = check.risk
+    kind = "blocking" if check.blocking else "warning"
+    description = f"[{risk.id}] {risk.title}: {risk.control.name} ({kind}"
+    description += "; monitoring)" if binding.monitoring else ")"
+    keys = list(pdef.get_partition_keys()) if binding.monitoring else []
+
+    def gate(context, subject: dict, snapshots: SnapshotStoreResource, mlflow: MlflowResource):
+        call = _Call(context, subject, None, snapshots.get_store(), mlflow, keys)
+        return _evaluate(pipeline, check, binding, call)
+
+    def gate_with_scored(
+        context,
+        subject: dict,
+        scored: dict,
+        snapshots: SnapshotStoreResource,
+        mlflow: MlflowResource,
+    ):
+        call = _Call(context, subject, scored, snapshots.get_store(), mlflow, keys)
+        return _evaluate(pipeline, check, binding, call)
+
+    fn = gate_with_scored if binding.with_scored else gate
+    fn.__name__ = f"{check.asset}__{check.name}"
+    additional_ins = (
+        {"scored": dg.AssetIn(key=asset_key(name, "scored_batch"))} if binding.with_scored else {}
+    )
+    return dg.asset_check(
+        asset=asset_key(name, check.asset),
+        name=check.name,
+        # a monitored batch is scored already: a failed check must not stop its outcomes
+        # being measured; severity ERROR is what the retraining sensor acts on
+        blocking=check.blocking and not binding.monitoring,
+        description=description,
+        partitions_def=pdef,
+        additional_ins=additional_ins,
+    )(fn)

@@ -1,0 +1,206 @@
+"""Composition: a loaded pipeline's assets, gate checks, jobs, sensors and schedules,
+assembled from the modules that build them; and the code location's definitions.
+
+Nothing here builds an asset or a check: it only assembles. A pipeline's definitions carry
+no resources and no executor, so that several pipelines (or several components) combine
+without collisions; :func:`build_definitions` adds them once, at the root.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from risk_assets.catalogue import MONITORING_ASSETS, TRAINING_ASSETS, checks_of
+from risk_assets.dagster._assets import training_assets
+from risk_assets.dagster._checks import build_check
+from risk_assets.dagster._monitoring import monitoring_assets
+from risk_assets.dagster._names import (
+    PIPELINE_TAG,
+    asset_key,
+    data_job_name,
+    job_name,
+    monitoring_job_name,
+)
+from risk_assets.dagster._partitions import partitions_def, quiet_previews
+from risk_assets.dagster._resources import (
+    JsonIOManager,
+    MlflowResource,
+    SnapshotStoreResource,
+    WebhookAlertResource,
+)
+from risk_assets.dagster._sensors import retraining_sensor, schedules
+from risk_assets.errors import SpecError
+from risk_assets.pipeline import LoadedPipeline, load_pipeline
+
+__all__ = [
+    "PipelineDefinitions",
+    "build_definitions",
+    "build_pipeline_definitions",
+    "default_resources",
+    "definitions_from_folder",
+    "pipeline_checks",
+    "spec_files",
+]
+
+
+@dataclass(frozen=True)
+class PipelineDefinitions:
+    pipeline: LoadedPipeline
+    assets: list[dg.AssetsDefinition]
+    checks: list[dg.AssetChecksDefinition]
+    job: Any  # the training job (an unresolved asset job)
+    jobs: list[Any] = field(default_factory=list)  # every job, the training job first
+    sensors: list[Any] = field(default_factory=list)
+    schedules: list[Any] = field(default_factory=list)
+
+    def to_definitions(self) -> dg.Definitions:
+        """As Dagster definitions, without resources or executor (see the module)."""
+        return dg.Definitions(
+            assets=self.assets,
+            asset_checks=self.checks,
+            jobs=self.jobs,
+            sensors=self.sensors,
+            schedules=self.schedules,
+        )
+
+
+def pipeline_checks(pipeline: LoadedPipeline, assets: tuple[str, ...]) -> list[Any]:
+    """The policy's checks on ``assets``, in register order.
+
+    Raises:
+        SpecError: a check the spec cannot support (naming both files).
+    """
+    spec = pipeline.spec.spec
+    try:
+        return checks_of(pipeline.policy.policy, spec.protected_attributes, assets=assets)
+    except ValueError as exc:
+        raise SpecError(f"{pipeline.policy.path} with {pipeline.spec.path}: {exc}") from None
+
+
+def _job(pipeline: LoadedPipeline, name: str, assets: Sequence[Any], description: str) -> Any:
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*assets),
+        description=description,
+        tags={PIPELINE_TAG: pipeline.spec.name},
+    )
+
+
+def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
+    """Assets, gate checks, jobs, sensors and schedules for one pipeline; no side effects."""
+    name, spec = pipeline.spec.name, pipeline.spec.spec
+    pdef = partitions_def(pipeline.spec) if pipeline.spec.partitioned else None
+    assets = training_assets(pipeline, pdef)
+    with quiet_previews():
+        checks = [
+            build_check(pipeline, c, pdef) for c in pipeline_checks(pipeline, TRAINING_ASSETS)
+        ]
+    job = _job(
+        pipeline,
+        job_name(name),
+        assets,
+        f"The gated pipeline {name}: data, gates, candidate, registration.",
+    )
+    out = PipelineDefinitions(
+        pipeline, assets, checks, job, jobs=[job], schedules=schedules(pipeline, job, pdef)
+    )
+    if pdef is None:
+        return out
+    data_job = _job(
+        pipeline,
+        data_job_name(name),
+        assets[:2],
+        f"Snapshots and gates one partition's data of {name}.",
+    )
+    monitored = monitoring_assets(pipeline, pdef)
+    monitor_checks = pipeline_checks(pipeline, MONITORING_ASSETS)
+    with quiet_previews():
+        out.checks.extend(build_check(pipeline, c, pdef) for c in monitor_checks)
+    blocking = [
+        dg.AssetCheckKey(asset_key(name, c.asset), c.name) for c in monitor_checks if c.blocking
+    ]
+    out.assets.extend(monitored)
+    out.jobs.extend(
+        [
+            data_job,
+            _job(
+                pipeline,
+                monitoring_job_name(name),
+                monitored,
+                f"Scores a batch with the champion of {spec.model_name} and monitors it.",
+            ),
+        ]
+    )
+    out.sensors.append(retraining_sensor(pipeline, pdef, blocking, job, data_job))
+    return out
+
+
+def default_resources() -> dict[str, Any]:
+    """Resources on embedded defaults, moved by the environment (see risk_assets.settings)."""
+    return {
+        "mlflow": MlflowResource(),
+        "snapshots": SnapshotStoreResource(),
+        "alerts": WebhookAlertResource(),
+        "io_manager": JsonIOManager(),
+    }
+
+
+def root_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
+    """The resources (embedded defaults, replaced by key) and the executor, defined once.
+
+    Steps run one after another in the run's process: the embedded SQLite instance must not
+    be written by several processes at once (dagster#2884).
+    """
+    return dg.Definitions(
+        resources={**default_resources(), **(resources or {})}, executor=dg.in_process_executor
+    )
+
+
+def build_definitions(
+    specs: Iterable[str | Path | LoadedPipeline], *, resources: dict[str, Any] | None = None
+) -> dg.Definitions:
+    """Definitions for every spec: one asset group, its gates and its jobs per pipeline,
+    with the resources and executor once.
+
+    Args:
+        specs: spec paths, or pipelines already loaded with :func:`load_pipeline`.
+        resources: resources that replace the embedded defaults, by key.
+
+    Raises:
+        SpecError, PolicyError, SuiteError: at load time, naming the file and the key.
+    """
+    parts: list[dg.Definitions] = []
+    seen: dict[str, Path] = {}
+    for item in specs:
+        pipeline = item if isinstance(item, LoadedPipeline) else load_pipeline(item)
+        if pipeline.spec.name in seen:
+            raise SpecError(
+                f"{pipeline.spec.path}: name {pipeline.spec.name!r} is already used by "
+                f"{seen[pipeline.spec.name]}"
+            )
+        seen[pipeline.spec.name] = pipeline.spec.path
+        parts.append(build_pipeline_definitions(pipeline).to_definitions())
+    return dg.Definitions.merge(*parts, root_definitions(resources))
+
+
+def spec_files(folder: str | Path) -> Sequence[Path]:
+    """Pipeline specs in a folder: each ``*.yaml`` or ``*.yml`` in it with a ``source`` key."""
+    import yaml
+
+    out = []
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            head = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        if isinstance(head, dict) and "source" in head:
+            out.append(path)
+    return out
+
+
+def definitions_from_folder(folder: str | Path) -> dg.Definitions:
+    """Definitions for every pipeline spec in ``folder`` (drop a spec in, it appears)."""
+    return build_definitions(spec_files(folder))
