@@ -107,6 +107,12 @@ def _add_init(sub: Any) -> None:
         help="register defaults: default, lending (credit decisions) or "
         "healthcare (patient impact)",
     )
+    init.add_argument(
+        "--defs",
+        metavar="DIR",
+        help="also write DIR/NAME/defs.yaml: the pipeline as a Dagster component "
+        "(risk_assets.dagster.RiskAssetsPipeline) pointing at the spec",
+    )
     init.add_argument("--force", action="store_true", help="overwrite files that exist")
 
 

@@ -71,6 +71,7 @@ class _Paths:
     suite: Path
     policy: Path
     serving: Path | None
+    defs: Path | None  # the component's defs.yaml (init --defs)
 
 
 def _paths(args: Any) -> _Paths:
@@ -91,7 +92,8 @@ def _paths(args: Any) -> _Paths:
     out = Path(args.out).resolve()
     spec, suite = out / f"{name}.yaml", out / "expectations" / f"{name}.json"
     policy = out / "policies" / f"{name}.yaml"
-    existing = [p for p in (spec, suite, policy) if p.exists()]
+    defs = Path(args.defs).resolve() / name / "defs.yaml" if args.defs else None
+    existing = [p for p in (spec, suite, policy, defs) if p is not None and p.exists()]
     if existing and not args.force:
         raise SpecError(f"would overwrite {', '.join(map(str, existing))}; use --force")
     serving = None
@@ -100,7 +102,7 @@ def _paths(args: Any) -> _Paths:
         if FORMATS.get(serving.suffix.lower()) is None:
             raise DataError(f"{serving}: expected a .csv or .parquet file")
         read_source(serving, FORMATS[serving.suffix.lower()], nrows=5)
-    return _Paths(data, fmt, out, name, spec, suite, policy, serving)
+    return _Paths(data, fmt, out, name, spec, suite, policy, serving, defs)
 
 
 def _read(args: Any, paths: _Paths) -> tuple[Any, list[str]]:
@@ -344,7 +346,25 @@ def onboard(args: Any) -> str:
         )
     _write(paths, _spec_doc(args, paths, labels, features, protected, bands), suite, policy_text)
     load_pipeline(paths.spec)  # what init writes must load
+    if paths.defs is not None:
+        _write_component(paths)
     return _summary(paths, suite, tier_comment, report)
+
+
+def _write_component(paths: _Paths) -> None:
+    """``DEFS/NAME/defs.yaml``: the pipeline as a Dagster component pointing at its spec,
+    loaded once to prove it builds."""
+    from risk_assets.dagster._component import RiskAssetsPipeline
+
+    paths.defs.parent.mkdir(parents=True, exist_ok=True)
+    spec = os.path.relpath(paths.spec, paths.defs.parent)
+    paths.defs.write_text(
+        f"# The {paths.name} pipeline as a Dagster component, written by `risk-assets init`.\n"
+        f"type: {RiskAssetsPipeline.__module__.rsplit('.', 1)[0]}.RiskAssetsPipeline\n"
+        f"attributes:\n  spec: {spec}\n",
+        encoding="utf-8",
+    )
+    RiskAssetsPipeline(spec=spec).definitions_in(paths.defs.parent)
 
 
 def _summary(paths: _Paths, suite: dict, tier_comment: str, report: _Report) -> str:
@@ -359,5 +379,7 @@ def _summary(paths: _Paths, suite: dict, tier_comment: str, report: _Report) -> 
     ]
     if report.todo:
         lines += ["", "decide before the first run:", *(f"  - {t}" for t in report.todo)]
+    if paths.defs is not None:
+        lines.insert(3, f"wrote {paths.defs} (Dagster component)")
     lines += ["", f"run it:  risk-assets run {os.path.relpath(paths.spec)}"]
     return "\n".join(lines)

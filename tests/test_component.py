@@ -150,6 +150,24 @@ def test_scaffolder_writes_a_loadable_defs_yaml(tmp_path):
     assert not (tmp_path / "defs" / "gamma" / "defs.yaml").exists()
 
 
+def test_init_writes_the_component_beside_the_spec(tmp_path, capsys):
+    """`risk-assets init --defs DIR` doubles as the component's scaffolder."""
+    from conftest import CREDIT_DATA
+    from risk_assets.cli import main
+
+    out, defs = tmp_path / "pipelines", tmp_path / "pipelines" / "defs"
+    code = main(
+        ["init", str(CREDIT_DATA), "--target", "risk", "--name", "loans", "--out", str(out)]
+        + ["--protected", "sex", "--defs", str(defs)]
+    )
+    assert code == 0 and f"wrote {defs / 'loans' / 'defs.yaml'}" in capsys.readouterr().out
+    assert yaml.safe_load((defs / "loans" / "defs.yaml").read_text()) == {
+        "type": TYPE,
+        "attributes": {"spec": "../../loans.yaml"},
+    }
+    assert "loans_job" in _summary(definitions_from_defs_folder(defs))["jobs"]
+
+
 def test_components_code_location_validates_with_dagster_cli(tmp_path):
     # the subprocess imports the risk_assets under test, wherever this process found it
     source = str(Path(risk_assets.__file__).resolve().parents[1])

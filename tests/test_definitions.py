@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from conftest import CREDIT_POLICY, PIPELINES, ROOT, make_pipeline
+from conftest import CREDIT_POLICY, CREDIT_SPEC, PIPELINES, ROOT, make_pipeline
 from risk_assets.dagster import build_definitions, definitions_from_folder
 
 
@@ -122,6 +122,26 @@ def test_dropping_a_spec_into_the_folder_adds_a_pipeline(tmp_path):
         "alpha_job",
         "beta_job",
     }
+
+
+def test_two_pipelines_loaded_separately_merge_with_resources_once():
+    """Each pipeline's definitions carry no resources and no executor, so any number merge
+    with the root's once; merging two complete code locations would define them twice."""
+    import dagster as dg
+
+    from risk_assets.dagster import pipeline_definitions, root_definitions
+
+    one = pipeline_definitions(CREDIT_SPEC)
+    two = pipeline_definitions(CREDIT_SPEC.parent / "credit_risk_monthly.yaml")
+    assert not one.resources and one.executor is None
+    defs = dg.Definitions.merge(one, two, root_definitions())
+    assert {k.path[0] for k in defs.resolve_all_asset_keys()} == {
+        "credit_risk",
+        "credit_risk_monthly",
+    }
+    assert set(defs.resources) == {"mlflow", "snapshots", "alerts", "io_manager"}
+    defs.resolve_job_def("credit_risk_job")
+    defs.resolve_job_def("credit_risk_monthly_job")
 
 
 def test_workspace_loads_with_dagster_cli(tmp_path):

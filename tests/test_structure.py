@@ -74,3 +74,22 @@ def test_no_module_outside_the_catalogue_compares_a_control_name():
             if compared or called:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, "control names special-cased outside the catalogue:\n" + "\n".join(found)
+
+
+def test_the_readme_tables_follow_the_catalogue():
+    """Every control of the catalogue is in the README: a training gate as a row of the
+    controls table with its check and asset, a monitoring control in its paragraph."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.replace("\\|", "¦").strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[1].startswith("`") and cells[3].startswith("`"):
+            rows[cells[1].strip("`")] = (cells[2], cells[3].strip("`"))
+    for name, found in CATALOGUE.items():
+        if found.monitoring:
+            assert f"`{name}` (`{found.check}`" in " ".join(readme.split()), name
+            continue
+        assert name in rows, f"README controls table has no row for {name}"
+        check, asset = rows[name]
+        expected = found.check.replace("{attribute}", "<attribute>")
+        assert check.startswith(f"`{expected}`") and asset == found.asset, name

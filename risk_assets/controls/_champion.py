@@ -88,6 +88,114 @@ def _outputs(model: Any, X: Any, pos: Any) -> tuple[np.ndarray, np.ndarray | Non
     return pred, score
 
 
+def _held_out(
+    test: pd.DataFrame, also_held_out: Sequence[pd.DataFrame], cols: Sequence[str]
+) -> pd.DataFrame:
+    """``test`` pooled with the frames of ``also_held_out`` that have every column of
+    ``cols``, each row once (by content); ``test`` itself when none has."""
+    extra = [f for f in also_held_out if all(c in f.columns for c in cols)]
+    if not extra:
+        return test
+    import pandas as pd
+
+    test = pd.concat([test[cols], *(f[cols] for f in extra)], ignore_index=True)
+    return test.loc[~pd.Series(row_keys(test, cols)).duplicated().to_numpy()]
+
+
+def _seen_in_training(
+    test: pd.DataFrame, trained_on: Sequence[pd.DataFrame], cols: Sequence[str]
+) -> np.ndarray:
+    """Per row of ``test``, whether a training frame holds an equal row (over ``cols``)."""
+    keys = row_keys(test, cols)
+    seen = np.zeros(len(test), dtype=bool)
+    for frame in trained_on:
+        shared = [c for c in cols if c in frame.columns]
+        if len(shared) != len(cols):
+            continue  # another set of columns: no row of it can equal a test row
+        seen |= np.isin(keys, row_keys(frame, shared))
+    return seen
+
+
+def _bootstrap(
+    metric: str,
+    y: np.ndarray,
+    candidate: tuple[np.ndarray, np.ndarray | None],
+    champion: tuple[np.ndarray, np.ndarray | None],
+    *,
+    positive_label: Any,
+    n_boot: int,
+    sample_size: int,
+    seed: int,
+    confidence: float,
+) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """The rows the bootstrap draws from (at most ``sample_size``, seeded) and the
+    ``confidence`` bounds (lower, upper) of the paired difference candidate - champion of
+    ``metric`` over ``n_boot`` resamples of them; None for the bounds when fewer than half
+    the resamples give both figures."""
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    idx_all = np.arange(n)
+    if n > sample_size:
+        idx_all = rng.choice(n, size=sample_size, replace=False)
+
+    def on(i: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> float:
+        return _metric(metric, y[i], pred[i], None if score is None else score[i], positive_label)
+
+    deltas = []
+    for _ in range(n_boot):
+        i = rng.choice(idx_all, size=len(idx_all), replace=True)
+        a, b = on(i, *candidate), on(i, *champion)
+        if np.isfinite(a) and np.isfinite(b):
+            deltas.append(a - b)
+    if len(deltas) < n_boot // 2:
+        return idx_all, None
+    upper = float(np.quantile(deltas, confidence))
+    lower = float(np.quantile(deltas, 1 - confidence))
+    return idx_all, (lower, upper)
+
+
+def _verdict(delta: float, tolerance: float, upper: float) -> tuple[bool, str]:
+    """Passed unless the drop is material (beyond ``tolerance``) and significant (the
+    bootstrap's upper bound below zero); and the verdict in words."""
+    material = delta < -tolerance
+    significant = upper < 0
+    passed = not (material and significant)
+    verdict = (
+        "within tolerance"
+        if not material
+        else "beyond tolerance but not significant"
+        if passed
+        else "beyond tolerance and significant"
+    )
+    return passed, verdict
+
+
+def _comparison_table(
+    metric: str,
+    figures: tuple[float, float, float],
+    bounds: tuple[float, float],
+    n: int,
+    champion_ref: str,
+    confidence: float,
+) -> list[dict[str, Any]]:
+    """Both models' figures and their difference (``figures``: candidate, champion,
+    difference), the difference with the bootstrap's ``confidence`` bounds (lower,
+    upper)."""
+    cand, champ, delta = figures
+    lower, upper = bounds
+    return [
+        {"model": "candidate", metric: cand, "rows": n},
+        {"model": f"champion ({champion_ref})", metric: champ, "rows": n},
+        {
+            "model": "difference",
+            metric: delta,
+            "rows": n,
+            f"bootstrap_{1 - confidence:.0%}": lower,
+            f"bootstrap_{confidence:.0%}": upper,
+        },
+    ]
+
+
 def compare_on_unseen_rows(
     candidate: Any,
     champion: Any,
@@ -130,19 +238,8 @@ def compare_on_unseen_rows(
     if test.empty:
         return ControlResult.undecided("the candidate's test split is empty")
     n_candidate_test = len(test)
-    extra = [f for f in also_held_out if all(c in f.columns for c in cols)]
-    if extra:
-        import pandas as pd
-
-        test = pd.concat([test[cols], *(f[cols] for f in extra)], ignore_index=True)
-        test = test.loc[~pd.Series(row_keys(test, cols)).duplicated().to_numpy()]
-    keys = row_keys(test, cols)
-    seen = np.zeros(len(test), dtype=bool)
-    for frame in trained_on:
-        shared = [c for c in cols if c in frame.columns]
-        if len(shared) != len(cols):
-            continue  # another set of columns: no row of it can equal a test row
-        seen |= np.isin(keys, row_keys(frame, shared))
+    test = _held_out(test, also_held_out, cols)
+    seen = _seen_in_training(test, trained_on, cols)
     unseen = test.loc[~seen]
     n = len(unseen)
     if n < min_rows:
@@ -151,43 +248,30 @@ def compare_on_unseen_rows(
         )
     y = unseen[target].to_numpy()
     X = unseen[list(features)]
-    cand_pred, cand_score = _outputs(candidate, X, positive_label)
-    champ_pred, champ_score = _outputs(champion, X, positive_label)
-    cand = _metric(metric, y, cand_pred, cand_score, positive_label)
-    champ = _metric(metric, y, champ_pred, champ_score, positive_label)
+    cand_outputs = _outputs(candidate, X, positive_label)
+    champ_outputs = _outputs(champion, X, positive_label)
+    cand = _metric(metric, y, *cand_outputs, positive_label)
+    champ = _metric(metric, y, *champ_outputs, positive_label)
     if not np.isfinite(cand) or not np.isfinite(champ):
         return ControlResult.undecided(
             f"{metric} cannot be measured on the {n} unseen rows (one class only, or no scores)"
         )
     delta = cand - champ
-    rng = np.random.default_rng(seed)
-    idx_all = np.arange(n)
-    if n > sample_size:
-        idx_all = rng.choice(n, size=sample_size, replace=False)
-
-    def on(i: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> float:
-        return _metric(metric, y[i], pred[i], None if score is None else score[i], positive_label)
-
-    deltas = []
-    for _ in range(n_boot):
-        i = rng.choice(idx_all, size=len(idx_all), replace=True)
-        a, b = on(i, cand_pred, cand_score), on(i, champ_pred, champ_score)
-        if np.isfinite(a) and np.isfinite(b):
-            deltas.append(a - b)
-    if len(deltas) < n_boot // 2:
-        return ControlResult.undecided(f"the bootstrap of {metric} failed on the unseen rows")
-    upper = float(np.quantile(deltas, confidence))
-    lower = float(np.quantile(deltas, 1 - confidence))
-    material = delta < -tolerance
-    significant = upper < 0
-    passed = not (material and significant)
-    verdict = (
-        "within tolerance"
-        if not material
-        else "beyond tolerance but not significant"
-        if passed
-        else "beyond tolerance and significant"
+    idx_all, bounds = _bootstrap(
+        metric,
+        y,
+        cand_outputs,
+        champ_outputs,
+        positive_label=positive_label,
+        n_boot=n_boot,
+        sample_size=sample_size,
+        seed=seed,
+        confidence=confidence,
     )
+    if bounds is None:
+        return ControlResult.undecided(f"the bootstrap of {metric} failed on the unseen rows")
+    lower, upper = bounds
+    passed, verdict = _verdict(delta, tolerance, upper)
     summary = (
         f"candidate {metric} {cand:.4f} vs champion {champion_ref} {champ:.4f} on {n} rows "
         f"neither trained on (of {len(test)} held-out rows of both test splits): "
@@ -210,16 +294,6 @@ def compare_on_unseen_rows(
             "held_out_rows": len(test),
             "rows_seen_in_training": int(seen.sum()),
         },
-        table=[
-            {"model": "candidate", metric: cand, "rows": n},
-            {"model": f"champion ({champion_ref})", metric: champ, "rows": n},
-            {
-                "model": "difference",
-                metric: delta,
-                "rows": n,
-                f"bootstrap_{1 - confidence:.0%}": lower,
-                f"bootstrap_{confidence:.0%}": upper,
-            },
-        ],
+        table=_comparison_table(metric, (cand, champ, delta), bounds, n, champion_ref, confidence),
         sample_size=int(len(idx_all)),
     )

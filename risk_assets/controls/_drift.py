@@ -171,6 +171,148 @@ def _margin(value: float, threshold: float) -> str:
     return f"{shown} ≥ {limit}"
 
 
+def _sampled(frame: pd.DataFrame, sample_size: int, seed: int) -> pd.DataFrame:
+    """At most ``sample_size`` rows of ``frame``, drawn with ``seed``."""
+    return frame.sample(n=sample_size, random_state=seed) if len(frame) > sample_size else frame
+
+
+def _feature_tests(
+    ref: pd.DataFrame, cur: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[tuple[Any, Any, bool]]] | str:
+    """The scipy tests, one row each: per numeric feature with values on both sides, per
+    numeric feature with missing values (its missing share), per categorical feature;
+    beside each row what it compares, for the alibi backend (values, values, whether
+    categorical). A message instead when one of the frames has no rows."""
+    rows: list[dict[str, Any]] = []
+    pairs: list[tuple[Any, Any, bool]] = []
+    for col in numeric:
+        r = ref[col].dropna().to_numpy(dtype=float)
+        c = cur[col].dropna().to_numpy(dtype=float)
+        if len(ref) == 0 or len(cur) == 0:
+            return "one of the frames has no rows"
+        # a feature without values on one side has no distribution to compare: the
+        # missing-share test below decides (all missing on both sides is no change; values
+        # that vanished are drift)
+        if len(r) and len(c):
+            rows.append({"feature": col, "kind": "numeric", **_numeric(r, c)})
+            pairs.append((r, c, False))
+        # a change in how often the value is missing is drift too
+        if ref[col].isna().any() or cur[col].isna().any():
+            shares = _categorical(ref[col].isna(), cur[col].isna())
+            rows.append({"feature": f"{col} (missing)", "kind": "missing share", **shares})
+            pairs.append((ref[col].isna(), cur[col].isna(), True))
+    for col in categorical:
+        rows.append({"feature": col, "kind": "categorical", **_categorical(ref[col], cur[col])})
+        pairs.append((ref[col], cur[col], True))
+    return rows, pairs
+
+
+def _alibi_tests(
+    rows: list[dict[str, Any]],
+    pairs: list[tuple[Any, Any, bool]],
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    seed: int,
+    multivariate: bool,
+    min_multivariate_distance: float,
+) -> list[dict[str, Any]]:
+    """``rows`` with alibi-detect's p-values and test names, and with ``multivariate`` one
+    more row: its classifier test over all features."""
+    from risk_assets.controls._drift_alibi import classifier_drift, feature_p_values
+
+    pairs = [(_labels(r), _labels(c), True) if cat else (r, c, cat) for r, c, cat in pairs]
+    rows = [
+        {
+            **row,
+            "p_value": p,
+            "test": ("ks" if row["kind"] == "numeric" else "chi2") + " (alibi-detect TabularDrift)",
+        }
+        for row, (p, _) in zip(rows, feature_p_values(pairs), strict=True)
+    ]
+    if multivariate:
+        p, distance = classifier_drift(
+            ref, cur, numeric=numeric, categorical=categorical, seed=seed
+        )
+        rows.append(
+            {
+                "feature": "all features",
+                "kind": "multivariate",
+                "test": "classifier (alibi-detect ClassifierDrift)",
+                "p_value": p,
+                "effect_size": "classifier KS",
+                "effect": distance,
+                "effect_threshold": min_multivariate_distance,
+                "classifier_ks": distance,
+            }
+        )
+    return rows
+
+
+def _decided(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """``rows`` with their Holm-adjusted p-values and whether each finds drift
+    (significant and material)."""
+    adjusted = holm([r["p_value"] for r in rows])
+    return [
+        {
+            **row,
+            "p_adjusted": float(adj),
+            "drift": bool(adj < alpha and row["effect"] >= row["effect_threshold"]),
+        }
+        for row, adj in zip(rows, adjusted, strict=True)
+    ]
+
+
+def _drift_summary(
+    rows: list[dict[str, Any]],
+    drifted: list[dict[str, Any]],
+    *,
+    backend: str,
+    alpha: float,
+    min_numeric_distance: float,
+    min_category_distance: float,
+) -> str:
+    """The tests that find drift with their margins, or the rule and the largest effect."""
+    if drifted:
+        return f"{len(drifted)} of {len(rows)} tests find drift ({backend} backend): " + (
+            ", ".join(
+                f"{r['feature']} ({r['effect_size']} "
+                f"{_margin(r['effect'], r['effect_threshold'])}, "
+                f"Holm-adjusted p {r['p_adjusted']:.1e} < {alpha})"
+                for r in drifted
+            )
+        )
+    rule = (
+        f"drift needs Holm-adjusted p < {alpha} and KS distance ≥ {min_numeric_distance:.3f} "
+        f"(numbers) or TV distance ≥ {min_category_distance:.3f} (categories, missing shares)"
+    )
+    closest = max(rows, key=lambda r: r["effect"] / max(r["effect_threshold"], 1e-12))
+    return (
+        f"no drift in {len(rows)} tests ({backend} backend; {rule}); largest effect: "
+        f"{closest['feature']} {closest['effect_size']} {closest['effect']:.3f}, "
+        f"Holm-adjusted p {closest['p_adjusted']:.2g}"
+    )
+
+
+def _drift_figures(
+    rows: list[dict[str, Any]], drifted: int, reference_rows: int, current_rows: int
+) -> dict[str, Any]:
+    """How many features drift, the largest PSI and effect sizes, and the rows compared."""
+    figures: dict[str, Any] = {
+        "drifted_features": drifted,
+        "max_psi": max(r["psi"] for r in rows if "psi" in r),
+    }
+    by_size = {"KS distance": "max_ks_distance", "TV distance": "max_tv_distance"}
+    for size, key in by_size.items():
+        effects = [r["effect"] for r in rows if r["effect_size"] == size]
+        if effects:
+            figures[key] = max(effects)
+    figures.update(reference_rows=reference_rows, current_rows=current_rows)
+    return figures
+
+
 def feature_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -207,108 +349,51 @@ def feature_drift(
     missing = [c for c in features if c not in reference.columns or c not in current.columns]
     if missing:
         return ControlResult.undecided(f"features {missing} are missing from one of the frames")
-    ref = (
-        reference.sample(n=sample_size, random_state=seed)
-        if len(reference) > sample_size
-        else reference
-    )
-    cur = (
-        current.sample(n=sample_size, random_state=seed) if len(current) > sample_size else current
-    )
-    rows: list[dict[str, Any]] = []
-    # what each row's test compares, for the alibi backend (labels only when it needs them)
-    pairs: list[tuple[Any, Any, bool]] = []
-    for col in numeric:
-        r = ref[col].dropna().to_numpy(dtype=float)
-        c = cur[col].dropna().to_numpy(dtype=float)
-        if len(ref) == 0 or len(cur) == 0:
-            return ControlResult.undecided("one of the frames has no rows")
-        # a feature without values on one side has no distribution to compare: the
-        # missing-share test below decides (all missing on both sides is no change; values
-        # that vanished are drift)
-        if len(r) and len(c):
-            rows.append({"feature": col, "kind": "numeric", **_numeric(r, c)})
-            pairs.append((r, c, False))
-        # a change in how often the value is missing is drift too
-        if ref[col].isna().any() or cur[col].isna().any():
-            missing = _categorical(ref[col].isna(), cur[col].isna())
-            rows.append({"feature": f"{col} (missing)", "kind": "missing share", **missing})
-            pairs.append((ref[col].isna(), cur[col].isna(), True))
-    for col in categorical:
-        rows.append({"feature": col, "kind": "categorical", **_categorical(ref[col], cur[col])})
-        pairs.append((ref[col], cur[col], True))
+    ref = _sampled(reference, sample_size, seed)
+    cur = _sampled(current, sample_size, seed)
+    tests = _feature_tests(ref, cur, numeric, categorical)
+    if isinstance(tests, str):
+        return ControlResult.undecided(tests)
+    rows, pairs = tests
     if not rows:
         return ControlResult.undecided("no features to compare")
-    for row in rows:
-        row["effect_threshold"] = (
-            min_numeric_distance if row["kind"] == "numeric" else min_category_distance
-        )
+    rows = [
+        {
+            **row,
+            "effect_threshold": (
+                min_numeric_distance if row["kind"] == "numeric" else min_category_distance
+            ),
+        }
+        for row in rows
+    ]
     if backend == "alibi":
-        from risk_assets.controls._drift_alibi import classifier_drift, feature_p_values
-
-        pairs = [(_labels(r), _labels(c), True) if cat else (r, c, cat) for r, c, cat in pairs]
-        for row, (p, _) in zip(rows, feature_p_values(pairs), strict=True):
-            row["p_value"] = p
-            row["test"] = ("ks" if row["kind"] == "numeric" else "chi2") + (
-                " (alibi-detect TabularDrift)"
-            )
-        if multivariate:
-            p, distance = classifier_drift(
-                ref, cur, numeric=numeric, categorical=categorical, seed=seed
-            )
-            rows.append(
-                {
-                    "feature": "all features",
-                    "kind": "multivariate",
-                    "test": "classifier (alibi-detect ClassifierDrift)",
-                    "p_value": p,
-                    "effect_size": "classifier KS",
-                    "effect": distance,
-                    "effect_threshold": min_multivariate_distance,
-                    "classifier_ks": distance,
-                }
-            )
-    adjusted = holm([r["p_value"] for r in rows])
-    for row, adj in zip(rows, adjusted, strict=True):
-        row["p_adjusted"] = float(adj)
-        row["drift"] = bool(adj < alpha and row["effect"] >= row["effect_threshold"])
+        rows = _alibi_tests(
+            rows,
+            pairs,
+            ref,
+            cur,
+            numeric=numeric,
+            categorical=categorical,
+            seed=seed,
+            multivariate=multivariate,
+            min_multivariate_distance=min_multivariate_distance,
+        )
+    rows = _decided(rows, alpha)
     drifted = [r for r in rows if r["drift"]]
-    rule = (
-        f"drift needs Holm-adjusted p < {alpha} and KS distance ≥ {min_numeric_distance:.3f} "
-        f"(numbers) or TV distance ≥ {min_category_distance:.3f} (categories, missing shares)"
+    summary = _drift_summary(
+        rows,
+        drifted,
+        backend=backend,
+        alpha=alpha,
+        min_numeric_distance=min_numeric_distance,
+        min_category_distance=min_category_distance,
     )
-    if drifted:
-        summary = f"{len(drifted)} of {len(rows)} tests find drift ({backend} backend): " + (
-            ", ".join(
-                f"{r['feature']} ({r['effect_size']} "
-                f"{_margin(r['effect'], r['effect_threshold'])}, "
-                f"Holm-adjusted p {r['p_adjusted']:.1e} < {alpha})"
-                for r in drifted
-            )
-        )
-    else:
-        closest = max(rows, key=lambda r: r["effect"] / max(r["effect_threshold"], 1e-12))
-        summary = (
-            f"no drift in {len(rows)} tests ({backend} backend; {rule}); largest effect: "
-            f"{closest['feature']} {closest['effect_size']} {closest['effect']:.3f}, "
-            f"Holm-adjusted p {closest['p_adjusted']:.2g}"
-        )
-    figures: dict[str, Any] = {
-        "drifted_features": len(drifted),
-        "max_psi": max(r["psi"] for r in rows if "psi" in r),
-    }
-    by_size = {"KS distance": "max_ks_distance", "TV distance": "max_tv_distance"}
-    for size, key in by_size.items():
-        effects = [r["effect"] for r in rows if r["effect_size"] == size]
-        if effects:
-            figures[key] = max(effects)
-    figures.update(reference_rows=len(ref), current_rows=len(cur))
     return ControlResult(
         passed=len(drifted) <= max_drifted,
         value=float(len(drifted)),
         threshold=float(max_drifted),
         summary=summary,
-        figures=figures,
+        figures=_drift_figures(rows, len(drifted), len(ref), len(cur)),
         table=rows,
         sample_size=int(len(cur)),
     )

@@ -170,6 +170,72 @@ def _ratio(count: float, median: float) -> float:
     return 1.0 if count == 0 else math.inf
 
 
+def _volume_table(current: DecisionCounts, history: Sequence[DecisionCounts]) -> list[dict]:
+    """One evidence row per earlier partition, then the batch's."""
+    return [
+        {"partition": h.partition, "total": h.total, "favourable": h.favourable, "rate": h.rate}
+        for h in history
+    ] + [
+        {
+            "partition": f"{current.partition} (batch)",
+            "total": current.total,
+            "favourable": current.favourable,
+            "rate": current.rate,
+        }
+    ]
+
+
+def _volume_figures(current: DecisionCounts, used: Sequence[DecisionCounts]) -> dict[str, float]:
+    """The batch's rate and counts against the history's pooled rate and median counts
+    (NaN for the history's figures when there is none)."""
+    if used:
+        history_rate = sum(h.favourable for h in used) / sum(h.total for h in used)
+        median_fav = float(np.median([h.favourable for h in used]))
+        median_den = float(np.median([h.denied for h in used]))
+    else:
+        history_rate = median_fav = median_den = math.nan
+    return {
+        "rate": current.rate,
+        "history_rate": history_rate,
+        "rate_change": abs(current.rate - history_rate),
+        "favourable": current.favourable,
+        "denied": current.denied,
+        "history_median_favourable": median_fav,
+        "history_median_denied": median_den,
+        "favourable_ratio": _ratio(current.favourable, median_fav) if used else math.nan,
+        "denied_ratio": _ratio(current.denied, median_den) if used else math.nan,
+        "history_partitions": len(used),
+    }
+
+
+def _volume_problems(
+    figures: Mapping[str, float],
+    *,
+    max_rate_change: float,
+    max_volume_ratio: float,
+    earlier: str,
+    rate_text: str,
+) -> list[str]:
+    """What moved beyond its limit (``figures``: those of :func:`_volume_figures`): the
+    approval rate, the number of approvals, the number of denials."""
+    problems: list[str] = []
+    rate_change = figures["rate_change"]
+    if rate_change > max_rate_change:
+        problems.append(f"{rate_text} (change {rate_change:.2f} > {max_rate_change})")
+    low = 1 / max_volume_ratio
+    for what, key in (("approvals", "favourable"), ("denials", "denied")):
+        count, median = figures[key], figures[f"history_median_{key}"]
+        ratio = figures[f"{key}_ratio"]
+        if ratio > max_volume_ratio or ratio < low:
+            limit = max_volume_ratio if ratio > max_volume_ratio else low
+            problems.append(
+                f"{what} {count} = "
+                + (f"{ratio:.1f}x the median" if math.isfinite(ratio) else "a jump from a median")
+                + f" {median:g} of {earlier} (limit {limit:.1f}x)"
+            )
+    return problems
+
+
 def decision_volume(
     current: DecisionCounts,
     history: Sequence[DecisionCounts],
@@ -193,40 +259,11 @@ def decision_volume(
         )
     if not max_volume_ratio > 1:
         return ControlResult.undecided(f"max_volume_ratio must be above 1, got {max_volume_ratio}")
-    table = [
-        {"partition": h.partition, "total": h.total, "favourable": h.favourable, "rate": h.rate}
-        for h in history
-    ] + [
-        {
-            "partition": f"{current.partition} (batch)",
-            "total": current.total,
-            "favourable": current.favourable,
-            "rate": current.rate,
-        }
-    ]
+    table = _volume_table(current, history)
     used = [h for h in history if h.total > 0]
     n = len(used)
-    if used:
-        history_rate = sum(h.favourable for h in used) / sum(h.total for h in used)
-        median_fav = float(np.median([h.favourable for h in used]))
-        median_den = float(np.median([h.denied for h in used]))
-    else:
-        history_rate = median_fav = median_den = math.nan
-    rate_change = abs(current.rate - history_rate)
-    fav_ratio = _ratio(current.favourable, median_fav) if used else math.nan
-    den_ratio = _ratio(current.denied, median_den) if used else math.nan
-    figures = {
-        "rate": current.rate,
-        "history_rate": history_rate,
-        "rate_change": rate_change,
-        "favourable": current.favourable,
-        "denied": current.denied,
-        "history_median_favourable": median_fav,
-        "history_median_denied": median_den,
-        "favourable_ratio": fav_ratio,
-        "denied_ratio": den_ratio,
-        "history_partitions": n,
-    }
+    figures = _volume_figures(current, used)
+    history_rate, rate_change = figures["history_rate"], figures["rate_change"]
     earlier = f"{n} earlier partition{'' if n == 1 else 's'}"
     rate_text = f"approval rate {current.rate:.2f} against {history_rate:.2f} over {earlier}"
     if n < max(min_history, 1):
@@ -242,27 +279,19 @@ def decision_volume(
             figures=figures,
             table=table,
         )
-    problems = []
-    if rate_change > max_rate_change:
-        problems.append(f"{rate_text} (change {rate_change:.2f} > {max_rate_change})")
-    low = 1 / max_volume_ratio
-    for what, count, median, ratio in (
-        ("approvals", current.favourable, median_fav, fav_ratio),
-        ("denials", current.denied, median_den, den_ratio),
-    ):
-        if ratio > max_volume_ratio or ratio < low:
-            limit = max_volume_ratio if ratio > max_volume_ratio else low
-            problems.append(
-                f"{what} {count} = "
-                + (f"{ratio:.1f}x the median" if math.isfinite(ratio) else "a jump from a median")
-                + f" {median:g} of {earlier} (limit {limit:.1f}x)"
-            )
+    problems = _volume_problems(
+        figures,
+        max_rate_change=max_rate_change,
+        max_volume_ratio=max_volume_ratio,
+        earlier=earlier,
+        rate_text=rate_text,
+    )
     summary = (
         "; ".join(problems)
         if problems
         else f"{rate_text} (change {rate_change:.2f} <= {max_rate_change}); approvals "
-        f"{fav_ratio:.1f}x and denials {den_ratio:.1f}x their medians (limits {low:.1f}x to "
-        f"{max_volume_ratio:.1f}x)"
+        f"{figures['favourable_ratio']:.1f}x and denials {figures['denied_ratio']:.1f}x their "
+        f"medians (limits {1 / max_volume_ratio:.1f}x to {max_volume_ratio:.1f}x)"
     )
     return ControlResult(
         passed=not problems,

@@ -13,6 +13,7 @@ finite, in [0, 1] and summing to 1).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -243,6 +244,276 @@ class _WithinBudget(Exception):
         self.move = move
 
 
+def _evasion_ranges(
+    X: pd.DataFrame,
+    budgets: Mapping[str, float],
+    train_ranges: Mapping[str, tuple[float, float]],
+    categorical_moves: Sequence[str],
+    categories: Mapping[str, Sequence[Any]] | None,
+) -> dict[str, tuple[float, float]] | str:
+    """The training range of every numeric feature (NaN bounds for one without values in
+    training), or why the attack cannot run on these inputs."""
+    absent = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
+    if absent:
+        return f"mutable features {absent} are not model features"
+    if len(X) == 0:
+        return "no rows to attack"
+    ranges: dict[str, tuple[float, float]] = {}
+    for col, bounds in train_ranges.items():
+        found = _range(bounds)
+        if isinstance(found, str):
+            return f"the training range of {col!r} {found}"
+        # a feature without values in training keeps its own values; it cannot move
+        ranges[col] = (np.nan, np.nan) if found is None else found
+    unranged = [c for c in budgets if np.isnan(ranges.get(c, (np.nan, np.nan))[0])]
+    if unranged:
+        return f"no training range for mutable features {unranged}"
+    empty = [c for c in [*budgets, *categorical_moves] if X[c].isna().all()]
+    if empty:
+        return f"mutable features {empty} have no values to move"
+    mutable = [c for c in ranges if c in budgets]
+    if not mutable and not categorical_moves:
+        return "no mutable features: nothing to attack"
+    unlisted = [c for c in categorical_moves if not (categories or {}).get(c)]
+    if unlisted:
+        return f"no seen categories given for {unlisted}"
+    return ranges
+
+
+@dataclass(frozen=True)
+class _Box:
+    """The attack's coordinates for the sampled rows: each numeric feature measured from
+    the row's value in units of its budget, so the budget is the box [-1, 1]."""
+
+    model: Any
+    sample: pd.DataFrame
+    numeric: list[str]
+    scale: np.ndarray  # the budget of each numeric feature (1 for one without a budget)
+    lo: np.ndarray  # training range, per numeric feature
+    hi: np.ndarray
+    integer: np.ndarray  # whether the feature holds whole numbers
+    origins: np.ndarray  # the rows' own values
+    masks: np.ndarray  # per row: the mutable features it has a value for
+
+    def decode(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Values of the numeric features of ``rows``: a mutable feature moved by z budgets,
+        kept within the training range (widened to the row's own value) and rounded if
+        integer; every other feature exactly as in the row."""
+        origin = self.origins[rows]
+        moved = np.clip(origin + z * self.scale, np.fmin(self.lo, origin), np.fmax(self.hi, origin))
+        moved = np.where(self.integer, np.rint(moved), moved)
+        return np.where(self.masks[rows], moved, origin)
+
+    def moves_of(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The moves the model actually sees, in budget units (0 for unmoved features)."""
+        return np.where(
+            self.masks[rows], (self.decode(z, rows) - self.origins[rows]) / self.scale, 0.0
+        )
+
+    def predict_at(self, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Decisions for sample rows ``rows`` with their numeric features moved by ``z``."""
+        frame = self.sample.iloc[rows].reset_index(drop=True)
+        frame[self.numeric] = self.decode(z, rows)
+        return np.asarray(self.model.predict(frame))
+
+
+def _box(
+    model: Any,
+    X: pd.DataFrame,
+    sample: pd.DataFrame,
+    budgets: Mapping[str, float],
+    ranges: Mapping[str, tuple[float, float]],
+) -> _Box:
+    """The attack's coordinates over every numeric feature of ``ranges``; a feature is
+    integer when its column in ``X`` has an integer dtype."""
+    import pandas as pd
+
+    numeric = list(ranges)
+    scale = np.array([float(budgets.get(c, 1.0)) for c in numeric])
+    lo = np.array([ranges[c][0] for c in numeric], dtype=float)
+    hi = np.array([ranges[c][1] for c in numeric], dtype=float)
+    integer = np.array([pd.api.types.is_integer_dtype(X[c].dtype) for c in numeric])
+    origins = sample[numeric].to_numpy(dtype=float, na_value=np.nan)
+    # per row: the mutable features it has a value for (a missing value stays missing)
+    masks = np.array([c in budgets for c in numeric])[None, :] & ~np.isnan(origins)
+    return _Box(model, sample, numeric, scale, lo, hi, integer, origins, masks)
+
+
+def _category_switches(
+    model: Any,
+    sample: pd.DataFrame,
+    base: np.ndarray,
+    categorical_moves: Sequence[str],
+    categories: Mapping[str, Sequence[Any]] | None,
+) -> np.ndarray:
+    """Step 1: per sampled row, whether switching one categorical feature to another seen
+    category changes the decision (every single switch of every row in one batch)."""
+    import pandas as pd
+
+    switched = np.zeros(len(sample), dtype=bool)
+    variants, owners = [], []
+    for col in categorical_moves:
+        for option in (categories or {})[col]:
+            other = np.flatnonzero((sample[col] != option).to_numpy())
+            variants.append(_with(sample.iloc[other], col, option))
+            owners.append(other)
+    if variants:
+        flipped = np.asarray(model.predict(pd.concat(variants, ignore_index=True)))
+        owner = np.concatenate(owners)
+        switched[owner[flipped != base[owner]]] = True
+    return switched
+
+
+def _random_search(
+    box: _Box, base: np.ndarray, left: np.ndarray, rng: np.random.Generator, init_size: int
+) -> dict[int, np.ndarray]:
+    """Step 2: ``init_size`` random points in the budget box for each of the rows ``left``
+    (all in one batch); per row whose decision one of them changes, the first such move.
+    A hit counts only if the move the model saw (after rounding) stays within every
+    budget."""
+    moves: dict[int, np.ndarray] = {}
+    rows = np.repeat(left, init_size)
+    z = rng.uniform(-1, 1, size=(len(rows), len(box.numeric))) * box.masks[rows]
+    if len(rows):
+        seen = box.moves_of(z, rows)
+        hit = (box.predict_at(rows, z) != base[rows]) & (np.abs(seen).max(axis=1) <= 1.0)
+        for r in np.unique(rows[hit]):
+            moves[int(r)] = seen[np.flatnonzero(hit & (rows == r))[0]]
+    return moves
+
+
+def _hopskipjump_move(
+    art: tuple[type, type],
+    box: _Box,
+    r: Any,
+    decision: Any,
+    start: np.ndarray,
+    bound: float,
+    *,
+    classes: np.ndarray,
+    max_iter: int,
+    max_eval: int,
+    theta: float,
+) -> np.ndarray | None:
+    """HopSkipJump (``art``: ART's HopSkipJump and BlackBoxClassifier) on sample row ``r``
+    from ``start`` (budget units): the first move within budget it queries that changes
+    the row's ``decision``, or None."""
+    hop_skip_jump, black_box = art
+    dims = len(box.numeric)
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        at = np.full(len(z), r)
+        pred = box.predict_at(at, z)
+        move = box.moves_of(z, at)
+        inside = (pred != decision) & (np.abs(move).max(axis=1) <= 1.0)
+        if inside.any():
+            raise _WithinBudget(move[np.argmax(inside)])
+        return (pred[:, None] == classes[None, :]).astype(np.float32)
+
+    attack = hop_skip_jump(
+        black_box(
+            predict, input_shape=(dims,), nb_classes=len(classes), clip_values=(-bound, bound)
+        ),
+        batch_size=max_eval,
+        norm=np.inf,
+        max_iter=max_iter,
+        max_eval=max_eval,
+        init_eval=min(10, max_eval),
+        init_size=1,
+        verbose=False,
+    )
+    # ART's theta is the binary-search tolerance and sets the size of the gradient probe
+    # (theta * dimension * distance); divided by the dimension, ``theta`` is both, in
+    # budget units and as a share of the distance
+    attack.theta = theta / dims
+    try:
+        attack.generate(
+            np.zeros((1, dims), dtype=np.float32),
+            x_adv_init=start[None, :],
+            mask=box.masks[r][None, :].astype(np.float32),
+        )
+    except _WithinBudget as found:
+        return found.move
+    return None
+
+
+def _hopskipjump(
+    art: tuple[type, type],
+    box: _Box,
+    base: np.ndarray,
+    left: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    classes: np.ndarray,
+    init_size: int,
+    max_iter: int,
+    max_eval: int,
+    theta: float,
+    seed: int,
+) -> dict[int, np.ndarray]:
+    """Step 3: HopSkipJump per row of ``left``, from the nearest of ``init_size`` random
+    points in the training range with another decision (all rows' points scored in one
+    batch); the move within budget it found, per row it succeeded on."""
+    rows = np.repeat(left, init_size)
+    lo_z = np.where(box.masks[left], (box.lo[None, :] - box.origins[left]) / box.scale, 0.0)
+    hi_z = np.where(box.masks[left], (box.hi[None, :] - box.origins[left]) / box.scale, 0.0)
+    far = rng.uniform(np.repeat(lo_z, init_size, axis=0), np.repeat(hi_z, init_size, axis=0))
+    far = far.astype(np.float32)  # scored as the attack will see it
+    other = box.predict_at(rows, far) != base[rows] if len(rows) else np.zeros(0, dtype=bool)
+    moves: dict[int, np.ndarray] = {}
+    state = np.random.get_state()  # HopSkipJump estimates gradients with np.random
+    np.random.seed(seed)
+    try:
+        for k, r in enumerate(left):
+            mine = slice(k * init_size, (k + 1) * init_size)
+            starts = far[mine][other[mine]]
+            if not len(starts):
+                continue  # no other decision found in the training range
+            start = starts[np.argmin(np.abs(starts).max(axis=1))]
+            bound = float(max(np.abs(lo_z[k]).max(), np.abs(hi_z[k]).max(), 1.0))
+            move = _hopskipjump_move(
+                art,
+                box,
+                r,
+                base[r],
+                start,
+                bound,
+                classes=classes,
+                max_iter=max_iter,
+                max_eval=max_eval,
+                theta=theta,
+            )
+            if move is not None:
+                moves[int(r)] = move
+    finally:
+        np.random.set_state(state)
+    return moves
+
+
+def _evasion_table(
+    moves: Mapping[int, np.ndarray],
+    mutable: Sequence[str],
+    numeric: Sequence[str],
+    budgets: Mapping[str, float],
+    categorical_moves: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Per mutable numeric feature, its budget and the median move of the successful
+    numeric attacks, in the data's units; then each categorical feature allowed to move."""
+    idx = [numeric.index(c) for c in mutable]
+    return [
+        {
+            "feature": c,
+            "budget": float(budgets[c]),
+            "median_move_of_successes": (
+                float(np.median([abs(m[j]) for m in moves.values()]) * budgets[c])
+                if moves
+                else None
+            ),
+        }
+        for c, j in zip(mutable, idx, strict=True)
+    ] + [{"feature": c, "budget": "any seen category"} for c in categorical_moves]
+
+
 def evasion_attack(
     model: Any,
     X: pd.DataFrame,
@@ -282,169 +553,44 @@ def evasion_attack(
     Steps 1 and 2 run as one batch for all rows; HopSkipJump runs per row, ``max_iter``
     iterations of at most ``max_eval`` queries for its gradient estimate.
     """
-    import pandas as pd
-
-    with art_imports():
+    with art_imports():  # first: no input can be attacked without ART
         from art.attacks.evasion import HopSkipJump
         from art.estimators.classification import BlackBoxClassifier
 
-    absent = [c for c in [*budgets, *categorical_moves] if c not in X.columns]
-    if absent:
-        return ControlResult.undecided(f"mutable features {absent} are not model features")
-    if len(X) == 0:
-        return ControlResult.undecided("no rows to attack")
-    ranges: dict[str, tuple[float, float]] = {}
-    for col, bounds in train_ranges.items():
-        found = _range(bounds)
-        if isinstance(found, str):
-            return ControlResult.undecided(f"the training range of {col!r} {found}")
-        # a feature without values in training keeps its own values; it cannot move
-        ranges[col] = (np.nan, np.nan) if found is None else found
-    unranged = [c for c in budgets if np.isnan(ranges.get(c, (np.nan, np.nan))[0])]
-    if unranged:
-        return ControlResult.undecided(f"no training range for mutable features {unranged}")
-    empty = [c for c in [*budgets, *categorical_moves] if X[c].isna().all()]
-    if empty:
-        return ControlResult.undecided(f"mutable features {empty} have no values to move")
-    numeric = list(ranges)
-    mutable = [c for c in numeric if c in budgets]
-    if not mutable and not categorical_moves:
-        return ControlResult.undecided("no mutable features: nothing to attack")
-    unlisted = [c for c in categorical_moves if not (categories or {}).get(c)]
-    if unlisted:
-        return ControlResult.undecided(f"no seen categories given for {unlisted}")
+    ranges = _evasion_ranges(X, budgets, train_ranges, categorical_moves, categories)
+    if isinstance(ranges, str):
+        return ControlResult.undecided(ranges)
+    mutable = [c for c in ranges if c in budgets]
     sample = X.sample(n=sample_size, random_state=seed) if len(X) > sample_size else X
     sample = sample.reset_index(drop=True)
     classes = np.asarray(model.classes_)
-    scale = np.array([float(budgets.get(c, 1.0)) for c in numeric])
-    lo = np.array([ranges[c][0] for c in numeric], dtype=float)
-    hi = np.array([ranges[c][1] for c in numeric], dtype=float)
-    integer = np.array([pd.api.types.is_integer_dtype(X[c].dtype) for c in numeric])
-    origins = sample[numeric].to_numpy(dtype=float, na_value=np.nan)
-    # per row: the mutable features it has a value for (a missing value stays missing)
-    masks = np.array([c in budgets for c in numeric])[None, :] & ~np.isnan(origins)
+    box = _box(model, X, sample, budgets, ranges)
     base = np.asarray(model.predict(sample))
     rng = np.random.default_rng(seed)
 
-    def decode(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Values of the numeric features of ``rows``: a mutable feature moved by z budgets,
-        kept within the training range (widened to the row's own value) and rounded if
-        integer; every other feature exactly as in the row."""
-        origin = origins[rows]
-        moved = np.clip(origin + z * scale, np.fmin(lo, origin), np.fmax(hi, origin))
-        moved = np.where(integer, np.rint(moved), moved)
-        return np.where(masks[rows], moved, origin)
-
-    def moves_of(z: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The moves the model actually sees, in budget units (0 for unmoved features)."""
-        return np.where(masks[rows], (decode(z, rows) - origins[rows]) / scale, 0.0)
-
-    def predict_at(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Decisions for sample rows ``rows`` with their numeric features moved by ``z``."""
-        frame = sample.iloc[rows].reset_index(drop=True)
-        frame[numeric] = decode(z, rows)
-        return np.asarray(model.predict(frame))
-
-    # Step 1: single category switches, every row at once.
-    switched = np.zeros(len(sample), dtype=bool)
-    variants, owners = [], []
-    for col in categorical_moves:
-        for option in (categories or {})[col]:
-            other = np.flatnonzero((sample[col] != option).to_numpy())
-            variants.append(_with(sample.iloc[other], col, option))
-            owners.append(other)
-    if variants:
-        flipped = np.asarray(model.predict(pd.concat(variants, ignore_index=True)))
-        owner = np.concatenate(owners)
-        switched[owner[flipped != base[owner]]] = True
-
-    # Step 2: random points in the budget box, every remaining row at once; a hit counts
-    # only if the move the model saw (after rounding) stays within every budget.
-    moves: dict[int, np.ndarray] = {}
-    left = np.flatnonzero(~switched & masks.any(axis=1))
-    rows = np.repeat(left, init_size)
-    z = rng.uniform(-1, 1, size=(len(rows), len(numeric))) * masks[rows]
-    if len(rows):
-        seen = moves_of(z, rows)
-        hit = (predict_at(rows, z) != base[rows]) & (np.abs(seen).max(axis=1) <= 1.0)
-        for r in np.unique(rows[hit]):
-            moves[int(r)] = seen[np.flatnonzero(hit & (rows == r))[0]]
-    left = np.array([r for r in left if r not in moves], dtype=int)
+    switched = _category_switches(model, sample, base, categorical_moves, categories)
+    left = np.flatnonzero(~switched & box.masks.any(axis=1))
+    moves = _random_search(box, base, left, rng, init_size)
     by_random = len(moves)
-
-    # Step 3: HopSkipJump, per remaining row, from the nearest of ``init_size`` random points
-    # in the training range with another decision (all rows' points scored in one batch).
-    rows = np.repeat(left, init_size)
-    lo_z = np.where(masks[left], (lo[None, :] - origins[left]) / scale, 0.0)
-    hi_z = np.where(masks[left], (hi[None, :] - origins[left]) / scale, 0.0)
-    far = rng.uniform(np.repeat(lo_z, init_size, axis=0), np.repeat(hi_z, init_size, axis=0))
-    far = far.astype(np.float32)  # scored as the attack will see it
-    other = predict_at(rows, far) != base[rows] if len(rows) else np.zeros(0, dtype=bool)
-    state = np.random.get_state()  # HopSkipJump estimates gradients with np.random
-    np.random.seed(seed)
-    try:
-        for k, r in enumerate(left):
-            mine = slice(k * init_size, (k + 1) * init_size)
-            starts = far[mine][other[mine]]
-            if not len(starts):
-                continue  # no other decision found in the training range
-            start = starts[np.argmin(np.abs(starts).max(axis=1))]
-            bound = float(max(np.abs(lo_z[k]).max(), np.abs(hi_z[k]).max(), 1.0))
-
-            def predict(z: np.ndarray, r: int = r) -> np.ndarray:
-                at = np.full(len(z), r)
-                pred = predict_at(at, z)
-                move = moves_of(z, at)
-                inside = (pred != base[r]) & (np.abs(move).max(axis=1) <= 1.0)
-                if inside.any():
-                    raise _WithinBudget(move[np.argmax(inside)])
-                return (pred[:, None] == classes[None, :]).astype(np.float32)
-
-            attack = HopSkipJump(
-                BlackBoxClassifier(
-                    predict,
-                    input_shape=(len(numeric),),
-                    nb_classes=len(classes),
-                    clip_values=(-bound, bound),
-                ),
-                batch_size=max_eval,
-                norm=np.inf,
-                max_iter=max_iter,
-                max_eval=max_eval,
-                init_eval=min(10, max_eval),
-                init_size=1,
-                verbose=False,
-            )
-            # ART's theta is the binary-search tolerance and sets the size of the gradient
-            # probe (theta * dimension * distance); divided by the dimension, ``theta`` is
-            # both, in budget units and as a share of the distance
-            attack.theta = theta / len(numeric)
-            try:
-                attack.generate(
-                    np.zeros((1, len(numeric)), dtype=np.float32),
-                    x_adv_init=start[None, :],
-                    mask=masks[r][None, :].astype(np.float32),
-                )
-            except _WithinBudget as found:
-                moves[int(r)] = found.move
-    finally:
-        np.random.set_state(state)
+    left = np.array([r for r in left if r not in moves], dtype=int)
+    moves.update(
+        _hopskipjump(
+            (HopSkipJump, BlackBoxClassifier),
+            box,
+            base,
+            left,
+            rng,
+            classes=classes,
+            init_size=init_size,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            theta=theta,
+            seed=seed,
+        )
+    )
 
     successes = int(switched.sum()) + len(moves)
     rate = successes / len(sample)
-    idx = [numeric.index(c) for c in mutable]
-    table = [
-        {
-            "feature": c,
-            "budget": float(budgets[c]),
-            "median_move_of_successes": (
-                float(np.median([abs(m[j]) for m in moves.values()]) * budgets[c])
-                if moves
-                else None
-            ),
-        }
-        for c, j in zip(mutable, idx, strict=True)
-    ] + [{"feature": c, "budget": "any seen category"} for c in categorical_moves]
     by_attack = len(moves) - by_random
     return ControlResult(
         passed=rate <= max_success_rate,
@@ -465,6 +611,6 @@ def evasion_attack(
             "max_iter": max_iter,
             "max_eval": max_eval,
         },
-        table=table,
+        table=_evasion_table(moves, mutable, box.numeric, budgets, categorical_moves),
         sample_size=len(sample),
     )

@@ -14,6 +14,7 @@ from risk_assets.dagster._definitions import (
     build_pipeline_definitions,
     default_resources,
     definitions_from_folder,
+    pipeline_definitions,
     root_definitions,
 )
 from risk_assets.dagster._names import ASSET_NAMES, job_name
@@ -42,6 +43,7 @@ __all__ = [
     "definitions_from_folder",
     "job_name",
     "load_pipeline",
+    "pipeline_definitions",
     "plan_retraining",
     "root_definitions",
 ]

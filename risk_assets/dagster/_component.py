@@ -120,8 +120,13 @@ class RiskAssetsPipeline(dg.Component, dg.Model, dg.Resolvable):
             SpecError, PolicyError, SuiteError: naming the file (and the key) at fault; a
                 missing spec names the ``defs.yaml`` and the path it looked for.
         """
-        path = self.spec_path(context)
-        where = _component_file(Path(context.path))
+        return self.definitions_in(Path(context.path))
+
+    def definitions_in(self, folder: Path) -> dg.Definitions:
+        """The definitions of this component declared in ``folder`` (its ``defs.yaml``'s
+        folder), without a Dagster load context: what ``risk-assets init --defs`` checks."""
+        path = (Path(folder) / self.spec).resolve()
+        where = _component_file(Path(folder))
         if not path.is_file():
             raise SpecError(
                 f"{where}: attributes.spec: file not found: {path} (from {self.spec!r})"

@@ -42,6 +42,8 @@ __all__ = [
     "default_resources",
     "definitions_from_folder",
     "pipeline_checks",
+    "pipeline_definitions",
+    "root_definitions",
     "spec_files",
 ]
 
@@ -136,6 +138,17 @@ def build_pipeline_definitions(pipeline: LoadedPipeline) -> PipelineDefinitions:
     )
     out.sensors.append(retraining_sensor(pipeline, pdef, blocking, job, data_job))
     return out
+
+
+def pipeline_definitions(spec: str | Path | LoadedPipeline) -> dg.Definitions:
+    """One pipeline's definitions, without resources or executor: merge any number of them
+    with :func:`root_definitions` once (``dg.Definitions.merge``), as components do.
+
+    Raises:
+        SpecError, PolicyError, SuiteError: at load time, naming the file and the key.
+    """
+    pipeline = spec if isinstance(spec, LoadedPipeline) else load_pipeline(spec)
+    return build_pipeline_definitions(pipeline).to_definitions()
 
 
 def default_resources() -> dict[str, Any]:
