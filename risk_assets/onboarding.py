@@ -92,7 +92,8 @@ def _paths(args: Any) -> _Paths:
     out = Path(args.out).resolve()
     spec, suite = out / f"{name}.yaml", out / "expectations" / f"{name}.json"
     policy = out / "policies" / f"{name}.yaml"
-    defs = Path(args.defs).resolve() / name / "defs.yaml" if args.defs else None
+    defs_dir = getattr(args, "defs", None)
+    defs = Path(defs_dir).resolve() / name / "defs.yaml" if defs_dir else None
     existing = [p for p in (spec, suite, policy, defs) if p is not None and p.exists()]
     if existing and not args.force:
         raise SpecError(f"would overwrite {', '.join(map(str, existing))}; use --force")

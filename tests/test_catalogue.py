@@ -427,3 +427,30 @@ def test_a_policy_names_the_control_key_without_the_union_tag(tmp_path):
         load_policy(path)
     i = doc["risks"].index(risk)
     assert f"risks.{i}.control.params.alhpa: unknown key" in str(err.value)
+
+
+def test_policy_schema_command_prints_every_control(capsys):
+    from risk_assets.cli import main
+
+    assert main(["policy", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    tags = {
+        d["properties"]["name"]["const"]
+        for d in schema["$defs"].values()
+        if "name" in d.get("properties", {}) and "const" in d["properties"]["name"]
+    }
+    assert tags == set(CATALOGUE)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["0 6 2 * *", "*/15 * * * *", "0 0 * * mon-fri", "@daily", "0 0 1 jan,jul *", "5 4 * * 7"]
+    + ["61 * * * *", "* * *", "0 0 32 * *", "a b c d e", "*/0 * * * *", "0 0 * * * *"],
+)
+def test_spec_cron_check_agrees_with_dagster(expression):
+    """The spec checks its schedule without importing Dagster; Dagster decides the same."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    from risk_assets.spec import is_valid_cron
+
+    assert is_valid_cron(expression) == is_valid_cron_string(expression)
