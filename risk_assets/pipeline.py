@@ -78,7 +78,8 @@ def check_columns(pipeline: LoadedPipeline, frame: Any, *, source: str) -> None:
     Raises:
         PolicyError: naming the policy file, the risk, the key and the source.
     """
-    problems = column_problems(pipeline.policy.policy, column_kinds(pipeline, frame))
+    kinds = column_kinds(pipeline, frame)
+    problems = column_problems(pipeline.policy.policy, pipeline.spec.spec, kinds)
     if problems:
         raise PolicyError(
             f"{pipeline.policy.path}: its controls do not fit the columns of {source}:\n"

@@ -411,10 +411,27 @@ def test_column_requirements_name_the_key():
     kinds = ColumnKinds(
         columns=("duration", "job", "risk"), features=("duration", "job"), categorical=("job",)
     )
-    problems = {p.key: p.message for p in found.requires_columns(params, kinds)}
+    problems = {p.key: p.message for p in found.requires_columns(params, None, kinds)}
     # a feature the source lacks is the expectation suite's finding, a gate with evidence
     assert set(problems) == {"params.budgets.job"}
     assert "categorical in the data" in problems["params.budgets.job"]
+    moves = found.params.model_validate(
+        {"budgets": {"duration": 1.0}, "categorical_moves": ["duration"], "max_success_rate": 0.2}
+    )
+    (problem,) = found.requires_columns(moves, None, kinds)
+    assert problem.key == "params.categorical_moves.duration" and "numeric" in problem.message
+
+
+def test_a_slice_column_the_data_lacks_is_refused_before_the_run(tmp_path, state, capsys):
+    from risk_assets.cli import main
+
+    spec_path = make_pipeline(
+        tmp_path / "p", spec={"features": None, "slices": ["housing", "branch"]}
+    )
+    load_pipeline(spec_path)  # only the data can tell
+    assert main(["run", str(spec_path)]) == 2
+    err = capsys.readouterr().err
+    assert "(slices), spec key slices.branch: slice column 'branch' is not a column" in err
 
 
 def test_a_policy_names_the_control_key_without_the_union_tag(tmp_path):

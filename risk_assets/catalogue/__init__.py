@@ -127,10 +127,10 @@ def spec_problems(policy: Policy, spec: Any) -> list[str]:
     return _located(policy, lambda e, params: e.requires(params, spec))
 
 
-def column_problems(policy: Policy, kinds: ColumnKinds) -> list[str]:
+def column_problems(policy: Policy, spec: Any, kinds: ColumnKinds) -> list[str]:
     """What the policy's controls require of the data's columns and do not get; decided
     before a run, from the source's header and column kinds."""
-    return _located(policy, lambda e, params: e.requires_columns(params, kinds))
+    return _located(policy, lambda e, params: e.requires_columns(params, spec, kinds))
 
 
 def default_register(ctx: InitContext) -> list[dict[str, Any]]:

@@ -127,7 +127,7 @@ def _no_problems(params: Any, spec: Any) -> Iterable[Problem]:
     return ()
 
 
-def _no_column_problems(params: Any, kinds: ColumnKinds) -> Iterable[Problem]:
+def _no_column_problems(params: Any, spec: Any, kinds: ColumnKinds) -> Iterable[Problem]:
     return ()
 
 
@@ -144,8 +144,8 @@ class Entry:
             :class:`risk_assets.catalogue.Inputs`. Raising is a failed gate (fail closed).
         requires: ``requires(params, spec) -> problems`` decidable from the spec and policy
             alone: checked when the pipeline loads.
-        requires_columns: ``requires_columns(params, kinds) -> problems`` decidable from the
-            source's columns and their kinds: checked before a run starts and by
+        requires_columns: ``requires_columns(params, spec, kinds) -> problems`` decidable
+            from the source's columns and their kinds: checked before a run starts and by
             ``validated_data`` before any gate runs.
         plot: ``plot(result, title) -> matplotlib Figure`` from the result's table, or None.
         counts_favourable: the control counts favourable decisions, so the spec must resolve
@@ -163,7 +163,7 @@ class Entry:
     description: str
     run: Callable[[Check, Any], ControlResult]
     requires: Callable[[Any, Any], Iterable[Problem]] = _no_problems
-    requires_columns: Callable[[Any, ColumnKinds], Iterable[Problem]] = _no_column_problems
+    requires_columns: Callable[[Any, Any, ColumnKinds], Iterable[Problem]] = _no_column_problems
     per_attribute: bool = False
     plot: Callable[[Any, str], Any] | None = None
     default_risk: DefaultRisk | None = None

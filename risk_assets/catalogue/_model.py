@@ -137,6 +137,18 @@ def _slice_columns(params: Any, spec: Any) -> list[str]:
     return columns
 
 
+def _slices_columns(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
+    """The spec's slice columns must be in the data. A slice that is a listed feature is
+    the expectation suite's finding when it goes missing, and protected attributes are
+    checked for every run: this is about the others."""
+    named = set(spec.features or ()) | set(spec.protected_attributes)
+    return [
+        Problem(f"spec:slices.{c}", f"slice column {c!r} is not a column of the data")
+        for c in spec.slices
+        if c not in kinds.columns and c not in named
+    ]
+
+
 def _slices_requires(params: Any, spec: Any) -> list[Problem]:
     if not _slice_columns(params, spec):
         return [
@@ -185,7 +197,7 @@ def _budgets_requires(params: Any, spec: Any) -> list[Problem]:
     return out
 
 
-def _budgets_columns(params: Any, kinds: ColumnKinds) -> list[Problem]:
+def _budgets_columns(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
     out = []
     for key, names in (("budgets", list(params.budgets)), ("categorical_moves", None)):
         for name in names if names is not None else params.categorical_moves:
@@ -199,6 +211,14 @@ def _budgets_columns(params: Any, kinds: ColumnKinds) -> list[Problem]:
                         f"params.budgets.{name}",
                         f"{name!r} is categorical in the data: it can only switch category; "
                         "list it under categorical_moves",
+                    )
+                )
+            elif key == "categorical_moves" and name not in kinds.categorical:
+                out.append(
+                    Problem(
+                        f"params.categorical_moves.{name}",
+                        f"{name!r} is numeric in the data: give it a budget (or list it under "
+                        "the spec's categorical_features if its numbers are codes)",
                     )
                 )
     return out
@@ -481,6 +501,7 @@ MODEL_GATES = (
         description="held-out metric per segment of the spec's slices (and protected groups)",
         run=_slices,
         requires=_slices_requires,
+        requires_columns=_slices_columns,
         plot=slices_figure,
         default_risk=DefaultRisk(
             "PERF-003",
