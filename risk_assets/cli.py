@@ -14,8 +14,6 @@ import sys
 from typing import Any
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
-#: The register profiles of ``init`` (see risk_assets.onboarding.PROFILES).
-PROFILE_NAMES = ("default", "healthcare", "lending")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_init(sub: Any) -> None:
+    from risk_assets.onboarding import PROFILES  # the standard library only: --help stays fast
+
     init = sub.add_parser(
         "init", help="onboard a data set: write a spec, a profiled suite and a policy"
     )
@@ -102,7 +102,7 @@ def _add_init(sub: Any) -> None:
     )
     init.add_argument(
         "--profile",
-        choices=sorted(PROFILE_NAMES),
+        choices=sorted(PROFILES),
         default="default",
         help="register defaults: default, lending (credit decisions) or "
         "healthcare (patient impact)",

@@ -1,10 +1,10 @@
 """A pipeline: a spec with its policy and expectation suite, loaded and cross-checked.
 
 Everything that can be decided before a run is decided here, naming the file and the key:
-each file on its own (:func:`risk_assets.spec.load_spec`, :func:`risk_assets.policy.load_policy`),
-then what the policy's controls require of the spec (the catalogue's ``requires``), and,
-once the source's columns are known, what they require of the columns
-(:func:`check_columns`, before a run starts).
+each file on its own (:func:`risk_assets.spec.load_spec`, :func:`risk_assets.policy.load_policy`,
+the suite), then what the policy's controls require of the spec and of the columns as the
+spec and its suite describe them (the catalogue's ``requires``). What only the data can
+tell is the gates' finding: the expectation suite's, or a control's that fails closed.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from risk_assets.catalogue import ColumnKinds, column_problems, spec_problems
-from risk_assets.errors import PolicyError, SpecError
+from risk_assets.catalogue import ColumnKinds, spec_problems
+from risk_assets.errors import SpecError
 from risk_assets.policy import LoadedPolicy, load_policy
 from risk_assets.spec import LoadedSpec, load_spec
 
-__all__ = ["LoadedPipeline", "check_columns", "load_pipeline"]
+__all__ = ["LoadedPipeline", "load_pipeline", "suite_kinds"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
 
     spec = load_spec(spec_path)
     policy = load_policy(spec.policy_path)
-    load_suite(spec.suite_path)
+    suite = load_suite(spec.suite_path)
     if not any(
         r.control.entry.uses_suite and r.control.asset == "validated_data"
         for r in policy.policy.controlled_risks()
@@ -51,7 +51,7 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
             f"{policy.path}: no risk uses the 'expectations' control, so the suite named by "
             f"{spec.path} would never run"
         )
-    problems = spec_problems(policy.policy, spec.spec)
+    problems = spec_problems(policy.policy, spec.spec, suite_kinds(spec.spec, suite))
     if problems:
         raise SpecError(
             f"{policy.path}: its controls need what {spec.path} does not give:\n"
@@ -60,28 +60,22 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
     return LoadedPipeline(spec=spec, policy=policy, suite_sha256=file_sha256(spec.suite_path))
 
 
-def column_kinds(pipeline: LoadedPipeline, frame: Any) -> ColumnKinds:
-    """The columns of a source frame (a head is enough) as the pipeline will read them."""
-    from risk_assets.estimator import categorical_columns
-
-    spec = pipeline.spec.spec
-    columns = [c for c in frame.columns if c != spec.source.id_column]
-    features = [c for c in (spec.features or columns) if c in columns and c != spec.target]
-    categorical = categorical_columns(frame, features, spec.categorical_features)
-    return ColumnKinds(tuple(map(str, frame.columns)), tuple(features), tuple(categorical))
-
-
-def check_columns(pipeline: LoadedPipeline, frame: Any, *, source: str) -> None:
-    """What the policy's controls require of the source's columns (e.g. a perturbation
-    budget on a categorical column); run before a run starts and before any gate.
-
-    Raises:
-        PolicyError: naming the policy file, the risk, the key and the source.
-    """
-    kinds = column_kinds(pipeline, frame)
-    problems = column_problems(pipeline.policy.policy, pipeline.spec.spec, kinds)
-    if problems:
-        raise PolicyError(
-            f"{pipeline.policy.path}: its controls do not fit the columns of {source}:\n"
-            + "\n".join(f"  {p}" for p in problems)
-        )
+def suite_kinds(spec: Any, suite: dict[str, Any]) -> ColumnKinds:
+    """The columns as the spec and its expectation suite describe them: the set the suite
+    expects, the categorical ones (``categorical_features``, or a set of values expected)
+    and the numeric ones (values expected between bounds)."""
+    columns = None
+    categorical = set(spec.categorical_features or ())
+    numeric = set()
+    for e in suite.get("expectations", []):
+        kwargs = e.get("kwargs") or {}
+        kind = e.get("type")
+        if kind == "expect_table_columns_to_match_set" and kwargs.get("exact_match", True):
+            columns = tuple(kwargs.get("column_set") or ())
+        elif kind == "expect_table_columns_to_match_ordered_list":
+            columns = tuple(kwargs.get("column_list") or ())
+        elif kind == "expect_column_values_to_be_in_set" and kwargs.get("column"):
+            categorical.add(kwargs["column"])
+        elif kind == "expect_column_values_to_be_between" and kwargs.get("column"):
+            numeric.add(kwargs["column"])
+    return ColumnKinds(columns, tuple(sorted(categorical)), tuple(sorted(numeric)))

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from risk_assets._yaml import format_validation_error, read_yaml_mapping
 from risk_assets.catalogue import CATALOGUE, Entry
@@ -66,9 +75,6 @@ class _ControlBase(_Strict):
     def asset(self) -> str:
         return self.entry.asset
 
-    def parsed_params(self) -> BaseModel:
-        return self.params
-
 
 def _control_model(found: Entry) -> type[_ControlBase]:
     required = any(f.is_required() for f in found.params.model_fields.values())
@@ -76,13 +82,16 @@ def _control_model(found: Entry) -> type[_ControlBase]:
         (found.params, ...) if required else (found.params, Field(default_factory=found.params))
     )
     title = "".join(part.title() for part in found.name.split("_")) + "Control"
-    return create_model(
+    model = create_model(
         title,
         __base__=_ControlBase,
+        __module__=__name__,
         __doc__=f"{found.name}: {found.description}.",
         name=(Literal[found.name], ...),  # type: ignore[valid-type]
         params=params,
     )
+    globals()[title] = model  # importable by name, so a policy pickles like any model
+    return model
 
 
 #: A control as a policy names it: a union tagged by the control's name, so that the
@@ -108,14 +117,23 @@ class Risk(_Strict):
     accepted_by: str | None = None
     control: Control | None = None
 
-    @model_validator(mode="before")
+    @field_validator("control", mode="before")
     @classmethod
-    def _known_control(cls, data: Any) -> Any:
-        control = data.get("control") if isinstance(data, dict) else None
-        name = control.get("name") if isinstance(control, dict) else None
-        if isinstance(name, str) and name not in CATALOGUE:
-            raise ValueError(f"unknown control {name!r}; known controls: {sorted(CATALOGUE)}")
-        return data
+    def _known_control(cls, control: Any) -> Any:
+        """An unknown or missing control name is an error at ``control.name`` (before the
+        union picks a model by the name)."""
+        if isinstance(control, dict):
+            name = control.get("name")
+            if name is None:
+                raise PydanticCustomError(
+                    "control_name", f"name: required key is missing; one of {sorted(CATALOGUE)}"
+                )
+            if name not in CATALOGUE:
+                raise PydanticCustomError(
+                    "control_name",
+                    f"name: unknown control {name!r}; known controls: {sorted(CATALOGUE)}",
+                )
+        return control
 
     @model_validator(mode="after")
     def _treatment_consistent(self) -> Risk:
@@ -190,12 +208,6 @@ class Policy(_Strict):
 
     def controlled_risks(self) -> list[Risk]:
         return [r for r in self.risks if r.control is not None]
-
-    def risk_for_control(self, control: str) -> Risk | None:
-        for risk in self.risks:
-            if risk.control is not None and risk.control.name == control:
-                return risk
-        return None
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,42 @@ _CRON_NAMES = {
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
+def _cron_field_valid(i: int, field: str) -> bool:
+    lo, hi = _CRON_RANGES[i]
+    names = _CRON_NAMES.get(i)
+    value = rf"(\d+|{names})" if names else r"\d+"
+    item = re.compile(rf"^(\*|{value}(-{value})?)(/\d+)?$")
+    if field == "?" and i in (2, 4):  # no specific day
+        return True
+    if i == 4 and re.fullmatch(rf"([0-7]|{names})#[1-5]", field):  # n-th weekday of the month
+        return True
+    for part in field.split(","):
+        if i == 2 and part == "l":  # the last day of the month
+            continue
+        if item.match(part) is None:
+            return False
+        numbers = [int(n) for n in re.findall(r"\d+", part.split("/")[0])]
+        if any(not lo <= n <= hi for n in numbers):
+            return False
+        if "/" in part and int(part.split("/")[1]) == 0:
+            return False
+    return True
+
+
 def is_valid_cron(expression: str) -> bool:
-    """A standard five-field cron expression (minute hour day-of-month month day-of-week,
-    with ``*``, lists, ranges, steps and month/day names) or a macro such as ``@daily``:
-    the expressions Dagster's schedules accept."""
+    """A five-field cron expression (minute hour day-of-month month day-of-week: ``*``,
+    lists, ranges, steps, month and day names, ``L`` and ``?`` for the day of the month,
+    ``?`` and ``n#k`` for the day of the week) or a macro such as ``@daily``: what
+    Dagster's schedules accept, without importing Dagster. A date that never comes
+    (30 or 31 February) is refused, as Dagster refuses it."""
     text = expression.strip().lower()
     if text in _CRON_MACROS:
         return True
+    fields = text.split()
+    if len(fields) != 5 or not all(_cron_field_valid(i, f) for i, f in enumerate(fields)):
+        return False
+    february = fields[3] == "feb" or (fields[3].isdigit() and int(fields[3]) == 2)
+    return not (february and fields[2].isdigit() and int(fields[2]) in (30, 31))
     fields = text.split()
     if len(fields) != 5:
         return False

@@ -358,30 +358,32 @@ def test_budget_on_the_target_or_a_missing_feature_is_a_load_error(tmp_path):
     )
 
 
-def test_budget_on_a_text_column_is_refused_before_the_run(tmp_path, state, capsys):
-    """A column is categorical by its kind in the data, which only the data can tell: the
-    run is refused before it starts (the CLI's preflight), naming the key, and nothing is
-    recorded."""
-    from risk_assets.cli import main
-
+def test_budget_on_a_column_the_suite_expects_in_a_set_is_a_load_error(tmp_path):
+    """The spec does not list 'housing' as categorical, but its expectation suite expects
+    it in a set of values: a budget on it is refused when the pipeline loads."""
     budgets = {"duration": 2.0, "housing": 1.0}
     spec_path = make_pipeline(
         tmp_path / "p",
         policy={"risk_params": {"ROB-001": {"budgets": budgets, "max_flip_rate": 0.1}}},
     )
-    load_pipeline(spec_path)  # the spec does not say housing is categorical: loads
-    code = main(["run", str(spec_path)])
-    err = capsys.readouterr().err
+    message = _load_error(spec_path)
     i, _ = _policy_index(tmp_path / "p" / "policy.yaml", "perturbation")
-    assert code == 2
-    assert f"risks.{i}.control.params.budgets.housing" in err and "categorical in the data" in err
-    assert not (state / "mlflow").exists() or "credit_risk" not in _registered_names()
+    assert f"risks.{i}.control.params.budgets.housing: 'housing' is categorical" in message
+    assert "expectation suite" in message
 
 
-def _registered_names() -> list[str]:
-    from conftest import mlflow_client
+def test_a_stray_text_value_stays_the_suites_finding(tmp_path, state, capsys):
+    """One text cell in a budgeted numeric column is a data fault: the expectation suite
+    blocks the run with evidence, nothing refuses it as a policy mistake."""
+    from risk_assets.cli import main
 
-    return [m.name for m in mlflow_client().search_registered_models()]
+    data = pd.read_csv(PIPELINES / "data" / "german_credit.csv")
+    data["credit_amount"] = data["credit_amount"].astype(object)
+    data.loc[17, "credit_amount"] = "unknown"
+    spec_path = make_pipeline(tmp_path / "p", data=data)
+    code = main(["run", str(spec_path), "--json"])
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 3 and "meets_expectations" in payload["blocked_by"]
 
 
 def test_fairness_without_protected_attributes_is_a_load_error(tmp_path):
@@ -403,35 +405,38 @@ def test_monitoring_controls_need_a_partitioned_source(tmp_path):
     assert "(input_drift), spec key source.folder" in _load_error(spec_path)
 
 
-def test_column_requirements_name_the_key():
+def test_budget_requirements_name_the_key():
     found = entry("evasion")
-    params = found.params.model_validate(
-        {"budgets": {"duration": 1.0, "job": 1.0, "gone": 1.0}, "max_success_rate": 0.2}
-    )
+    spec = load_spec(CREDIT_SPEC).spec.model_copy(update={"features": None})
     kinds = ColumnKinds(
-        columns=("duration", "job", "risk"), features=("duration", "job"), categorical=("job",)
+        columns=("duration", "job", "risk", "credit_amount"),
+        categorical=("job",),
+        numeric=("duration", "credit_amount"),
     )
-    problems = {p.key: p.message for p in found.requires_columns(params, None, kinds)}
-    # a feature the source lacks is the expectation suite's finding, a gate with evidence
-    assert set(problems) == {"params.budgets.job"}
-    assert "categorical in the data" in problems["params.budgets.job"]
-    moves = found.params.model_validate(
-        {"budgets": {"duration": 1.0}, "categorical_moves": ["duration"], "max_success_rate": 0.2}
+    params = found.params.model_validate(
+        {
+            "budgets": {"duration": 1.0, "job": 1.0, "gone": 1.0, "risk": 1.0},
+            "categorical_moves": ["credit_amount"],
+            "max_success_rate": 0.2,
+        }
     )
-    (problem,) = found.requires_columns(moves, None, kinds)
-    assert problem.key == "params.categorical_moves.duration" and "numeric" in problem.message
+    problems = {p.key: p.message for p in found.requires(params, spec, kinds)}
+    assert set(problems) == {
+        "params.budgets.job",
+        "params.budgets.gone",
+        "params.budgets.risk",
+        "params.categorical_moves.credit_amount",
+    }
+    assert "categorical" in problems["params.budgets.job"]
+    assert "not among the columns" in problems["params.budgets.gone"]
+    assert "not a model feature" in problems["params.budgets.risk"]
+    assert "numeric" in problems["params.categorical_moves.credit_amount"]
 
 
-def test_a_slice_column_the_data_lacks_is_refused_before_the_run(tmp_path, state, capsys):
-    from risk_assets.cli import main
-
-    spec_path = make_pipeline(
-        tmp_path / "p", spec={"features": None, "slices": ["housing", "branch"]}
-    )
-    load_pipeline(spec_path)  # only the data can tell
-    assert main(["run", str(spec_path)]) == 2
-    err = capsys.readouterr().err
-    assert "(slices), spec key slices.branch: slice column 'branch' is not a column" in err
+def test_a_slice_column_the_suite_does_not_expect_is_a_load_error(tmp_path):
+    spec_path = make_pipeline(tmp_path / "p", spec={"features": None, "slices": ["branch"]})
+    message = _load_error(spec_path)
+    assert "(slices), spec key slices.branch: slice column 'branch' is not among" in message
 
 
 def test_a_policy_names_the_control_key_without_the_union_tag(tmp_path):
@@ -462,7 +467,11 @@ def test_policy_schema_command_prints_every_control(capsys):
 @pytest.mark.parametrize(
     "expression",
     ["0 6 2 * *", "*/15 * * * *", "0 0 * * mon-fri", "@daily", "0 0 1 jan,jul *", "5 4 * * 7"]
-    + ["61 * * * *", "* * *", "0 0 32 * *", "a b c d e", "*/0 * * * *", "0 0 * * * *"],
+    + ["0 0 L * *", "0 0 * * 5#3", "0 0 ? * *", "0 0 ? * mon#2", "0 0 L 2 *", "0 0 31 2,3 *"]
+    + ["0 0 29 2 *", "0 0 30,31 2 *", "0 0 * * 7#1", "5-1 * * * *", "0 0 2-30/3 feb *"]
+    + ["61 * * * *", "* * *", "0 0 32 * *", "a b c d e", "*/0 * * * *", "0 0 * * * *"]
+    + ["0 0 31 2 *", "0 0 30 feb *", "0 0 31 02 *", "0 0 LW * *", "0 0 15W * *", "@reboot"]
+    + ["0 0 * * 5L", "0 0 * * 0#6", "0 0 * * 1#2,5", "H 0 * * *", "0 0 L-2 * *"],
 )
 def test_spec_cron_check_agrees_with_dagster(expression):
     """The spec checks its schedule without importing Dagster; Dagster decides the same."""
@@ -471,3 +480,22 @@ def test_spec_cron_check_agrees_with_dagster(expression):
     from risk_assets.spec import is_valid_cron
 
     assert is_valid_cron(expression) == is_valid_cron_string(expression)
+
+
+def test_unknown_or_missing_control_names_are_named(tmp_path):
+    path = tmp_path / "policy.yaml"
+    doc = yaml.safe_load((PIPELINES / "policies" / "credit_risk.yaml").read_text())
+    doc["risks"][0]["control"]["name"] = "crystal_ball"
+    del doc["risks"][1]["control"]["name"]
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert "risks.0.control: name: unknown control 'crystal_ball'" in str(err.value)
+    assert "risks.1.control: name: required key is missing" in str(err.value)
+
+
+def test_a_policy_pickles():
+    import pickle
+
+    policy = load_policy(PIPELINES / "policies" / "credit_risk.yaml").policy
+    assert pickle.loads(pickle.dumps(policy)) == policy

@@ -68,7 +68,8 @@ WINDOW_SHA = "8" * 64
 
 
 def _sample_inputs(partitioning: str):
-    """Objects shaped like what ``_fit_and_log`` has at hand, with sample values."""
+    """Objects shaped like what the candidate's logging (``dagster/_training.py``) has at
+    hand, with sample values."""
     partition = "2024-03-01" if partitioning == "partition" else None
     window = (
         [
@@ -130,7 +131,7 @@ def _sample_inputs(partitioning: str):
 
 
 def _old_writer(i) -> dict[str, str]:
-    """The tags as ``_fit_and_log`` wrote them before the schema had a type: the dict
+    """The tags as the candidate's logging wrote them before the schema had a type: the dict
     below is its code, verbatim, then the tags it set after saving the model."""
     _TAG = "risk_assets."
     context, partition, window = i.context, i.partition, i.window
@@ -185,7 +186,7 @@ def _old_writer(i) -> dict[str, str]:
 
 
 def _new_writer(i) -> RunLineage:
-    """The same run through the typed object, as ``_fit_and_log`` builds it."""
+    """The same run through the typed object, as the candidate's logging builds it."""
     spec, loaded, lpolicy, labels = i.spec, i.loaded, i.lpolicy, i.labels
     return RunLineage(
         pipeline=spec.name,

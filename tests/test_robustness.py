@@ -421,32 +421,19 @@ def test_membership_inference_catches_memorisation(credit):
         assert result.sample_size == 500
 
 
-def test_a_budget_on_a_categorical_feature_is_refused_before_any_gate(state, tmp_path, capsys):
-    """Only the data says 'purpose' is text: the CLI refuses the run before it starts, and
-    a run launched another way (as from the UI) stops in validated_data, before any gate,
-    with the same message; nothing is registered."""
-    import dagster as dg
-
-    from risk_assets.dagster import build_definitions, job_name
+def test_a_budget_on_a_categorical_feature_is_refused_at_load(state, tmp_path, capsys):
+    """'purpose' is text, and the expectation suite expects it in a set of values: the
+    pipeline does not load (CLI: exit 2 before any run; a code location: a load error), so
+    no run can start and fail half-way."""
+    from risk_assets.dagster import build_definitions
+    from risk_assets.errors import SpecError
 
     params = policy_params("ROB-001") | {"budgets": {"purpose": 1.0, "duration": 3}}
     spec = make_pipeline(tmp_path / "p", policy={"risk_params": {"ROB-001": params}})
     code = main(["run", str(spec), "--json"])
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 2 and payload["status"] == "error"
-    assert "params.budgets.purpose: 'purpose' is categorical in the data" in payload["error"]
+    assert "params.budgets.purpose: 'purpose' is categorical" in payload["error"]
     assert "policy.yaml" in payload["error"]
-
-    defs = build_definitions([spec])
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def(job_name("credit_risk")).execute_in_process(
-            instance=instance, raise_on_error=False
-        )
-    assert not result.success
-    failure = next(
-        e for e in result.all_events if e.is_step_failure and "validated_data" in e.step_key
-    )
-    error = failure.step_failure_data.error
-    assert error.cause.cls_name == "PolicyError"
-    assert "params.budgets.purpose" in error.cause.message
-    assert not result.get_asset_check_evaluations()  # no gate ran on a refused snapshot
+    with pytest.raises(SpecError, match="params.budgets.purpose"):
+        build_definitions([spec])

@@ -51,7 +51,8 @@ def test_no_function_is_longer_than_the_limit_without_saying_why():
 
 
 def test_no_module_outside_the_catalogue_compares_a_control_name():
-    """``control.name == "fairness"`` or ``risk_for_control("drift")`` outside the catalogue
+    """``control.name == "fairness"`` or a lookup by name such as ``risk_for_control("drift")``
+    outside the catalogue
     is a special case the catalogue entry should carry."""
     names = set(CATALOGUE)
     found = []

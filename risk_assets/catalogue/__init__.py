@@ -1,9 +1,9 @@
 """The catalogue of controls: one record per control, the one list every other place reads.
 
 Each :class:`Entry` says what a control is: its name, its params model, the asset its check
-sits on, its check name(s), what it requires of the spec (checked when a pipeline loads)
-and of the data's columns (checked before a run), how it runs on a gate's inputs, its plot
-and the risk ``risk-assets init`` writes for it. The policy's params union, the Dagster
+sits on, its check name(s), what it requires of the spec and its expectation suite
+(checked when a pipeline loads), how it runs on a gate's inputs, its plot and the risk
+``risk-assets init`` writes for it. The policy's params union, the Dagster
 checks, monitoring, plots, ``init`` and the README's table are all made from it.
 
 Adding a control: its pure function in ``risk_assets.controls``, one :class:`Entry` in the
@@ -50,7 +50,6 @@ __all__ = [
     "Problem",
     "batch_suite",
     "checks_of",
-    "column_problems",
     "default_register",
     "entry",
     "spec_problems",
@@ -122,15 +121,10 @@ def _located(policy: Policy, problems_of: Any) -> list[str]:
     return out
 
 
-def spec_problems(policy: Policy, spec: Any) -> list[str]:
-    """What the policy's controls require of the spec and do not get; decided at load."""
-    return _located(policy, lambda e, params: e.requires(params, spec))
-
-
-def column_problems(policy: Policy, spec: Any, kinds: ColumnKinds) -> list[str]:
-    """What the policy's controls require of the data's columns and do not get; decided
-    before a run, from the source's header and column kinds."""
-    return _located(policy, lambda e, params: e.requires_columns(params, spec, kinds))
+def spec_problems(policy: Policy, spec: Any, kinds: ColumnKinds) -> list[str]:
+    """What the policy's controls require of the spec and of the columns as the spec and
+    its suite describe them, and do not get; decided at load."""
+    return _located(policy, lambda e, params: e.requires(params, spec, kinds))
 
 
 def default_register(ctx: InitContext) -> list[dict[str, Any]]:

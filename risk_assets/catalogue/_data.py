@@ -136,7 +136,7 @@ def _skew(check: Check, inp: Any) -> ControlResult:
     )
 
 
-def _skew_requires(params: Any, spec: Any) -> list[Problem]:
+def _skew_requires(params: Any, spec: Any, kinds: Any) -> list[Problem]:
     if spec.serving_source is None:
         return [
             Problem(

@@ -45,12 +45,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class ColumnKinds:
-    """The columns a run will see, as the pipeline reads them: every column of the source,
-    and which of the features are categorical."""
+    """What the spec and its expectation suite say of the columns, before any data is read:
+    the columns the suite expects (None when it does not fix the set), the categorical ones
+    (the spec's ``categorical_features`` and columns the suite expects in a set of values)
+    and the numeric ones (columns the suite expects between bounds). A column neither says
+    is unknown until a run reads it."""
 
-    columns: tuple[str, ...]
-    features: tuple[str, ...]
+    columns: tuple[str, ...] | None
     categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Check:
 class InitContext:
     """What ``risk-assets init`` learnt from the data, for the default register."""
 
-    profile: dict[str, Any]  # the thresholds of the chosen profile (see cli.PROFILES)
+    profile: dict[str, Any]  # the thresholds of the chosen profile (onboarding.PROFILES)
     majority_share: float
     budgets: dict[str, float]  # perturbation budgets of the numeric features
     protected: list[str]
@@ -123,30 +126,25 @@ class DefaultRisk:
         }
 
 
-def _no_problems(params: Any, spec: Any) -> Iterable[Problem]:
-    return ()
-
-
-def _no_column_problems(params: Any, spec: Any, kinds: ColumnKinds) -> Iterable[Problem]:
+def _no_problems(params: Any, spec: Any, kinds: ColumnKinds) -> Iterable[Problem]:
     return ()
 
 
 @dataclass(frozen=True)
 class Entry:
     """One control: its name, params model, asset, check name(s), what it requires of the
-    spec (load time) and of the data's columns (before a run), how it runs on a gate's
-    inputs, its plot and the risk ``init`` writes for it.
+    spec and its suite (decided at load), how it runs on a gate's inputs, its plot and the
+    risk ``init`` writes for it.
 
     Attributes:
         check: the check's name; for a control with ``per_attribute``, a template with
             ``{attribute}`` (one check per protected attribute).
         run: ``run(check, inputs) -> ControlResult``; inputs follow
             :class:`risk_assets.catalogue.Inputs`. Raising is a failed gate (fail closed).
-        requires: ``requires(params, spec) -> problems`` decidable from the spec and policy
-            alone: checked when the pipeline loads.
-        requires_columns: ``requires_columns(params, spec, kinds) -> problems`` decidable
-            from the source's columns and their kinds: checked before a run starts and by
-            ``validated_data`` before any gate runs.
+        requires: ``requires(params, spec, kinds) -> problems``: what the control needs of
+            the spec and of the columns as the spec and its expectation suite describe them
+            (:class:`ColumnKinds`); checked when the pipeline loads. What only the data can
+            tell stays the gates' finding (the suite's, or the runner's, failing closed).
         plot: ``plot(result, title) -> matplotlib Figure`` from the result's table, or None.
         counts_favourable: the control counts favourable decisions, so the spec must resolve
             ``favourable_label``.
@@ -162,8 +160,7 @@ class Entry:
     check: str
     description: str
     run: Callable[[Check, Any], ControlResult]
-    requires: Callable[[Any, Any], Iterable[Problem]] = _no_problems
-    requires_columns: Callable[[Any, Any, ColumnKinds], Iterable[Problem]] = _no_column_problems
+    requires: Callable[[Any, Any, ColumnKinds], Iterable[Problem]] = _no_problems
     per_attribute: bool = False
     plot: Callable[[Any, str], Any] | None = None
     default_risk: DefaultRisk | None = None

@@ -77,6 +77,7 @@ def _fairness(check: Check, inp: Any) -> ControlResult:
     from risk_assets.controls._fairness import fairness_across
 
     params, attribute = check.params, check.attribute
+    groups = _segments(inp.test[attribute], attribute, inp)
     edges = inp.spec.protected_bands.get(attribute)
     if edges:
         inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
@@ -87,7 +88,7 @@ def _fairness(check: Check, inp: Any) -> ControlResult:
     return fairness_across(
         inp.test[inp.target],
         inp.test_predictions,
-        _segments(inp.test[attribute], attribute, inp),
+        groups,
         favourable=inp.favourable,
         min_ratio=params.min_ratio,
         max_equalized_odds_difference=params.max_equalized_odds_difference,
@@ -102,7 +103,7 @@ def _fairness_attributes(params: Any, spec: Any) -> list[str]:
     return list(params.attributes or spec.protected_attributes)
 
 
-def _fairness_requires(params: Any, spec: Any) -> list[Problem]:
+def _fairness_requires(params: Any, spec: Any, kinds: Any) -> list[Problem]:
     if not _fairness_attributes(params, spec):
         return [Problem("spec:protected_attributes", "fairness needs protected attributes")]
     unknown = sorted(set(params.attributes or ()) - set(spec.protected_attributes))
@@ -137,19 +138,7 @@ def _slice_columns(params: Any, spec: Any) -> list[str]:
     return columns
 
 
-def _slices_columns(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
-    """The spec's slice columns must be in the data. A slice that is a listed feature is
-    the expectation suite's finding when it goes missing, and protected attributes are
-    checked for every run: this is about the others."""
-    named = set(spec.features or ()) | set(spec.protected_attributes)
-    return [
-        Problem(f"spec:slices.{c}", f"slice column {c!r} is not a column of the data")
-        for c in spec.slices
-        if c not in kinds.columns and c not in named
-    ]
-
-
-def _slices_requires(params: Any, spec: Any) -> list[Problem]:
+def _slices_requires(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
     if not _slice_columns(params, spec):
         return [
             Problem(
@@ -158,7 +147,16 @@ def _slices_requires(params: Any, spec: Any) -> list[Problem]:
                 "include_protected)",
             )
         ]
-    return []
+    if kinds.columns is None:
+        return []
+    return [
+        Problem(
+            f"spec:slices.{c}",
+            f"slice column {c!r} is not among the columns the expectation suite expects",
+        )
+        for c in spec.slices
+        if c not in kinds.columns
+    ]
 
 
 def _seen_categories(inp: Any, params: Any, control: str) -> dict[str, list]:
@@ -174,54 +172,42 @@ def _seen_categories(inp: Any, params: Any, control: str) -> dict[str, list]:
     return {c: sorted(train[c].dropna().unique(), key=str) for c in params.categorical_moves}
 
 
-def _budgets_requires(params: Any, spec: Any) -> list[Problem]:
-    """Budgets and moves must name features; budgets only numeric ones (as far as the spec
-    says: its categorical_features)."""
+def _budgets_requires(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
+    """Budgets and moves must name model features; budgets numeric ones and moves
+    categorical ones, as the spec (``categorical_features``) and its expectation suite (a
+    set of values, or bounds) describe them. A column neither describes is judged when a
+    run reads it (the runner fails closed)."""
     out = []
-    declared = set(spec.categorical_features or ())
     not_features = {spec.target, spec.source.id_column} - {None}
     if spec.features is not None:
         not_features |= set(spec.protected_attributes) - set(spec.features)
     for key, names in (("budgets", list(params.budgets)), ("categorical_moves", None)):
         for name in names if names is not None else params.categorical_moves:
-            if name in not_features or (spec.features is not None and name not in spec.features):
-                out.append(Problem(f"params.{key}.{name}", f"{name!r} is not a model feature"))
-            elif key == "budgets" and name in declared:
-                out.append(
-                    Problem(
-                        f"params.budgets.{name}",
-                        f"{name!r} is categorical (categorical_features): it can only switch "
-                        "category; list it under categorical_moves",
-                    )
-                )
+            problem = _budget_problem(key, name, spec, kinds, not_features)
+            if problem is not None:
+                out.append(Problem(f"params.{key}.{name}", problem))
     return out
 
 
-def _budgets_columns(params: Any, spec: Any, kinds: ColumnKinds) -> list[Problem]:
-    out = []
-    for key, names in (("budgets", list(params.budgets)), ("categorical_moves", None)):
-        for name in names if names is not None else params.categorical_moves:
-            if name not in kinds.columns:
-                continue  # a feature the source lacks is the expectation suite's finding
-            if name not in kinds.features:
-                out.append(Problem(f"params.{key}.{name}", f"{name!r} is not a model feature"))
-            elif key == "budgets" and name in kinds.categorical:
-                out.append(
-                    Problem(
-                        f"params.budgets.{name}",
-                        f"{name!r} is categorical in the data: it can only switch category; "
-                        "list it under categorical_moves",
-                    )
-                )
-            elif key == "categorical_moves" and name not in kinds.categorical:
-                out.append(
-                    Problem(
-                        f"params.categorical_moves.{name}",
-                        f"{name!r} is numeric in the data: give it a budget (or list it under "
-                        "the spec's categorical_features if its numbers are codes)",
-                    )
-                )
-    return out
+def _budget_problem(
+    key: str, name: str, spec: Any, kinds: ColumnKinds, not_features: set
+) -> str | None:
+    if name in not_features or (spec.features is not None and name not in spec.features):
+        return f"{name!r} is not a model feature"
+    if spec.features is None and kinds.columns is not None and name not in kinds.columns:
+        return f"{name!r} is not among the columns the expectation suite expects"
+    if key == "budgets" and name in kinds.categorical:
+        return (
+            f"{name!r} is categorical (the spec's categorical_features, or a set of values in "
+            "its expectation suite): it can only switch category; list it under "
+            "categorical_moves"
+        )
+    if key == "categorical_moves" and name in kinds.numeric and name not in kinds.categorical:
+        return (
+            f"{name!r} is numeric (its expectation suite expects it between bounds): give it "
+            "a budget, or list it under the spec's categorical_features if its numbers are codes"
+        )
+    return None
 
 
 def _ranges(train: Any, numeric: list[str]) -> dict[str, tuple[Any, Any]]:
@@ -329,7 +315,7 @@ def _explainability(check: Check, inp: Any) -> ControlResult:
     )
 
 
-def _explainability_requires(params: Any, spec: Any) -> list[Problem]:
+def _explainability_requires(params: Any, spec: Any, kinds: Any) -> list[Problem]:
     if not spec.protected_attributes:
         return [Problem("spec:protected_attributes", "explainability needs protected attributes")]
     return []
@@ -453,7 +439,6 @@ MODEL_GATES = (
         description="decision flip rate under bounded random perturbations in the data's units",
         run=_perturbation,
         requires=_budgets_requires,
-        requires_columns=_budgets_columns,
         default_risk=DefaultRisk(
             "ROB-001",
             "Decisions that flip under small changes to the inputs",
@@ -477,7 +462,6 @@ MODEL_GATES = (
         description="black-box evasion attack (ART HopSkipJump) within budgets in the data's units",
         run=_evasion,
         requires=_budgets_requires,
-        requires_columns=_budgets_columns,
         default_risk=DefaultRisk(
             "ROB-003",
             "Decisions an adversary can change within small budgets",
@@ -501,7 +485,6 @@ MODEL_GATES = (
         description="held-out metric per segment of the spec's slices (and protected groups)",
         run=_slices,
         requires=_slices_requires,
-        requires_columns=_slices_columns,
         plot=slices_figure,
         default_risk=DefaultRisk(
             "PERF-003",

@@ -106,7 +106,7 @@ def _outcome_performance(check: Check, inp: Any) -> ControlResult:
     )
 
 
-def _partitioned(params: Any, spec: Any) -> list[Problem]:
+def _partitioned(params: Any, spec: Any, kinds: Any) -> list[Problem]:
     if not spec.source.partitioned:
         return [
             Problem(

@@ -93,11 +93,9 @@ def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
 
 def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: Any) -> dict:
     """The target, feature and protected columns of a raw snapshot, as the gates judge them;
-    refused before any gate when the policy's controls do not fit the columns or a label
-    the spec names does not occur."""
+    refused before any gate when a label the spec names does not occur."""
     from risk_assets.data import select_columns
     from risk_assets.estimator import categorical_columns
-    from risk_assets.pipeline import check_columns
 
     loaded, spec = pipeline.spec, pipeline.spec.spec
     raw = store.get(raw_snapshot["sha256"])
@@ -116,7 +114,6 @@ def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: An
     df, features = select_columns(
         raw, target=spec.target, features=present or spec.features, source=raw_snapshot["source"]
     )
-    check_columns(pipeline, raw, source=raw_snapshot["source"])
     labels = spec.labels(df[spec.target], where=loaded.path)
     if pipeline.policy.policy.needs_favourable_label:
         labels.require_favourable(target=spec.target, where=str(loaded.path))

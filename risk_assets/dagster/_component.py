@@ -7,6 +7,7 @@ defined once at the root (:func:`definitions_from_defs_folder`), so that two pip
 by side never define the same resource key twice.
 """
 
+import dataclasses
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -109,10 +110,6 @@ class RiskAssetsPipeline(dg.Component, dg.Model, dg.Resolvable):
         description="Path of the pipeline spec YAML, relative to the defs.yaml that names it.",
     )
 
-    def spec_path(self, context: dg.ComponentLoadContext) -> Path:
-        """The spec's absolute path: ``spec`` relative to the component's folder."""
-        return (Path(context.path) / self.spec).resolve()
-
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """Load and validate the spec, its policy and suite; build the pipeline's definitions.
 
@@ -148,13 +145,7 @@ class RiskAssetsPipeline(dg.Component, dg.Model, dg.Resolvable):
                 a.map_asset_specs(lambda s: _with_spec_reference(s, reference))
                 for a in built.assets
             ]
-        return dg.Definitions(
-            assets=assets,
-            asset_checks=built.checks,
-            jobs=built.jobs or [built.job],
-            sensors=built.sensors,
-            schedules=built.schedules,
-        )
+        return dataclasses.replace(built, assets=assets).to_definitions()
 
 
 def _project_root(folder: Path) -> Path:

@@ -5,7 +5,6 @@ import dagster as dg
 
 __all__ = [
     "ASSET_NAMES",
-    "MONITORING_ASSET_NAMES",
     "PIPELINE_TAG",
     "asset_key",
     "data_job_name",
@@ -23,8 +22,6 @@ ASSET_NAMES = (
     "candidate_model",
     "registered_model",
 )
-#: The monitoring assets of a partitioned pipeline.
-MONITORING_ASSET_NAMES = ("scored_batch", "batch_outcomes")
 #: The run tag naming the pipeline a job belongs to.
 PIPELINE_TAG = "risk_assets/pipeline"
 

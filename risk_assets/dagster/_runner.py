@@ -13,7 +13,7 @@ from risk_assets.dagster._names import data_job_name, job_name, monitoring_job_n
 from risk_assets.dagster._partitions import check_partition, partition_keys, read_partition
 from risk_assets.dagster._sensors import missing_window_data
 from risk_assets.errors import ConfigError, DataError
-from risk_assets.pipeline import LoadedPipeline, check_columns, load_pipeline
+from risk_assets.pipeline import LoadedPipeline, load_pipeline
 
 __all__ = ["GateOutcome", "RunOutcome", "preflight", "run_pipeline"]
 
@@ -131,8 +131,6 @@ def preflight(pipeline: LoadedPipeline, partition: str | None = None) -> None:
             f"{source}: protected attribute column(s) {missing} not found "
             f"(spec {pipeline.spec.path}: protected_attributes)"
         )
-    # what the policy's controls need of the columns (e.g. budgets on numeric features)
-    check_columns(pipeline, df, source=str(source))
 
 
 def _partition_arg(pipeline: LoadedPipeline, partition: str | None) -> None:

@@ -172,7 +172,7 @@ class RunLineage:
     dagster_job: str | None
     #: Who ran it (MLflow's own ``mlflow.user`` tag).
     user: str | None
-    #: The partition the model was trained on; None when unpartitioned or on a window.
+    #: The partition the run was for (the last of its window, if any); None when unpartitioned.
     partition: str | None = None
     #: The training window, as :meth:`describe_window` writes it; None without one.
     window: str | None = None
