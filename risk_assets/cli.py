@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
@@ -433,6 +434,7 @@ def _cmd_policy_show(args: argparse.Namespace) -> int:
     s = current_settings()
     client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
     run_id, results = latest_gate_results(client, spec.name)
+    results = {**results, **_monitoring_results(pipeline)}
     doc = {
         "policy": policy.name,
         "tier": policy.tier,
@@ -469,6 +471,29 @@ def _cmd_policy_show(args: argparse.Namespace) -> int:
         ],
     )  # fmt: skip
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A check's last result as ``policy show`` reports it."""
+
+    passed: bool
+    summary: str
+
+
+def _monitoring_results(pipeline: Any) -> dict[str, _Verdict]:
+    """The monitoring checks' latest verdicts per partition, from the Dagster instance
+    (they are not on a candidate's MLflow run); a check never evaluated is left out."""
+    if not pipeline.spec.partitioned:
+        return {}
+    from risk_assets.dagster._history import monitoring_history
+    from risk_assets.dagster._runner import _instance
+
+    return {
+        h.check: _Verdict(not h.failed, h.summary())
+        for h in monitoring_history(pipeline, _instance())
+        if h.evaluated
+    }
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple]) -> None:
