@@ -46,7 +46,18 @@ class _Build:
             "partitions_def": self.pdef,
             "owners": [f"team:{owner}"] if owner and " " not in owner else None,
             "description": description,
+            "kinds": _KINDS[name],
         }
+
+
+#: What each asset is made with, as the Dagster UI shows it (asset kinds).
+_KINDS = {
+    "raw_snapshot": {"pandas"},
+    "validated_data": {"pandas"},
+    "train_test_split": {"pandas"},
+    "candidate_model": {"sklearn", "mlflow"},
+    "registered_model": {"mlflow"},
+}
 
 
 def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:

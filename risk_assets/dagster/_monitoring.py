@@ -147,6 +147,15 @@ def monitoring_assets(pipeline: Any, pdef: dg.PartitionsDefinition) -> list[dg.A
     @dg.asset(
         name="scored_batch",
         **common,
+        kinds={"sklearn", "mlflow"},
+        # the champion that scores a batch is whichever registered version holds the alias:
+        # a lineage edge from every partition of registered_model, nothing loaded from it
+        deps=[
+            dg.AssetDep(
+                asset_key(spec.name, "registered_model"),
+                partition_mapping=dg.AllPartitionMapping(),
+            )
+        ],
         description=(
             f"Each new batch of {spec.source.folder}/{spec.source.pattern} scored by the "
             f"champion of {spec.model_name} (hash verified, safe load); predictions stored."
@@ -160,6 +169,7 @@ def monitoring_assets(pipeline: Any, pdef: dg.PartitionsDefinition) -> list[dg.A
     @dg.asset(
         name="batch_outcomes",
         **common,
+        kinds={"pandas"},
         ins={"scored_batch": dg.AssetIn(key=asset_key(spec.name, "scored_batch"))},
         output_required=False,
         description=(
