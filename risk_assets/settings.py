@@ -1,7 +1,8 @@
 """Where state lives: embedded defaults in a project-local folder, moved by environment.
 
 - ``RISK_ASSETS_HOME``: the state folder (default ``./.risk-assets`` in the working directory).
-- ``DAGSTER_HOME``: the Dagster instance (default ``$RISK_ASSETS_HOME/dagster``).
+- ``DAGSTER_HOME``: the Dagster instance (default ``$RISK_ASSETS_HOME/dagster``, whose
+  ``dagster.yaml`` is written here: telemetry off, one registration per model at a time).
 - ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``: the MLflow stores (default a SQLite
   database ``$RISK_ASSETS_HOME/mlflow/mlflow.db`` with artefacts under
   ``$RISK_ASSETS_HOME/mlflow/artifacts``).
@@ -13,9 +14,34 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "current_settings", "current_user"]
+__all__ = [
+    "EMBEDDED_DAGSTER_YAML",
+    "Settings",
+    "current_settings",
+    "current_user",
+    "ensure_embedded_dagster_home",
+]
 
 STATE_ENV = "RISK_ASSETS_HOME"
+
+#: The embedded instance's ``dagster.yaml``. Runs may go in parallel (a backfill launched
+#: from the UI runs several partitions at once), but every step in a concurrency pool waits
+#: for a slot of that pool, and each pool has one: the registration step of a model is in
+#: the pool of that model (``risk_assets/registry/<model>``), so two runs never register or
+#: promote one model at the same time. A limit set with ``dagster instance concurrency set``
+#: overrides the default for that pool.
+EMBEDDED_DAGSTER_YAML = """\
+# written by risk-assets for its embedded Dagster instance
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    granularity: op
+    default_limit: 1
+"""
+
+#: What earlier versions wrote: brought up to date on use, any other file is left alone.
+_EARLIER_DAGSTER_YAML = ("telemetry:\n  enabled: false\n",)
 
 
 @dataclass(frozen=True)
@@ -26,6 +52,11 @@ class Settings:
     registry_uri: str
     artifact_root: str
     snapshot_dir: Path
+
+    @property
+    def is_embedded_dagster_home(self) -> bool:
+        """True when the Dagster instance is the project-local default under the state folder."""
+        return self.dagster_home == self.state_dir / "dagster"
 
     def env_lines(self) -> list[str]:
         """Shell lines that make ``dagster dev`` and ``mlflow ui`` open this same state."""
@@ -57,6 +88,20 @@ def current_settings(environ: dict[str, str] | None = None) -> Settings:
         artifact_root=(state / "mlflow" / "artifacts").as_uri(),
         snapshot_dir=state / "snapshots",
     )
+
+
+def ensure_embedded_dagster_home(settings: Settings) -> Path:
+    """Make the embedded Dagster home with its ``dagster.yaml`` (see EMBEDDED_DAGSTER_YAML),
+    or bring a ``dagster.yaml`` an earlier version wrote up to date; a file someone edited is
+    left as it is. Returns the path of ``dagster.yaml``."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text(encoding="utf-8") in _EARLIER_DAGSTER_YAML:
+        tmp = config.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+        tmp.write_text(EMBEDDED_DAGSTER_YAML, encoding="utf-8")
+        os.replace(tmp, config)
+    return config
 
 
 def current_user() -> str:

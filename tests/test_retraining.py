@@ -239,12 +239,126 @@ def test_injected_drift_is_caught_and_retraining_requested_once(monthly):
     assert alert["event"] == "retraining_requested"
     assert alert["partition"] == "2025-10" and alert["window"] == ["2025-05", "2025-10"]
     assert "no_input_drift" in alert["failed_checks"]
-    # the sensor asks nothing more on later ticks
+    # the sensor asks nothing more on later ticks, and alerts nothing more
     from risk_assets.dagster._runner import tick_retraining_sensor
 
     with using_state(monthly.state):
         requests, skip = tick_retraining_sensor(MONTHLY_SPEC, instance=monthly.instance)
-    assert requests == [] and "no new drift episode" in skip
+    assert requests == [] and "no new drift episode (1 retraining(s)" in skip
+    assert len(monthly.alerts) == 1
+
+
+SENSOR = "credit_risk_monthly_retraining_sensor"
+
+
+def test_the_runs_the_sensor_requested_carry_its_name_and_run_keys(monthly):
+    """The CLI executes the sensor's requests tagged as the daemon tags the runs it launches:
+    the sensor's name and the request's run key, so Dagster de-duplicates them."""
+    reported = monthly.monitoring["retraining"]
+    assert reported and all(r["run_key"] for r in reported)
+    assert len({r["run_key"] for r in reported}) == len(reported)
+    runs = monthly.instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": SENSOR}))
+    by_key = {run.tags["dagster/run_key"]: run for run in runs}
+    assert set(by_key) == {r["run_key"] for r in reported}
+    training = by_key["retrain:2025-10"]
+    assert training.job_name == "credit_risk_monthly_job"
+    assert training.tags["risk_assets/retrain_of"] == "2025-10"
+    assert training.tags["dagster/partition"] == "2025-10"
+    for key in ("2025-07", "2025-08", "2025-09"):
+        data = by_key[f"window-data:{key}:for:2025-10"]
+        assert data.job_name == "credit_risk_monthly_data_job"
+        assert data.tags["risk_assets/window_of"] == "2025-10"
+        assert data.tags["dagster/partition"] == key
+    # no state of the sensor outside the instance
+    assert not (monthly.state / "sensors").exists()
+
+
+def _daemon_tick(instance: dg.DagsterInstance):
+    """Start the retraining sensor and evaluate it once with Dagster's own sensor daemon
+    code, on the instance's stored sensor state (the code location loaded in process, as
+    ``dagster dev -w workspace.yaml`` names it)."""
+    import logging
+    import sys
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable,
+            python_file=str(PIPELINES / "definitions.py"),
+            working_directory=str(PIPELINES.parent),
+        ),
+        location_name="risk_assets_pipelines",
+    )
+    target = InProcessWorkspaceLoadTarget(origin)
+    with create_test_daemon_workspace_context(target, instance) as workspace:
+        location = workspace.create_request_context().get_code_location("risk_assets_pipelines")
+        repo = next(iter(location.get_repositories().values()))
+        sensor = repo.get_sensor(SENSOR)
+        state = instance.start_sensor(sensor)
+        assert state.instigator_data.cursor is None  # nothing stored beside the runs
+        list(execute_sensor_iteration(workspace, logging.getLogger(__name__), None, None))
+        return instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id)[0]
+
+
+def test_turning_the_sensor_on_after_the_cli_requests_nothing_already_done(monthly):
+    """After ``backfill --monitor --retrain``, the daemon evaluates the sensor (turned on as
+    the README says): no second retraining, no second alert."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    before = monthly.instance.get_runs_count()
+    with using_state(monthly.state):
+        tick = _daemon_tick(monthly.instance)
+    assert tick.status == TickStatus.SKIPPED, tick.error
+    assert "no new drift episode (1 retraining(s)" in tick.skip_reason
+    assert tick.run_ids == [] and tick.run_keys == []
+    assert monthly.instance.get_runs_count() == before
+    assert len(monthly.alerts) == 1
+
+
+def test_a_monitoring_backfill_without_retrain_leaves_the_requests_to_the_daemon(
+    tmp_path, monkeypatch
+):
+    """``backfill --monitor`` lists the sensor's requests (alerting once per episode, not
+    once per tick); the daemon, turned on afterwards, launches them with no second alert,
+    and a later evaluation waits for those runs instead of asking again."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    from risk_assets.dagster._runner import tick_retraining_sensor
+
+    hook = _Webhook()
+    monkeypatch.setenv("RISK_ASSETS_ALERT_WEBHOOK", hook.url)
+    window_data = {f"window-data:{k}:for:2025-10" for k in ("2025-07", "2025-08", "2025-09")}
+    try:
+        with using_state(tmp_path):
+            spec = str(MONTHLY_SPEC)
+            assert _cli("backfill", spec, "--from", TRAINED[0], "--to", TRAINED[-1])[0] == 0
+            code, report = _cli(
+                "backfill", spec, "--from", MONITORED[0], "--to", MONITORED[-1], "--monitor"
+            )
+            assert code == 0
+            # listed after each flagged month of the episode, alerted once
+            assert {r["run_key"] for r in report["retraining"]} == window_data
+            assert len(hook.received) == 1
+            instance = dg.DagsterInstance.get()
+            by_sensor = dg.RunsFilter(tags={"dagster/sensor_name": SENSOR})
+            assert instance.get_runs_count(by_sensor) == 0  # nothing ran
+            tick = _daemon_tick(instance)
+            assert tick.status == TickStatus.SUCCESS, tick.error
+            assert set(tick.run_keys) == window_data
+            queued = instance.get_runs(by_sensor)
+            assert {run.tags["dagster/run_key"] for run in queued} == window_data
+            assert {run.status for run in queued} == {dg.DagsterRunStatus.QUEUED}
+            assert len(hook.received) == 1
+            requests, skip = tick_retraining_sensor(MONTHLY_SPEC, instance=instance)
+            assert requests == [] and "waits for the data runs" in skip
+            assert len(hook.received) == 1
+    finally:
+        hook.close()
 
 
 def test_decision_volume_flags_the_jump_in_denials(monthly):

@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from risk_assets.dagster._names import asset_key
+from risk_assets.dagster._names import asset_key, registry_pool
 from risk_assets.dagster._partitions import read_partition, window_mapping
 from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
 from risk_assets.dagster._training import fit_and_log
@@ -267,9 +267,22 @@ def _candidate_model(b: _Build) -> dg.AssetsDefinition:
 
 
 def _registered_model(b: _Build) -> dg.AssetsDefinition:
-    description = "The candidate in the MLflow registry; only after every blocking gate passed."
+    model = b.spec.model_name
+    description = (
+        "The candidate in the MLflow registry; only after every blocking gate passed. One "
+        f"registration of {model} at a time (pool {registry_pool(model)})."
+    )
 
-    @dg.asset(ins=b.ins("candidate_model"), **b.common("registered_model", description))
+    # The pool makes registration and promotion of one model a critical section across
+    # runs: promotion moves `champion` only while it is still the version the champion gate
+    # compared with (a read, then a write), which two runs of one backfill must not
+    # interleave. The gates themselves need no pool: they only read the champion, and a
+    # sibling promoting between a gate and this step is caught here, not prevented there.
+    @dg.asset(
+        ins=b.ins("candidate_model"),
+        pool=registry_pool(model),
+        **b.common("registered_model", description),
+    )
     def registered_model(
         context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
     ):

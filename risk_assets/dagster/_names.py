@@ -6,10 +6,13 @@ import dagster as dg
 __all__ = [
     "ASSET_NAMES",
     "PIPELINE_TAG",
+    "RETRAIN_OF_TAG",
+    "WINDOW_OF_TAG",
     "asset_key",
     "data_job_name",
     "job_name",
     "monitoring_job_name",
+    "registry_pool",
     "schedule_name",
     "sensor_name",
 ]
@@ -24,6 +27,12 @@ ASSET_NAMES = (
 )
 #: The run tag naming the pipeline a job belongs to.
 PIPELINE_TAG = "risk_assets/pipeline"
+#: The run tag of a training run the retraining sensor requested: the partition whose drift
+#: episode asked for it (the window ends there).
+RETRAIN_OF_TAG = "risk_assets/retrain_of"
+#: The run tag of a data run the retraining sensor requested for the window of a retraining:
+#: the partition being retrained (the run's own partition is one of its window).
+WINDOW_OF_TAG = "risk_assets/window_of"
 
 
 def asset_key(pipeline: str, asset: str) -> dg.AssetKey:
@@ -48,3 +57,9 @@ def sensor_name(pipeline: str) -> str:
 
 def schedule_name(pipeline: str) -> str:
     return f"{pipeline}_retraining_schedule"
+
+
+def registry_pool(model: str) -> str:
+    """The Dagster concurrency pool that serialises registration and promotion of one
+    registered model (the embedded instance limits every pool to one step at a time)."""
+    return f"risk_assets/registry/{model}"

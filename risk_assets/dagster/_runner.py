@@ -17,6 +17,11 @@ from risk_assets.pipeline import LoadedPipeline, load_pipeline
 
 __all__ = ["GateOutcome", "RunOutcome", "preflight", "run_pipeline"]
 
+#: Dagster's run tags for the sensor that requested a run and its run key: the daemon sets
+#: them on the runs it launches and finds earlier runs of a run key by them.
+SENSOR_NAME_TAG = "dagster/sensor_name"
+RUN_KEY_TAG = "dagster/run_key"
+
 _CONFIG_ERRORS = {"ConfigError", "SpecError", "PolicyError", "SuiteError", "DataError"}
 
 
@@ -149,16 +154,13 @@ def _partition_arg(pipeline: LoadedPipeline, partition: str | None) -> None:
 
 
 def _instance() -> dg.DagsterInstance:
-    from risk_assets.settings import current_settings
+    from risk_assets.settings import current_settings, ensure_embedded_dagster_home
 
-    if not os.environ.get("DAGSTER_HOME"):
-        # The embedded default: a project-local home, made on first use without telemetry.
-        home = current_settings().dagster_home
-        home.mkdir(parents=True, exist_ok=True)
-        config = home / "dagster.yaml"
-        if not config.exists():
-            config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-        os.environ["DAGSTER_HOME"] = str(home)
+    settings = current_settings()
+    if not os.environ.get("DAGSTER_HOME") or settings.is_embedded_dagster_home:
+        # the embedded default: a project-local home, made (or brought up to date) on use
+        ensure_embedded_dagster_home(settings)
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.get()
 
@@ -176,12 +178,14 @@ def run_pipeline(
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
     log_to_console: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
     """Materialise every asset and gate of a pipeline (for one partition of a partitioned
     one); classify the result for the CLI.
 
     For a partitioned pipeline, the window's earlier partitions whose data was never
-    materialised are snapshotted and gated first, each in a run of its own.
+    materialised are snapshotted and gated first, each in a run of its own. ``tags`` go on
+    the training run (e.g. a sensor request's run key).
 
     Raises:
         ConfigError: the spec, policy, suite, partition or data is bad (before anything runs).
@@ -198,7 +202,7 @@ def run_pipeline(
         for key in missing_window_data(inst, pipeline, keys, partition):
             _execute(defs, data_job_name(spec.name), inst, key, log_to_console)
             prepared.append(key)
-    result = _execute(defs, job_name(spec.name), inst, partition, log_to_console)
+    result = _execute(defs, job_name(spec.name), inst, partition, log_to_console, tags=tags)
     outcome = _training_outcome(pipeline, result)
     outcome.partition, outcome.prepared = partition, prepared
     return outcome
@@ -210,11 +214,17 @@ def _execute(
     instance: dg.DagsterInstance,
     partition: str | None,
     log_to_console: bool,
+    *,
+    tags: dict[str, str] | None = None,
 ) -> Any:
     level = "INFO" if log_to_console else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     return defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config, partition_key=partition
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        partition_key=partition,
+        tags=tags,
     )
 
 
@@ -433,35 +443,37 @@ def tick_retraining_sensor(
     *,
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
-    cursor_file: Path | None = None,
 ) -> tuple[list[Any], str | None]:
-    """Evaluate the retraining sensor once, as the daemon would, keeping its cursor in
-    ``cursor_file`` (default: under the state folder). Returns its run requests and its
-    skip message."""
-    from risk_assets.settings import current_settings
+    """Evaluate the retraining sensor once, as the daemon would. Returns its run requests
+    and its skip message.
 
+    The sensor keeps no cursor: it reads what it requested before from the instance's runs
+    and what it alerted from the instance, so this evaluation and the daemon's agree.
+    """
     pipeline = load_pipeline(spec_path)
     name = sensor_name(pipeline.spec.spec.name)
     defs = build_definitions([pipeline], resources=resources)
     inst = instance or _instance()
-    path = cursor_file or current_settings().state_dir / "sensors" / f"{name}.cursor"
-    cursor = path.read_text(encoding="utf-8") if path.is_file() else None
     sensor = defs.resolve_sensor_def(name)
     bound = {**default_resources(), **(resources or {})}
     with dg.build_sensor_context(
         instance=inst,
-        cursor=cursor,
         definitions=defs,
         sensor_name=name,
         resources={"alerts": bound["alerts"]},
     ) as context:
         data = sensor.evaluate_tick(context)
-    if data.cursor is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(data.cursor, encoding="utf-8")
-        os.replace(tmp, path)
     return list(data.run_requests or []), data.skip_message
+
+
+def request_tags(request: Any, sensor: str) -> dict[str, str]:
+    """The tags of a run launched for a sensor's request, as the daemon sets them: the
+    request's own tags, the sensor's name and the run key (Dagster de-duplicates on these)."""
+    tags = {k: v for k, v in (request.tags or {}).items() if not k.startswith("dagster/partition")}
+    tags[SENSOR_NAME_TAG] = sensor
+    if request.run_key:
+        tags[RUN_KEY_TAG] = request.run_key
+    return tags
 
 
 def run_requested(
@@ -472,9 +484,11 @@ def run_requested(
     resources: dict[str, Any] | None = None,
     log_to_console: bool = True,
 ) -> Any:
-    """Execute a sensor's run request in this process; a training request returns its
-    :class:`RunOutcome`, a data request the Dagster result."""
+    """Execute a retraining sensor's run request in this process, tagged as the daemon tags
+    the runs it launches for the sensor (its name, the run key); a training request returns
+    its :class:`RunOutcome`, a data request the Dagster result."""
     pipeline = load_pipeline(spec_path)
+    tags = request_tags(request, sensor_name(pipeline.spec.spec.name))
     if request.job_name in (None, job_name(pipeline.spec.spec.name)):
         return run_pipeline(
             spec_path,
@@ -482,10 +496,11 @@ def run_requested(
             instance=instance,
             resources=resources,
             log_to_console=log_to_console,
+            tags=tags,
         )
     defs = build_definitions([pipeline], resources=resources)
     inst = instance or _instance()
-    return _execute(defs, request.job_name, inst, request.partition_key, log_to_console)
+    return _execute(defs, request.job_name, inst, request.partition_key, log_to_console, tags=tags)
 
 
 def partitions_between(spec_path: str | Path, start: str, end: str) -> list[str]:

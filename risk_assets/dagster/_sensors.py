@@ -3,21 +3,27 @@ failed blocking monitoring checks into one retraining request per drift episode 
 the training job for the window ending at that partition, its missing data first), with a
 cool-down, alerting through the webhook resource."""
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
-from risk_assets.dagster._names import schedule_name, sensor_name
+from risk_assets.dagster._names import (
+    RETRAIN_OF_TAG,
+    WINDOW_OF_TAG,
+    schedule_name,
+    sensor_name,
+)
 from risk_assets.dagster._resources import WebhookAlertResource
 
 __all__ = [
     "RetrainingRequest",
+    "alerted_partitions",
     "missing_window_data",
     "partition_verdicts",
     "plan_retraining",
+    "requested_runs",
     "retraining_sensor",
     "schedules",
 ]
@@ -106,6 +112,24 @@ def missing_window_data(
     return [k for k in window if k not in done]
 
 
+#: Dagster's run tag of a run's partition.
+PARTITION_TAG = "dagster/partition"
+#: Where the instance records that a drift episode was alerted (Dagster's key-value store of
+#: the instance, shared by every evaluation of the sensor: daemon or CLI).
+_ALERTED = "risk_assets/retraining_alerted/{pipeline}/{partition}"
+
+
+def alerted_partitions(
+    instance: dg.DagsterInstance, pipeline_name: str, partitions: Sequence[str]
+) -> set[str]:
+    """The partitions among ``partitions`` whose retraining request was alerted already."""
+    keys = {_ALERTED.format(pipeline=pipeline_name, partition=p): p for p in partitions}
+    if not keys:
+        return set()
+    found = instance.run_storage.get_cursor_values(set(keys))
+    return {keys[k] for k in found}
+
+
 def _alert(context: Any, alerts: Any, spec: Any, req: RetrainingRequest, window: list[str]) -> None:
     summary = (
         f"{spec.name}: monitoring failed in partition {req.partition} "
@@ -123,35 +147,68 @@ def _alert(context: Any, alerts: Any, spec: Any, req: RetrainingRequest, window:
         },
         log=context.log,
     )
+    # recorded once sent (a failed webhook is logged by send and not retried): the next
+    # evaluation, wherever it runs, does not alert this episode again
+    key = _ALERTED.format(pipeline=spec.name, partition=req.partition)
+    context.instance.run_storage.set_cursor_values({key: summary})
+
+
+def requested_runs(
+    instance: dg.DagsterInstance, job: str, tag: str, partitions: Sequence[str]
+) -> list[Any]:
+    """Runs of ``job`` in the instance whose ``tag`` names one of ``partitions``: what the
+    retraining sensor requested before, whoever executed it (the daemon or the CLI)."""
+    if not partitions:
+        return []
+    return list(instance.get_runs(dg.RunsFilter(job_name=job, tags={tag: list(partitions)})))
 
 
 def _requests_for(
     context: Any, pipeline: Any, keys: list[str], req: RetrainingRequest, jobs: tuple[Any, Any]
-) -> tuple[list[dg.RunRequest], bool]:
-    """The runs one retraining request needs now, and whether it is the training run (the
-    window's missing data first; training follows on a later tick)."""
+) -> tuple[list[dg.RunRequest], str | None]:
+    """The runs one retraining request needs now: the data runs of the window's partitions
+    never materialised, else the training run; or why it waits."""
     training_job, data_job = jobs
     missing = missing_window_data(context.instance, pipeline, keys, req.partition)
     if missing:
-        return [
-            dg.RunRequest(
-                job_name=data_job.name,
-                run_key=f"window-data:{key}:for:{req.partition}",
-                partition_key=key,
-                tags={"risk_assets/trigger": f"window of {req.partition}"},
+        earlier = {
+            run.tags.get(PARTITION_TAG): run
+            for run in requested_runs(
+                context.instance, data_job.name, WINDOW_OF_TAG, [req.partition]
             )
-            for key in missing
-        ], False
+        }
+        todo = [key for key in missing if key not in earlier]
+        if todo:
+            return [
+                dg.RunRequest(
+                    job_name=data_job.name,
+                    run_key=f"window-data:{key}:for:{req.partition}",
+                    partition_key=key,
+                    tags={
+                        WINDOW_OF_TAG: req.partition,
+                        "risk_assets/trigger": f"window of {req.partition}",
+                    },
+                )
+                for key in todo
+            ], None
+        running = [k for k in missing if not earlier[k].is_finished]
+        if running:
+            return [], f"retraining of {req.partition} waits for the data runs of {running}"
+        return [], (
+            f"retraining of {req.partition} waits: the data runs of {missing} ended without "
+            f"materialising their validated data (run {data_job.name} for them to go on)"
+        )
     training = dg.RunRequest(
         job_name=training_job.name,
         run_key=f"retrain:{req.partition}",
         partition_key=req.partition,
         tags={
+            RETRAIN_OF_TAG: req.partition,
             "risk_assets/trigger": "monitoring",
             "risk_assets/failed_checks": ",".join(req.failed_checks),
         },
     )
-    return [training], True
+    return [training], None
 
 
 def retraining_sensor(
@@ -161,7 +218,14 @@ def retraining_sensor(
     training_job: Any,
     data_job: Any,
 ) -> dg.SensorDefinition:
-    """The sensor that asks for retraining when blocking monitoring checks fail."""
+    """The sensor that asks for retraining when blocking monitoring checks fail.
+
+    It keeps no cursor: what it requested before is read from the instance's runs (tagged
+    ``risk_assets/retrain_of`` / ``risk_assets/window_of``), and which episodes were alerted
+    from the instance's key-value store, so every evaluation (the daemon's, or the CLI's in
+    process) sees the same history. Every request carries a run key as well, so Dagster
+    itself never launches one twice.
+    """
     spec = pipeline.spec.spec
     cool_down = spec.retraining.cool_down
 
@@ -173,36 +237,41 @@ def retraining_sensor(
         description=(
             f"Requests retraining of {spec.name} (the window ending at the partition) when a "
             f"blocking monitoring check fails: once per drift episode, cool-down {cool_down} "
-            "partitions; alerts through the webhook resource."
+            "partitions; alerts through the webhook resource. Keeps no cursor: what it "
+            "requested is read from the runs it tagged."
         ),
     )
     def sensor(context: dg.SensorEvaluationContext, alerts: WebhookAlertResource):
-        state = {"requested": [], "alerted": []}
-        state.update(json.loads(context.cursor) if context.cursor else {})
         keys = list(pdef.get_partition_keys())
         plan = plan_retraining(
             partition_verdicts(context.instance, check_keys), order=keys, cool_down=cool_down
         )
-        requests = []
+        planned = [req.partition for req in plan]
+        retrained = {
+            run.tags[RETRAIN_OF_TAG]
+            for run in requested_runs(context.instance, training_job.name, RETRAIN_OF_TAG, planned)
+        }
+        alerted = alerted_partitions(context.instance, spec.name, planned)
+        requests: list[dg.RunRequest] = []
+        waiting: list[str] = []
         for req in plan:
-            if req.partition in state["requested"]:
+            if req.partition in retrained:
                 continue
-            if req.partition not in state["alerted"]:
+            if req.partition not in alerted:
                 at = keys.index(req.partition)
-                _alert(
-                    context, alerts, spec, req, keys[max(0, at - spec.training_window + 1) : at + 1]
-                )
-                state["alerted"].append(req.partition)
-            runs, training = _requests_for(context, pipeline, keys, req, (training_job, data_job))
+                window = keys[max(0, at - spec.training_window + 1) : at + 1]
+                _alert(context, alerts, spec, req, window)
+            runs, note = _requests_for(context, pipeline, keys, req, (training_job, data_job))
             requests += runs
-            if training:
-                state["requested"].append(req.partition)
-        context.update_cursor(json.dumps(state, sort_keys=True))
-        if not requests:
-            return dg.SkipReason(
-                f"no new drift episode ({len(state['requested'])} retraining(s) requested before)"
-            )
-        return requests
+            if note:
+                waiting.append(note)
+        if requests:
+            return requests
+        if waiting:
+            return dg.SkipReason("; ".join(waiting))
+        return dg.SkipReason(
+            f"no new drift episode ({len(retrained)} retraining(s) requested before)"
+        )
 
     return sensor
 
