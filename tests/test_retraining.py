@@ -374,6 +374,19 @@ def test_decision_volume_flags_the_jump_in_denials(monthly):
     assert flagged and set(flagged) <= set(DRIFTED)
 
 
+def test_policy_show_reports_the_monitoring_verdicts(monthly, capsys):
+    """Monitoring verdicts live in the Dagster instance: policy show reads them there
+    (not 'never run'), with the partitions that failed."""
+    with using_state(monthly.state):
+        assert main(["policy", "show", str(MONTHLY_SPEC), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    risk = next(r for r in doc["risks"] if r["control"] == "input_drift")
+    assert risk["last_result"] == "FAILED"
+    for key in DRIFTED:
+        assert key in risk["last_summary"]
+    assert f"of {len(MONITORED)} partitions failed" in risk["last_summary"]
+
+
 def test_plan_retraining_one_request_per_episode_with_a_cool_down():
     order = [f"m{i:02d}" for i in range(12)]
 
