@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from risk_assets.errors import GateEvidenceError, IntegrityError
-from risk_assets.registry import TAG_PREFIX, RunLineage, VersionTags
-from risk_assets.registry._lineage import _RUN_KEYS, _VERSION_KEYS
+from risk_assets.registry import TAG_PREFIX, RunLineage, RunVerdict, VersionTags
+from risk_assets.registry._lineage import _RUN_KEYS, _VERDICT_KEYS, _VERSION_KEYS
 
 #: The published schema of a candidate run's tags (audit queries select on these keys).
 RUN_KEYS = [
@@ -44,6 +44,11 @@ PARTITION_KEYS = ["risk_assets.partition"]
 WINDOW_KEYS = ["risk_assets.window", "risk_assets.window_sha256"]
 #: Set on the run when it is registered.
 REGISTRATION_KEYS = ["risk_assets.candidate_version"]
+#: The link back to the Dagster run (written by the pipeline since it links the UIs).
+LINK_KEYS = ["risk_assets.dagster_run_url"]
+#: A run's verdict: what became of its model, the failed blocking gates, MLflow's own
+#: run description.
+VERDICT_KEYS = ["mlflow.note.content", "risk_assets.failed_gates", "risk_assets.verdict"]
 
 #: The published schema of a registered version's tags.
 VERSION_KEYS = [
@@ -281,6 +286,7 @@ def test_exact_keys_written(partitioning):
 def test_every_field_has_a_key():
     assert set(_RUN_KEYS) == {f.name for f in fields(RunLineage)}
     assert set(_VERSION_KEYS) == {f.name for f in fields(VersionTags)}
+    assert set(_VERDICT_KEYS) == {f.name for f in fields(RunVerdict)}
     assert all(k.startswith(TAG_PREFIX) for k in _VERSION_KEYS.values())
     assert TAG_PREFIX == "risk_assets."
 
@@ -448,3 +454,18 @@ def test_a_real_mlflow_store_reads_back_identically(tmp_path, partitioning):
         [experiment_id], filter_string=f"tags.`risk_assets.train_sha256` = '{SHA['trai']}'"
     )
     assert [r.info.run_id for r in found] == [run_id]
+
+
+def test_link_and_verdict_keys_written():
+    i = _sample_inputs("none")
+    url = "http://127.0.0.1:3000/runs/" + i.context.run.run_id
+    linked = replace(_saved(_new_writer(i), i), dagster_run_url=url)
+    assert sorted(linked.to_tags()) == sorted(RUN_KEYS + LINK_KEYS)
+    assert linked.to_tags()["risk_assets.dagster_run_url"] == url
+    assert RunLineage.from_tags(linked.to_tags()) == linked
+    verdict = RunVerdict(verdict="refused", failed_gates=["pii_free"], description="**Refused**")
+    assert sorted(verdict.to_tags()) == VERDICT_KEYS
+    # verdict tags are not lineage: reading one ignores the other
+    both = {**linked.to_tags(), **verdict.to_tags()}
+    assert RunLineage.from_tags(both) == linked
+    assert RunVerdict.from_tags(both) == verdict

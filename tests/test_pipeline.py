@@ -138,7 +138,11 @@ def test_out_of_range_values_blocked_by_expectations(state, tmp_path, credit, ca
     # downstream of a failed blocking data gate nothing ran, nothing was registered
     assert gates["meets_metric_thresholds"]["passed"] is None
     assert registered_versions(mlflow_client()) == []
-    assert mlflow_client().search_experiments(filter_string="name = 'credit_risk'") == []
+    # no candidate was trained: MLflow holds the refusal run only (test_mlflow_verdicts.py)
+    client = mlflow_client()
+    runs = client.search_runs([client.get_experiment_by_name("credit_risk").experiment_id])
+    assert [r.data.tags["risk_assets.verdict"] for r in runs] == ["refused"]
+    assert "risk_assets.model_sha256" not in runs[0].data.tags
 
 
 def test_a_dropped_feature_column_is_blocked_by_the_expectation_suite(

@@ -4,6 +4,14 @@ A check runs its catalogue entry's control on the inputs of the asset it sits on
 closed: an exception is a failed gate), records the evidence where that asset keeps it
 (beside the snapshot for data gates and monitoring, on the candidate's MLflow run for
 model gates) and reports the result, figures and evidence table as Dagster metadata.
+
+What a blocking gate decides is also kept in MLflow: a failed model gate marks the
+candidate's run ``blocked``, a failed data gate leaves a ``refused`` run (see
+:class:`risk_assets.registry.RunVerdict`); the check's metadata links to that run.
+
+Monitoring checks never block in Dagster (a scored batch must still get its outcomes
+measured): their metadata says ``risk/blocking`` False, and ``risk/drives_retraining``
+True for severity error, which is what the retraining sensor acts on.
 """
 
 import time
@@ -23,14 +31,22 @@ from risk_assets.errors import RiskAssetsError
 __all__ = ["build_check", "check_metadata", "evaluate_gate", "run_control"]
 
 
-def check_metadata(check: Check, result: ControlResult, *, extra: dict[str, Any]) -> dict:
-    """A gate's result as Dagster metadata: the risk it treats, verdict, figures, evidence."""
+def check_metadata(
+    check: Check, result: ControlResult, *, extra: dict[str, Any], monitoring: bool = False
+) -> dict:
+    """A gate's result as Dagster metadata: the risk it treats, verdict, figures, evidence.
+
+    ``risk/blocking`` is what the check does in Dagster: a monitoring check never blocks;
+    there, ``risk/drives_retraining`` says whether its failure asks for retraining.
+    """
     risk = check.risk
     md: dict[str, Any] = {
         "risk/id": risk.id,
         "risk/title": risk.title,
         "risk/category": risk.category,
-        "risk/blocking": risk.blocking,
+        "risk/severity": risk.control.severity,
+        "risk/blocking": check.blocking and not monitoring,
+        **({"risk/drives_retraining": check.blocking} if monitoring else {}),
         "risk/passed": result.passed,
         "risk/summary": result.summary,
         "risk/value": dg.MetadataValue.float(result.value) if result.value is not None else "n/a",
@@ -175,6 +191,8 @@ def _outcome_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
 def _keep_beside_snapshot(
     call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
 ) -> dict:
+    from risk_assets.dagster._training import record_refusal
+
     subject = record.subject_sha256
     call.store.put_evidence(subject, check.name, record.to_dict())
     extra: dict[str, Any] = {"risk/snapshot_sha256": subject}
@@ -183,17 +201,37 @@ def _keep_beside_snapshot(
         extra["risk/plot"] = dg.MetadataValue.path(str(path))
     else:
         call.store.drop_evidence_plot(subject, check.name)
+    try:
+        extra.update(
+            record_refusal(
+                call.context, inputs.pipeline, call.value, record, call.mlflow, call.store
+            )
+        )
+    except Exception as exc:  # the verdict stands; only its copy in MLflow is missing
+        call.context.log.error(
+            f"{check.name}: not recorded in MLflow ({type(exc).__name__}: {exc})"
+        )
+        extra["risk/mlflow_record"] = f"not recorded in MLflow ({type(exc).__name__})"
     return extra
 
 
 def _keep_on_mlflow_run(
     call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
 ) -> dict:
-    from risk_assets.registry._mlflow import log_gate, log_gate_plot
+    from risk_assets.registry import RunVerdict
+    from risk_assets.registry._mlflow import log_gate, log_gate_plot, record_verdict
 
     run_id = call.value["run_id"]
     log_gate(inputs.client, run_id, record)
-    extra: dict[str, Any] = {"mlflow_run_id": run_id}
+    if record.blocking and not record.passed:
+        # the candidate will not be registered: say so on its run, where MLflow shows it
+        record_verdict(inputs.client, run_id, RunVerdict.BLOCKED)
+    extra: dict[str, Any] = {
+        "mlflow_run_id": run_id,
+        "mlflow_run": dg.MetadataValue.url(
+            call.mlflow.run_url(call.value["experiment_id"], run_id)
+        ),
+    }
     if plot is not None:
         try:
             extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
@@ -208,10 +246,17 @@ def _keep_monitoring(
     call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
 ) -> dict:
     call.store.put_evidence(record.subject_sha256, check.name, record.to_dict())
-    return {
-        "risk/champion": inputs.scored["champion"],
+    champion = inputs.scored["champion"]
+    extra: dict[str, Any] = {
+        "risk/champion": champion,
         "risk/partition": inputs.scored["partition"],
     }
+    name, _, version = str(champion).rpartition("/")
+    if name and version:
+        extra["mlflow_model_version"] = dg.MetadataValue.url(
+            call.mlflow.model_version_url(name, version)
+        )
+    return extra
 
 
 @dataclass(frozen=True)
@@ -247,7 +292,9 @@ def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> dg
     return dg.AssetCheckResult(
         passed=bool(result.passed),
         severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
-        metadata=check_metadata(check, result, extra=extra),
+        # the Description column of the check's execution history
+        description=result.summary,
+        metadata=check_metadata(check, result, extra=extra, monitoring=binding.monitoring),
     )
 
 
@@ -256,9 +303,16 @@ def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | Non
     name = pipeline.spec.spec.name
     binding = _BINDINGS[check.asset]
     risk = check.risk
-    kind = "blocking" if check.blocking else "warning"
-    description = f"[{risk.id}] {risk.title}: {risk.control.name} ({kind}"
-    description += "; monitoring)" if binding.monitoring else ")"
+    if binding.monitoring:
+        # never blocking in Dagster; severity error is what asks for retraining
+        kind = (
+            "severity error: drives retraining; monitoring"
+            if check.blocking
+            else "severity warn: reported only; monitoring"
+        )
+    else:
+        kind = "blocking" if check.blocking else "warning"
+    description = f"[{risk.id}] {risk.title}: {risk.control.name} ({kind})"
     keys = list(pdef.get_partition_keys()) if binding.monitoring else []
 
     def gate(context, subject: dict, snapshots: SnapshotStoreResource, mlflow: MlflowResource):

@@ -1,7 +1,10 @@
 """One resource per external system: MLflow, the snapshot store; plus a JSON IO manager.
 
 Every field falls back to the embedded defaults of :mod:`risk_assets.settings`, which the
-environment moves (``MLFLOW_TRACKING_URI``, ``RISK_ASSETS_HOME``, ...).
+environment moves (``MLFLOW_TRACKING_URI``, ``RISK_ASSETS_HOME``, ...). The two UIs link to
+each other through :class:`MlflowResource`: ``RISK_ASSETS_MLFLOW_UI_URL`` (Dagster metadata
+links to MLflow runs and model versions) and ``RISK_ASSETS_DAGSTER_URL`` (MLflow runs link
+back to the Dagster run).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -20,6 +24,14 @@ __all__ = ["JsonIOManager", "MlflowResource", "SnapshotStoreResource", "WebhookA
 
 #: Environment variable with the URL of the alert webhook (when the resource names none).
 ALERT_WEBHOOK_ENV = "RISK_ASSETS_ALERT_WEBHOOK"
+#: Environment variable with the base URL of the MLflow UI that Dagster metadata links to.
+MLFLOW_UI_URL_ENV = "RISK_ASSETS_MLFLOW_UI_URL"
+#: `mlflow ui` on the embedded store listens here by default.
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
+#: Environment variable with the base URL of the Dagster UI that MLflow runs link back to.
+DAGSTER_URL_ENV = "RISK_ASSETS_DAGSTER_URL"
+#: `dagster dev` listens here by default.
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -36,6 +48,21 @@ class MlflowResource(dg.ConfigurableResource):
     artifact_root: str | None = Field(
         default=None,
         description="artefact location of new experiments on a local store",
+    )
+    ui_url: str | None = Field(
+        default=None,
+        description=(
+            f"base URL of the MLflow UI that Dagster metadata links to; default "
+            f"${MLFLOW_UI_URL_ENV}, else the tracking URI when it is an MLflow server, else "
+            f"{DEFAULT_MLFLOW_UI_URL} (`mlflow ui` on the embedded store)"
+        ),
+    )
+    dagster_ui_url: str | None = Field(
+        default=None,
+        description=(
+            f"base URL of the Dagster UI that MLflow runs link back to; default "
+            f"${DAGSTER_URL_ENV}, else {DEFAULT_DAGSTER_URL} (`dagster dev`)"
+        ),
     )
     _client: Any = PrivateAttr(default=None)
 
@@ -82,11 +109,32 @@ class MlflowResource(dg.ConfigurableResource):
                 raise
             return exp.experiment_id
 
-    def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        uri = self.resolved_tracking_uri()
-        if uri.startswith(("http://", "https://")):
-            return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-        return None
+    def resolved_ui_url(self) -> str:
+        """The MLflow UI's base URL: the field, ``$RISK_ASSETS_MLFLOW_UI_URL``, the tracking
+        URI of an MLflow server (which serves the UI too), or ``http://127.0.0.1:5000``."""
+        url = self.ui_url or os.environ.get(MLFLOW_UI_URL_ENV)
+        if not url:
+            tracking = self.resolved_tracking_uri()
+            url = tracking if tracking.startswith(("http://", "https://")) else None
+        return (url or DEFAULT_MLFLOW_UI_URL).rstrip("/")
+
+    def resolved_dagster_ui_url(self) -> str:
+        """The Dagster UI's base URL: the field, ``$RISK_ASSETS_DAGSTER_URL``, or
+        ``http://127.0.0.1:3000``."""
+        url = self.dagster_ui_url or os.environ.get(DAGSTER_URL_ENV) or DEFAULT_DAGSTER_URL
+        return url.rstrip("/")
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """An MLflow run's page in the MLflow UI."""
+        return f"{self.resolved_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, name: str, version: str | int) -> str:
+        """A registered model version's page in the MLflow UI."""
+        return f"{self.resolved_ui_url()}/#/models/{quote(name, safe='')}/versions/{version}"
+
+    def dagster_run_url(self, run_id: str) -> str:
+        """A Dagster run's page in the Dagster UI (the link an MLflow run carries back)."""
+        return f"{self.resolved_dagster_ui_url()}/runs/{run_id}"
 
 
 class SnapshotStoreResource(dg.ConfigurableResource):

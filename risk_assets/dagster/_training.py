@@ -1,6 +1,10 @@
 """The candidate: fitted on the training split, evaluated on the test split, and logged to
 MLflow with its lineage (:class:`risk_assets.registry.RunLineage`), its data snapshots as
-dataset inputs, the model (skops, hash recorded) and the data gates' evidence."""
+dataset inputs, the model (skops, hash recorded) and the data gates' evidence.
+
+Data refused by a blocking data gate never gets a candidate; :func:`record_refusal` gives
+it a refusal run in the same experiment instead, with the lineage it has and the gates'
+records, so that MLflow alone says what was refused, when and why."""
 
 import subprocess
 import time
@@ -12,10 +16,10 @@ import dagster as dg
 
 from risk_assets.dagster._window import data_gate_records
 from risk_assets.errors import DataError
-from risk_assets.registry import RunLineage
+from risk_assets.registry import RunLineage, RunVerdict
 from risk_assets.settings import current_user
 
-__all__ = ["fit_and_log"]
+__all__ = ["fit_and_log", "record_refusal"]
 
 
 def _code_version(folder: Path) -> str:
@@ -95,7 +99,12 @@ def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
 
 
 def _lineage(
-    context: Any, pipeline: Any, validated: dict, fitted: _Fitted, window: list | None
+    context: Any,
+    pipeline: Any,
+    validated: dict,
+    fitted: _Fitted,
+    window: list | None,
+    dagster_run_url: str | None,
 ) -> RunLineage:
     loaded, lpolicy = pipeline.spec, pipeline.policy
     spec, labels = loaded.spec, fitted.labels
@@ -124,6 +133,7 @@ def _lineage(
         spec_path=str(loaded.path),
         code_version=_code_version(loaded.path.parent),
         user=current_user(),
+        dagster_run_url=dagster_run_url,
     )
 
 
@@ -229,7 +239,8 @@ def fit_and_log(
     experiment_id = mlflow.ensure_experiment(spec.name)
     window = split.get("window")
     records, window_doc = data_gate_records(store, pipeline, validated, window, context.run.run_id)
-    lineage = _lineage(context, pipeline, validated, fitted, window)
+    dagster_url = mlflow.dagster_run_url(context.run.run_id)
+    lineage = _lineage(context, pipeline, validated, fitted, window, dagster_url)
     run = client.create_run(
         experiment_id, run_name=f"{spec.name}-{context.run.run_id[:8]}", tags=lineage.to_tags()
     )
@@ -248,6 +259,11 @@ def fit_and_log(
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
+    if any(r.get("blocking", True) and not r.get("passed") for r in records):
+        # a window with a refused partition: registration will refuse this candidate
+        from risk_assets.registry._mlflow import record_verdict
+
+        record_verdict(client, run_id, RunVerdict.BLOCKED)
     return _candidate_output(mlflow, experiment_id, run_id, model_sha, fitted, validated, spec)
 
 
@@ -267,9 +283,7 @@ def _candidate_output(
         "fit_seconds": dg.MetadataValue.float(fitted.fit_seconds),
         **{f"test/{k}": dg.MetadataValue.float(v) for k, v in fitted.metrics.items()},
     }
-    url = mlflow.run_url(experiment_id, run_id)
-    if url:
-        md["mlflow_run"] = dg.MetadataValue.url(url)
+    md["mlflow_run"] = dg.MetadataValue.url(mlflow.run_url(experiment_id, run_id))
     return dg.Output(
         {
             "run_id": run_id,
@@ -284,4 +298,137 @@ def _candidate_output(
         },
         data_version=dg.DataVersion(model_sha),
         metadata=md,
+    )
+
+
+def _refusal_lineage(context: Any, pipeline: Any, validated: dict, url: str) -> RunLineage:
+    """What a refusal run knows: the data, suite, policy, spec and code, and the Dagster
+    run; no split, no labels resolved against a model, no model."""
+    loaded, lpolicy = pipeline.spec, pipeline.policy
+    spec = loaded.spec
+    partition = context.partition_key if context.has_partition_key else None
+    return RunLineage(
+        dagster_run_id=context.run.run_id,
+        dagster_partition=partition or "none",
+        partition=partition,
+        dagster_job=context.run.job_name,
+        pipeline=spec.name,
+        source=validated["source"],
+        raw_snapshot_sha256=validated["raw_sha256"],
+        snapshot_sha256=validated["sha256"],
+        train_sha256=None,
+        test_sha256=None,
+        suite_sha256=pipeline.suite_sha256,
+        suite_path=str(loaded.suite_path),
+        policy_sha256=lpolicy.sha256,
+        policy_name=lpolicy.policy.name,
+        policy_tier=lpolicy.policy.tier,
+        spec_sha256=loaded.sha256,
+        protected_attributes=tuple(spec.protected_attributes),
+        positive_label=None,
+        favourable_label=None,
+        spec_path=str(loaded.path),
+        code_version=_code_version(loaded.path.parent),
+        user=current_user(),
+        dagster_run_url=url,
+    )
+
+
+def _this_runs_records(context: Any, pipeline: Any, store: Any, subject: str) -> list[dict]:
+    """The data gates' records about ``subject`` made by this Dagster run so far."""
+    from risk_assets.catalogue import checks_of
+
+    spec = pipeline.spec.spec
+    out = []
+    for check in checks_of(
+        pipeline.policy.policy, spec.protected_attributes, assets=("validated_data",)
+    ):
+        rec = store.get_evidence(subject, check.name)
+        if (
+            rec is not None
+            and rec.get("dagster_run_id") == context.run.run_id
+            and rec.get("policy_sha256") == pipeline.policy.sha256
+        ):
+            out.append(rec)
+    return out
+
+
+def record_refusal(
+    context: Any, pipeline: Any, validated: dict, record: Any, mlflow: Any, store: Any
+) -> dict[str, Any]:
+    """Keep a data gate's verdict in MLflow when the data has no candidate run.
+
+    A blocking data gate that fails opens (or finds: once per Dagster run and snapshot) the
+    refusal run, puts every data-gate record this Dagster run made about the snapshot on
+    it, and marks it ``refused`` with a description naming the failed gates. Any other data
+    gate is put on the refusal run if there is one already. Call it once the record is kept
+    beside the snapshot. Returns Dagster metadata linking to the refusal run (none without).
+    """
+    from risk_assets.registry._mlflow import (
+        GateRecord,
+        find_refusal_run,
+        log_gate,
+        log_gate_plot,
+        record_verdict,
+        refusal_run,
+    )
+
+    spec = pipeline.spec.spec
+    client = mlflow.get_client()
+    subject = record.subject_sha256
+    created = False
+    if record.blocking and not record.passed:
+        experiment_id = mlflow.ensure_experiment(spec.name)
+        lineage = _refusal_lineage(
+            context, pipeline, validated, mlflow.dagster_run_url(context.run.run_id)
+        )
+        run_name = f"{spec.name}-refused-{context.run.run_id[:8]}"
+        run_id, created = refusal_run(client, experiment_id, lineage, run_name=run_name)
+        context.log.info(f"{record.check} refused snapshot {subject[:12]}: MLflow run {run_id}")
+    else:
+        experiment = client.get_experiment_by_name(spec.name)
+        if experiment is None:
+            return {}
+        experiment_id = experiment.experiment_id
+        run_id = find_refusal_run(
+            client, experiment_id, dagster_run_id=context.run.run_id, snapshot_sha256=subject
+        )
+        if run_id is None:
+            return {}
+    records = [record.to_dict()]
+    if created:
+        _log_refused_snapshot(client, run_id, spec.name, validated)
+        # the gates of this run that were evaluated before
+        earlier = _this_runs_records(context, pipeline, store, subject)
+        records = [r for r in earlier if r["check"] != record.check] + records
+    for rec in records:
+        log_gate(client, run_id, GateRecord.from_dict(rec))
+        png = store.get_evidence_plot(subject, rec["check"])
+        if png is not None:
+            try:
+                log_gate_plot(client, run_id, rec["check"], png)
+            except Exception as exc:  # an illustration: never decides the gate
+                context.log.warning(f"{rec['check']}: plot not logged ({type(exc).__name__})")
+    record_verdict(client, run_id, RunVerdict.REFUSED)
+    return {
+        "mlflow_run_id": run_id,
+        "mlflow_run": dg.MetadataValue.url(mlflow.run_url(experiment_id, run_id)),
+    }
+
+
+def _log_refused_snapshot(client: Any, run_id: str, name: str, validated: dict) -> None:
+    """The refused snapshot as the refusal run's dataset input (MLflow shows its schema)."""
+    from risk_assets.registry._mlflow import snapshot_dataset_input
+    from risk_assets.registry._snapshots import SnapshotRef
+
+    ref = SnapshotRef.from_dict(
+        {k: validated[k] for k in ("sha256", "path", "rows", "columns", "scheme")}
+    )
+    client.log_inputs(
+        run_id,
+        datasets=[
+            snapshot_dataset_input(
+                ref, name=f"{name}-validated", context="refused", origin=validated["source"]
+            )
+        ],
     )

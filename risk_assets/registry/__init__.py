@@ -1,6 +1,6 @@
 """MLflow and snapshot storage: lineage tags, dataset inputs, gated registration, safe loading."""
 
-from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, VersionTags
+from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, RunVerdict, VersionTags
 from risk_assets.registry._mlflow import (
     CHALLENGER,
     CHAMPION,
@@ -11,7 +11,10 @@ from risk_assets.registry._mlflow import (
     lineage,
     load_version_model,
     log_gate,
+    record_verdict,
+    refusal_run,
     register_candidate,
+    risk_summary,
     verify_gate_evidence,
 )
 from risk_assets.registry._models import TRUSTED_TYPES, file_sha256, load_model_dir, save_model_dir
@@ -25,6 +28,7 @@ __all__ = [
     "GateRecord",
     "Registration",
     "RunLineage",
+    "RunVerdict",
     "SnapshotRef",
     "SnapshotStore",
     "VersionTags",
@@ -35,7 +39,10 @@ __all__ = [
     "load_model_dir",
     "load_version_model",
     "log_gate",
+    "record_verdict",
+    "refusal_run",
     "register_candidate",
+    "risk_summary",
     "save_model_dir",
     "verify_gate_evidence",
 ]

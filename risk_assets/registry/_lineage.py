@@ -1,9 +1,10 @@
 """The lineage tag schema of a candidate run and of a registered model version.
 
 Every MLflow tag risk-assets writes about where a model came from is a field of
-:class:`RunLineage` (on the candidate's run) or :class:`VersionTags` (on a version of
-``<name>-candidates`` or ``<name>``); both write and read the tags, so the key names and
-value formats live here and nowhere else. They are a published schema: audit queries
+:class:`RunLineage` (on the candidate's run, or a refusal run) or :class:`VersionTags` (on
+a version of ``<name>-candidates`` or ``<name>``), and what became of a run is a
+:class:`RunVerdict`; each writes and reads its tags, so the key names and value formats
+live here and nowhere else. They are a published schema: audit queries
 (``tags."risk_assets.train_sha256" = '...'``) and stores written by earlier versions
 depend on them, so a key or a format never changes.
 
@@ -23,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["TAG_PREFIX", "RunLineage", "VersionTags"]
+__all__ = ["TAG_PREFIX", "RunLineage", "RunVerdict", "VersionTags"]
 
 #: The namespace of every tag risk-assets writes on MLflow runs and model versions.
 TAG_PREFIX = "risk_assets."
@@ -60,6 +61,7 @@ _RUN_KEYS: dict[str, str] = {
     "model_sha256": TAG_PREFIX + "model_sha256",
     "window_sha256": TAG_PREFIX + "window_sha256",
     "candidate_version": TAG_PREFIX + "candidate_version",
+    "dagster_run_url": TAG_PREFIX + "dagster_run_url",
 }
 #: MLflow's own "source" of a run; ours names the pipeline spec (``spec_path``).
 _MLFLOW_SOURCE_NAME = "mlflow.source.name"
@@ -182,6 +184,8 @@ class RunLineage:
     window_sha256: str | None = None
     #: ``<name>-candidates/<version>`` once the run is registered.
     candidate_version: str | None = None
+    #: The Dagster run in the Dagster UI (a link back from MLflow to the run that made it).
+    dagster_run_url: str | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "protected_attributes")
@@ -269,3 +273,86 @@ class VersionTags:
     def from_tags(cls, tags: Mapping[str, str]) -> VersionTags:
         """Read a model version's tags (``mv.tags``); absent tags are None."""
         return _read(cls, tags, _VERSION_KEYS, ("gates_passed",))
+
+
+# Field name -> tag key of a run's verdict. ``mlflow.note.content`` is MLflow's own run
+# description (the "Description" box of a run's page).
+_VERDICT_KEYS: dict[str, str] = {
+    "verdict": TAG_PREFIX + "verdict",
+    "failed_gates": TAG_PREFIX + "failed_gates",
+    "description": "mlflow.note.content",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunVerdict:
+    """What became of a run's model, as tags: the verdict, the blocking gates that failed
+    and a description naming them (MLflow's run description).
+
+    Verdicts: ``registered`` (in production: a version of ``<name>``, copied from its
+    version of ``<name>-candidates``), ``awaiting approval`` (a version of
+    ``<name>-candidates`` only, the ``challenger``), ``blocked`` (a blocking gate failed
+    on the candidate: nothing was registered) and ``refused`` (a refusal run: a blocking
+    data gate failed, so no model was trained; the run holds that data's lineage and gate
+    records). A run without the tag has no verdict yet (its gates are running, or the run
+    stopped before registration).
+
+    A blocked or refused run is also given MLflow's ``FAILED`` status (:attr:`run_status`):
+    MLflow's UI marks and filters runs by status, and a green "finished" on a model that
+    must not be deployed reads as success. ``FAILED`` with a verdict is a gate's refusal;
+    ``FAILED`` without one is a run that broke.
+
+    Example::
+
+        verdict = RunVerdict(verdict=RunVerdict.BLOCKED, failed_gates=["fair_across_age"],
+                             description="Blocked by fair_across_age (FAIR-001): ...")
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in verdict.to_tags().items()])
+    """
+
+    REGISTERED: ClassVar[str] = "registered"
+    AWAITING_APPROVAL: ClassVar[str] = "awaiting approval"
+    BLOCKED: ClassVar[str] = "blocked"
+    REFUSED: ClassVar[str] = "refused"
+    #: Every verdict, and the MLflow run status it goes with.
+    STATUS: ClassVar[Mapping[str, str]] = {
+        "registered": "FINISHED",
+        "awaiting approval": "FINISHED",
+        "blocked": "FAILED",
+        "refused": "FAILED",
+    }
+
+    verdict: str | None = None
+    #: The blocking gates that failed (written comma-separated; empty when none did).
+    failed_gates: tuple[str, ...] = ()
+    #: The run's description (Markdown), naming what was decided and why.
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        _as_tuple(self, "failed_gates")
+
+    @property
+    def run_status(self) -> str | None:
+        """The MLflow run status that goes with the verdict (None without a verdict)."""
+        return None if self.verdict is None else self.STATUS.get(self.verdict)
+
+    def to_tags(self) -> dict[str, str]:
+        """The verdict's tags; ``failed_gates`` always, so a new verdict clears an old list.
+
+        Raises:
+            ValueError: the verdict is not one of :attr:`STATUS`.
+        """
+        if self.verdict is not None and self.verdict not in self.STATUS:
+            raise ValueError(
+                f"unknown verdict {self.verdict!r}; expected one of {sorted(self.STATUS)}"
+            )
+        return _write(self, _VERDICT_KEYS, ("failed_gates",))
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> RunVerdict:
+        """Read a run's verdict tags; absent tags are None (a verdict is read as stored)."""
+        return _read(cls, tags, _VERDICT_KEYS, ("failed_gates",))
+
+    @staticmethod
+    def search_filter(verdict: str) -> str:
+        """An MLflow ``search_runs`` filter for runs with this verdict."""
+        return f"tags.`{_VERDICT_KEYS['verdict']}` = '{verdict}'"

@@ -4,7 +4,10 @@ Layout: ``<name>-candidates`` holds every model that passed its blocking gates (
 ``challenger``); ``<name>`` holds production versions, copied from the candidates with
 ``copy_model_version`` (alias ``champion``). Tags use the ``risk_assets.`` prefix; lineage
 tags are read and written through :class:`RunLineage` and :class:`VersionTags`; gate
-evidence is a JSON tag per check, ``risk_assets.gate.<check>``.
+evidence is a JSON tag per check, ``risk_assets.gate.<check>``, summarised per risk in
+``risk_assets.risk.<id>``. What became of a run (registered, awaiting approval, blocked,
+refused) is its :class:`RunVerdict`; a blocking data gate that fails leaves a refusal run
+(:func:`refusal_run`), so MLflow records data that never reached training too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from risk_assets.catalogue import TRAINING_ASSETS, checks_of
 from risk_assets.errors import GateEvidenceError, IntegrityError, RiskAssetsError
-from risk_assets.registry._lineage import TAG_PREFIX, RunLineage, VersionTags
+from risk_assets.registry._lineage import (
+    _RUN_KEYS,
+    TAG_PREFIX,
+    RunLineage,
+    RunVerdict,
+    VersionTags,
+)
 from risk_assets.settings import current_user
 
 if TYPE_CHECKING:
@@ -36,12 +45,16 @@ __all__ = [
     "Registration",
     "candidates_name",
     "find_champion",
+    "find_refusal_run",
     "lineage",
     "log_gate",
     "log_gate_plot",
     "log_window",
     "read_window",
+    "record_verdict",
+    "refusal_run",
     "register_candidate",
+    "risk_summary",
     "verify_gate_evidence",
 ]
 
@@ -89,7 +102,9 @@ class GateRecord:
 
 
 def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
-    """Put a gate's verdict and figures on the MLflow run: one JSON tag plus metrics."""
+    """Put a gate's verdict and figures on the MLflow run: one JSON tag plus metrics, and
+    the summary of its risk over every check of that risk on the run
+    (``risk_assets.risk.<id>``, see :func:`risk_summary`)."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)
@@ -99,14 +114,39 @@ def log_gate(client: MlflowClient, run_id: str, record: GateRecord) -> None:
     for name, val in record.figures.items():
         if val is not None:
             metrics.append(Metric(f"gate.{record.check}.{_metric_key(name)}", float(val), now, 0))
-    tags = [
-        RunTag(GATE_TAG + record.check, json.dumps(record.to_dict(), sort_keys=True)[:7900]),
-        RunTag(
-            RISK_TAG + record.risk_id,
-            f"{record.check}: {'passed' if record.passed else 'FAILED'}",
-        ),
-    ]
+    tags = [RunTag(GATE_TAG + record.check, json.dumps(record.to_dict(), sort_keys=True)[:7900])]
     client.log_batch(run_id, metrics=metrics, tags=tags)
+    _summarise_risk(client, run_id, record.risk_id)
+
+
+def risk_summary(records: Mapping[str, GateRecord], risk_id: str) -> str | None:
+    """The ``risk_assets.risk.<id>`` tag: a risk failed when any of its checks failed.
+
+    ``passed: fair_across_age, fair_across_sex`` or ``FAILED: fair_across_age; passed:
+    fair_across_sex`` (the failed checks first); None when the risk has no record.
+    """
+    mine = sorted((r for r in records.values() if r.risk_id == risk_id), key=lambda r: r.check)
+    if not mine:
+        return None
+    failed = [r.check for r in mine if not r.passed]
+    passed = [r.check for r in mine if r.passed]
+    if not failed:
+        return "passed: " + ", ".join(passed)
+    text = "FAILED: " + ", ".join(failed)
+    return (text + ("; passed: " + ", ".join(passed) if passed else ""))[:5000]
+
+
+def _summarise_risk(client: MlflowClient, run_id: str, risk_id: str) -> None:
+    """Write the risk's summary from the gate records on the run, then read them again until
+    the summary no longer changes: checks of one risk logged at the same time (parallel
+    steps) each end on a tag that counts every record written before it."""
+    written = None
+    for _ in range(5):
+        summary = risk_summary(gate_records(client.get_run(run_id)), risk_id)
+        if summary is None or summary == written:
+            return
+        client.set_tag(run_id, RISK_TAG + risk_id, summary)
+        written = summary
 
 
 def log_gate_plot(client: MlflowClient, run_id: str, check: str, png: bytes) -> str:
@@ -131,6 +171,141 @@ def gate_records(run: Any) -> dict[str, GateRecord]:
             except (ValueError, TypeError):
                 continue  # an unreadable record counts as missing evidence
     return out
+
+
+def _failed_blocking(records: Mapping[str, GateRecord]) -> list[GateRecord]:
+    return sorted(
+        (r for r in records.values() if r.blocking and not r.passed),
+        key=lambda r: (r.asset != "validated_data", r.check),
+    )
+
+
+def _describe_failures(verdict: str, failed: Sequence[GateRecord], run: Any) -> str:
+    lineage = RunLineage.from_tags(run.data.tags)
+    n = len(failed)
+    gates = f"{n} blocking gate{'s' if n != 1 else ''}"
+    if verdict == RunVerdict.REFUSED:
+        snapshot = (lineage.snapshot_sha256 or "unknown")[:12]
+        where = f" (partition {lineage.partition})" if lineage.partition else ""
+        head = (
+            f"**Refused**: {gates} failed on data snapshot `{snapshot}`{where}; "
+            "no model was trained on it."
+        )
+    else:
+        head = f"**Blocked**: {gates} failed on this candidate; no model version was registered."
+    lines = [head, ""]
+    lines += [f"- `{r.check}` ({r.risk_id}): {r.summary[:600]}" for r in failed]
+    if lineage.dagster_run_url:
+        lines += ["", f"Dagster run: {lineage.dagster_run_url}"]
+    return "\n".join(lines)[:7900]
+
+
+def record_verdict(client: MlflowClient, run_id: str, verdict: str) -> RunVerdict | None:
+    """Mark a run ``blocked`` (a candidate) or ``refused`` (a refusal run) from its gate
+    records: the verdict, the blocking gates that failed, a description naming them, and
+    MLflow's ``FAILED`` status. Called again as more gates fail, it names them all.
+
+    Returns:
+        The verdict written, or None when no blocking gate on the run has failed.
+    """
+    from mlflow.entities import RunTag
+
+    if verdict not in (RunVerdict.BLOCKED, RunVerdict.REFUSED):
+        raise ValueError(f"a verdict from gate records is blocked or refused, not {verdict!r}")
+    run = client.get_run(run_id)
+    failed = _failed_blocking(gate_records(run))
+    if not failed:
+        return None
+    written = RunVerdict(
+        verdict=verdict,
+        failed_gates=[r.check for r in failed],
+        description=_describe_failures(verdict, failed, run),
+    )
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in written.to_tags().items()])
+    client.set_terminated(run_id, status=written.run_status)
+    return written
+
+
+def find_refusal_run(
+    client: MlflowClient, experiment_id: str, *, dagster_run_id: str, snapshot_sha256: str
+) -> str | None:
+    """The refusal run of one Dagster run and data snapshot, or None when there is none.
+
+    Raises:
+        ValueError: an empty or quoted id (it would not select one run).
+    """
+    keys = {
+        _RUN_KEYS["dagster_run_id"]: dagster_run_id,
+        _RUN_KEYS["snapshot_sha256"]: snapshot_sha256,
+    }
+    for key, value in keys.items():
+        if not value or "'" in value:
+            raise ValueError(f"a refusal run is found by a plain {key}, not {value!r}")
+    filter_string = " and ".join(
+        [RunVerdict.search_filter(RunVerdict.REFUSED)]
+        + [f"tags.`{key}` = '{value}'" for key, value in keys.items()]
+    )
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=filter_string,
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def refusal_run(
+    client: MlflowClient, experiment_id: str, lineage: RunLineage, *, run_name: str
+) -> tuple[str, bool]:
+    """The refusal run of one Dagster run and data snapshot, created if there is none.
+
+    Found by its tags (verdict ``refused``, ``dagster.run_id``, ``snapshot_sha256``), so
+    every blocking data gate that fails in that Dagster run records onto the same run.
+
+    Returns:
+        The run id, and whether it was created now.
+
+    Raises:
+        ValueError: the lineage lacks the Dagster run id or the snapshot hash.
+    """
+    found = find_refusal_run(
+        client,
+        experiment_id,
+        dagster_run_id=lineage.dagster_run_id or "",
+        snapshot_sha256=lineage.snapshot_sha256 or "",
+    )
+    if found is not None:
+        return found, False
+    pending = RunVerdict(
+        verdict=RunVerdict.REFUSED, description="**Refused**: recording the data gates."
+    )
+    # created with its verdict: a second gate of the same run finds it by its tags
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={**lineage.to_tags(), **pending.to_tags()}
+    )
+    return run.info.run_id, True
+
+
+def _record_registration(client: MlflowClient, run_id: str, reg: Registration) -> RunVerdict:
+    """Mark a registered candidate's run: ``registered`` with a production version,
+    ``awaiting approval`` as challenger only; status ``FINISHED``."""
+    from mlflow.entities import RunTag
+
+    candidate = f"`{reg.candidates_model}/{reg.candidate_version}` (challenger)"
+    if reg.version is not None:
+        champion = " (champion)" if CHAMPION in reg.aliases else ""
+        verdict = RunVerdict.REGISTERED
+        text = f"**Registered** as {candidate}, in production as `{reg.model}/{reg.version}`"
+        text += f"{champion}."
+    else:
+        verdict = RunVerdict.AWAITING_APPROVAL
+        text = f"**Awaiting approval**: registered as {candidate}; not in production yet."
+    if reg.note:
+        text += f" ({reg.note})"
+    written = RunVerdict(verdict=verdict, description=text)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in written.to_tags().items()])
+    client.set_terminated(run_id, status=written.run_status)
+    return written
 
 
 def verify_gate_evidence(
@@ -446,7 +621,7 @@ def register_candidate(
         )
         if promoted:
             aliases.append(CHAMPION)
-    return Registration(
+    registration = Registration(
         candidates_model=cand,
         candidate_version=str(mv.version),
         model=model_name,
@@ -456,6 +631,8 @@ def register_candidate(
         run_id=run_id,
         note=note,
     )
+    _record_registration(client, run_id, registration)
+    return registration
 
 
 def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -> list[Any]:
@@ -536,16 +713,27 @@ def find_champion(client: MlflowClient, model_name: str) -> Any | None:
 
 
 def latest_gate_results(client: MlflowClient, experiment: str) -> tuple[str | None, dict]:
-    """Gate records of the latest candidate run of an experiment: (run id, {check: record})."""
+    """Each gate's latest record in an experiment: (latest run id, {check: record}).
+
+    The latest candidate run's records, replaced by those of refusal runs made after it: a
+    refusal run holds only data gates, and a model gate's last result is still the
+    candidate's.
+    """
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None, {}
     runs = client.search_runs(
-        [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+        [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=50
     )
     if not runs:
         return None, {}
-    return runs[0].info.run_id, gate_records(runs[0])
+    results: dict[str, GateRecord] = {}
+    for run in runs:
+        for check, record in gate_records(run).items():
+            results.setdefault(check, record)
+        if RunVerdict.from_tags(run.data.tags).verdict != RunVerdict.REFUSED:
+            break  # a candidate run: it ran every gate that was run
+    return runs[0].info.run_id, results
 
 
 def reference_version(client: MlflowClient, model_name: str) -> Any | None:
@@ -676,6 +864,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
     aliases = sorted(a for a, v in (reg.aliases or {}).items() if str(v) == str(mv.version))
     run = client.get_run(mv.run_id)
     recorded = RunLineage.from_tags(run.data.tags)
+    verdict = RunVerdict.from_tags(run.data.tags)
     version_tags = VersionTags.from_tags(mv.tags)
     return {
         "model": mv.name,
@@ -693,7 +882,10 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
             "started_at": _iso(run.info.start_time / 1000),
             "user": recorded.user or run.info.user_id,
             "dagster_run_id": recorded.dagster_run_id,
+            "dagster_run_url": recorded.dagster_run_url,
             "partition": recorded.dagster_partition,
+            "status": run.info.status,
+            "verdict": verdict.verdict,
         },
         "window": _window_lineage(client, run, recorded),
         "data": {
