@@ -254,6 +254,17 @@ def test_a_challenger_without_automatic_promotion_awaits_approval(state, tmp_pat
         "not in production yet."
     )
     assert registered_versions(client) == [("credit_risk-candidates", "1")]
+    # registered_model links to the version in the MLflow UI
+    import dagster as dg
+
+    event = dg.DagsterInstance.get().get_latest_materialization_event(
+        dg.AssetKey(["credit_risk", "registered_model"])
+    )
+    links = event.asset_materialization.metadata
+    assert links["mlflow_candidate_version"].value.endswith(
+        "/#/models/credit_risk-candidates/versions/1"
+    )
+    assert "mlflow_model_version" not in links  # not in production yet
 
 
 def test_verdict_tags_round_trip_and_refuse_unknown_verdicts():

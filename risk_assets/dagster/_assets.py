@@ -328,6 +328,18 @@ def register(context: Any, pipeline: Any, candidate_model: dict, mlflow: Any) ->
             else "awaiting promotion",
             "aliases": ", ".join(reg.aliases),
             "mlflow_run_id": reg.run_id,
+            "mlflow_candidate_version": dg.MetadataValue.url(
+                mlflow.model_version_url(reg.candidates_model, reg.candidate_version)
+            ),
+            **(
+                {
+                    "mlflow_model_version": dg.MetadataValue.url(
+                        mlflow.model_version_url(reg.model, reg.version)
+                    )
+                }
+                if reg.version
+                else {}
+            ),
         },
     )
 

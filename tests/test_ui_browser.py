@@ -1,0 +1,194 @@
+"""What a person sees in the Dagster and MLflow UIs, in a real browser.
+
+Debian's chromium (installed by ``scripts/test`` from Debian's packages; no browser
+download) is driven by Playwright against a ``dagster-webserver`` and an ``mlflow ui`` on
+loopback, both on the state of a run that a data gate blocked (undeclared e-mail
+addresses: the PII gate). Screenshots go to ``$RISK_ASSETS_TEST_ARTIFACTS`` (default
+``.test-artifacts/`` in the repository). Without chromium the tests skip, saying why; in
+CI (``CI=true``) a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import CREDIT_DATA, ROOT, make_pipeline, mlflow_client, using_state
+
+CHROMIUM = os.environ.get("RISK_ASSETS_CHROMIUM") or shutil.which("chromium") or ""
+ARTIFACTS = Path(os.environ.get("RISK_ASSETS_TEST_ARTIFACTS") or ROOT / ".test-artifacts")
+BIN = Path(sys.executable).parent
+
+
+def _browser_or_skip() -> str:
+    missing = []
+    if not CHROMIUM or not Path(CHROMIUM).is_file():
+        missing.append("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("playwright (the 'test' extra)")
+    if missing:
+        reason = f"browser tests need {' and '.join(missing)}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; scripts/test installs them in CI")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(cmd: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a server and wait until it answers on ``port`` (fail after 120 s)."""
+    with log.open("w") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    _stop(proc)
+    raise AssertionError(f"{cmd[0]} did not answer on port {port}: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A run blocked by the PII gate, on its own state, with both UIs serving it."""
+    chromium = _browser_or_skip()
+    root = tmp_path_factory.mktemp("ui")
+    data = pd.read_csv(CREDIT_DATA)
+    data["contact"] = [f"applicant{i}@example.com" for i in range(len(data))]
+    spec = make_pipeline(root / "pipeline", data=data)
+    (root / "defs.py").write_text(
+        "from risk_assets.dagster import definitions_from_folder\n"
+        f"defs = definitions_from_folder({str(spec.parent)!r})\n"
+    )
+    from risk_assets.cli import main
+
+    dagster_port, mlflow_port = _free_port(), _free_port()
+    with using_state(root / "state") as env, pytest.MonkeyPatch.context() as mp:
+        # the links each UI gives to the other point at the servers below
+        for name, port in (("MLFLOW_UI", mlflow_port), ("DAGSTER", dagster_port)):
+            mp.setenv(f"RISK_ASSETS_{name}_URL", f"http://127.0.0.1:{port}")
+        assert main(["run", str(spec)]) == 3  # blocked
+        client = mlflow_client()
+        tracking = client.tracking_uri
+        web = _serve(
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(dagster_port)]
+            + ["-f", str(root / "defs.py")],
+            dagster_port,
+            env,
+            root / "dagster-webserver.log",
+        )
+        try:
+            ui = _serve(
+                [str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking]
+                + ["--host", "127.0.0.1", "--port", str(mlflow_port)],
+                mlflow_port,
+                env,
+                root / "mlflow-ui.log",
+            )
+            try:
+                yield {
+                    "chromium": chromium,
+                    "dagster": f"http://127.0.0.1:{dagster_port}",
+                    "mlflow": f"http://127.0.0.1:{mlflow_port}",
+                    "client": client,
+                }
+            finally:
+                _stop(ui)
+        finally:
+            _stop(web)
+
+
+@pytest.fixture(scope="module")
+def browser(blocked: dict) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=blocked["chromium"], args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _page(browser: object, url: str, wait_until: str = "networkidle") -> object:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until=wait_until)
+    return page
+
+
+def _dismiss_dagster_welcome(page: object) -> None:
+    """Dagster's first-visit dialog (community links) covers the page until skipped."""
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count():
+        skip.first.click()
+
+
+def _screenshot(page: object, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_dagster_shows_the_failed_gate_with_its_risk_figure_and_description(blocked, browser):
+    url = f"{blocked['dagster']}/assets/credit_risk/validated_data?view=checks&checkDetail=pii_free"
+    page = _page(browser, url)
+    _dismiss_dagster_welcome(page)
+    page.get_by_text("[PRIV-001] Personal data in training data").first.wait_for(timeout=30_000)
+    text = page.inner_text("body")
+    shot = _screenshot(page, "dagster-pii-gate")
+    assert "Failed" in text, shot
+    assert "PRIV-001" in text and "risk/value" in text, shot  # the risk id and its figure
+    assert "undeclared PII: contact (email, 100.0%)" in text, shot  # the verdict, named
+    assert "applicant0@example.com" not in text, shot  # counts and shares, never values
+
+
+def test_the_gate_links_to_the_mlflow_record_of_the_refusal(blocked, browser):
+    """The failed data gate links to the MLflow run that records the refusal; following
+    the link in the browser shows that run with its verdict and the gate that refused."""
+    url = f"{blocked['dagster']}/assets/credit_risk/validated_data?view=checks&checkDetail=pii_free"
+    page = _page(browser, url)
+    _dismiss_dagster_welcome(page)
+    link = page.locator(f"a[href^='{blocked['mlflow']}/#/experiments/']").first
+    link.wait_for(timeout=30_000)
+    href = link.get_attribute("href")
+    run_id = href.rstrip("/").rsplit("/", 1)[-1]
+    run = blocked["client"].get_run(run_id)
+    assert run.data.tags.get("risk_assets.verdict") == "refused"
+
+    mlflow_page = _page(browser, href, wait_until="load")  # the MLflow UI keeps polling
+    mlflow_page.get_by_text("risk_assets.verdict").first.wait_for(timeout=60_000)
+    text = mlflow_page.inner_text("body")
+    shot = _screenshot(mlflow_page, "mlflow-refused-run")
+    assert "refused" in text, shot
+    assert "pii_free" in text, shot  # the description names the gate that refused
