@@ -100,6 +100,10 @@ def test_monthly_code_location_is_partitioned_with_monitoring():
     assert dg.AssetKey(["credit_risk_monthly", "registered_model"]) in scored.parent_keys
     model = graph.get(dg.AssetKey(["credit_risk_monthly", "candidate_model"]))
     assert {"sklearn", "mlflow"} <= set(model.kinds)
+    # the spec, policy and suite hashes as the code version: a config change shows
+    assert model.code_version and len(model.code_version) == 16
+    raw = graph.get(dg.AssetKey(["credit_risk_monthly", "raw_snapshot"]))
+    assert raw.code_version == model.code_version
 
 
 def test_severity_decides_blocking(tmp_path):
@@ -180,3 +184,40 @@ def test_cli_help_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_gate_metadata_is_typed():
+    """Figures are floats or Dagster's null, never a string; the evidence is also a typed
+    table (numbers, booleans, text) beside its markdown."""
+    import dagster as dg
+
+    from risk_assets.catalogue import Check, entry
+    from risk_assets.controls import ControlResult
+    from risk_assets.dagster._checks import check_metadata
+    from risk_assets.policy import Risk
+
+    risk = Risk.model_validate(
+        {"id": "D-1", "title": "t", "category": "drift", "control": {"name": "drift"}}
+    )
+    check = Check("no_feature_drift", risk, entry("drift"), risk.control.params)
+    table = [
+        {"feature": "age", "p_value": 0.5, "drift": False, "note": None},
+        {"feature": "job", "p_value": 0.001, "drift": True, "note": "moved"},
+    ]
+    result = ControlResult(passed=False, value=None, threshold=0.0, summary="s", table=table)
+    md = check_metadata(check, result, extra={})
+    assert isinstance(md["risk/value"], dg.NullMetadataValue)
+    assert md["risk/threshold"].value == 0.0
+    typed = md["risk/evidence_table"].value
+    assert [(c.name, c.type) for c in typed.schema.columns] == [
+        ("feature", "string"),
+        ("p_value", "float"),
+        ("drift", "bool"),
+        ("note", "string"),
+    ]
+    assert typed.records[1].data == {
+        "feature": "job",
+        "p_value": 0.001,
+        "drift": True,
+        "note": "moved",
+    }

@@ -265,6 +265,8 @@ def test_a_challenger_without_automatic_promotion_awaits_approval(state, tmp_pat
         "/#/models/credit_risk-candidates/versions/1"
     )
     assert "mlflow_model_version" not in links  # not in production yet
+    note = client.get_experiment_by_name("credit_risk").tags["mlflow.note.content"]
+    assert "gated pipeline **credit_risk**" in note and "risk_assets.verdict" in note
 
 
 def test_verdict_tags_round_trip_and_refuse_unknown_verdicts():

@@ -47,7 +47,18 @@ class _Build:
             "owners": [f"team:{owner}"] if owner and " " not in owner else None,
             "description": description,
             "kinds": _KINDS[name],
+            "code_version": self.code_version,
         }
+
+    @property
+    def code_version(self) -> str:
+        """The pipeline's configuration as Dagster's code version: the spec, policy and
+        suite hashes, so that changing any of them marks the assets as changed."""
+        import hashlib
+
+        p = self.pipeline
+        joined = f"{p.spec.sha256}:{p.policy.sha256}:{p.suite_sha256}"
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 #: What each asset is made with, as the Dagster UI shows it (asset kinds).

@@ -28,7 +28,7 @@ from risk_assets.dagster._names import asset_key
 from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
 from risk_assets.errors import RiskAssetsError
 
-__all__ = ["build_check", "check_metadata", "evaluate_gate", "run_control"]
+__all__ = ["build_check", "check_metadata", "evaluate_gate", "evidence_table", "run_control"]
 
 
 def check_metadata(
@@ -49,10 +49,8 @@ def check_metadata(
         **({"risk/drives_retraining": check.blocking} if monitoring else {}),
         "risk/passed": result.passed,
         "risk/summary": result.summary,
-        "risk/value": dg.MetadataValue.float(result.value) if result.value is not None else "n/a",
-        "risk/threshold": (
-            dg.MetadataValue.float(result.threshold) if result.threshold is not None else "n/a"
-        ),
+        "risk/value": _number(result.value),
+        "risk/threshold": _number(result.threshold),
     }
     for name, val in result.figures.items():
         md[f"risk/figures/{name}"] = dg.MetadataValue.float(float(val))
@@ -60,8 +58,44 @@ def check_metadata(
         md["risk/sample_size"] = dg.MetadataValue.int(int(result.sample_size))
     if result.table:
         md["risk/evidence"] = dg.MetadataValue.md(markdown_table(result.table))
+        md["risk/evidence_table"] = evidence_table(result.table)
     md.update(extra)
     return md
+
+
+def _number(value: float | None) -> Any:
+    """A figure as a float, or Dagster's null (never a string where a number belongs)."""
+    return dg.MetadataValue.null() if value is None else dg.MetadataValue.float(float(value))
+
+
+def _column_type(values: list[Any]) -> str:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "bool"
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return "float"
+    return "string"
+
+
+def evidence_table(rows: list[dict[str, Any]]) -> Any:
+    """A gate's evidence rows as a typed Dagster table (numbers, booleans, text), the
+    columns in the order they first appear."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    types = {c: _column_type([row.get(c) for row in rows]) for c in columns}
+
+    def cell(value: Any, kind: str) -> Any:
+        if value is None:
+            return None
+        if kind == "float":
+            return float(value)
+        return value if kind == "bool" else str(value)
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: cell(row.get(c), types[c]) for c in columns}) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, types[c]) for c in columns]),
+    )
 
 
 def run_control(fn: Callable[[], ControlResult], log: Any, check: str) -> ControlResult:

@@ -89,8 +89,9 @@ class MlflowResource(dg.ConfigurableResource):
             )
         return self._client
 
-    def ensure_experiment(self, name: str) -> str:
-        """The id of the experiment ``name``, created with our artefact root if it is missing."""
+    def ensure_experiment(self, name: str, description: str | None = None) -> str:
+        """The id of the experiment ``name``, created with our artefact root (and
+        ``description``, MLflow's experiment note) if it is missing."""
         from mlflow.exceptions import MlflowException
 
         client = self.get_client()
@@ -102,7 +103,8 @@ class MlflowResource(dg.ConfigurableResource):
         if not tracking.startswith(("http://", "https://", "databricks")):
             location = self.artifact_root or current_settings().artifact_root
         try:
-            return client.create_experiment(name, artifact_location=location)
+            tags = {"mlflow.note.content": description} if description else None
+            return client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException:
             exp = client.get_experiment_by_name(name)
             if exp is None:

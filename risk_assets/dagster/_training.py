@@ -236,7 +236,7 @@ def fit_and_log(
     spec = pipeline.spec.spec
     fitted = _fit(pipeline, validated, split, store)
     client = mlflow.get_client()
-    experiment_id = mlflow.ensure_experiment(spec.name)
+    experiment_id = mlflow.ensure_experiment(spec.name, _experiment_description(spec))
     window = split.get("window")
     records, window_doc = data_gate_records(store, pipeline, validated, window, context.run.run_id)
     dagster_url = mlflow.dagster_run_url(context.run.run_id)
@@ -378,7 +378,7 @@ def record_refusal(
     subject = record.subject_sha256
     created = False
     if record.blocking and not record.passed:
-        experiment_id = mlflow.ensure_experiment(spec.name)
+        experiment_id = mlflow.ensure_experiment(spec.name, _experiment_description(spec))
         lineage = _refusal_lineage(
             context, pipeline, validated, mlflow.dagster_run_url(context.run.run_id)
         )
@@ -431,4 +431,15 @@ def _log_refused_snapshot(client: Any, run_id: str, name: str, validated: dict) 
                 ref, name=f"{name}-validated", context="refused", origin=validated["source"]
             )
         ],
+    )
+
+
+def _experiment_description(spec: Any) -> str:
+    """What the pipeline's MLflow experiment holds, as its description."""
+    return (
+        f"Training runs of the gated pipeline **{spec.name}**: every candidate with its "
+        "lineage tags and gate evidence, and every refusal by a data gate. A run's "
+        "`risk_assets.verdict` tag says what became of it (registered, awaiting approval, "
+        f"blocked, refused). Models: `{spec.model_name}-candidates` (every challenger) and "
+        f"`{spec.model_name}` (production, alias `champion`)."
     )
