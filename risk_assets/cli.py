@@ -172,9 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "policy":
             return _cmd_policy(args)
         if args.command == "env":
-            from risk_assets.settings import current_settings
+            from risk_assets.settings import current_settings, ensure_embedded_dagster_home
 
-            print("\n".join(current_settings().env_lines()))
+            settings = current_settings()
+            if settings.is_embedded_dagster_home:
+                # dagster dev started from these exports gets the embedded instance's
+                # settings (one registration of a model at a time) from its first run
+                ensure_embedded_dagster_home(settings)
+            print("\n".join(settings.env_lines()))
             return EXIT_OK
     except ConfigError as exc:
         return _fail(args, EXIT_CONFIG, str(exc))

@@ -38,10 +38,26 @@ concurrency:
   pools:
     granularity: op
     default_limit: 1
+# with the daemon (dagster dev): a run that ended without freeing its pool slot (killed
+# mid-step) frees it 30 s later
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 30
 """
 
 #: What earlier versions wrote: brought up to date on use, any other file is left alone.
-_EARLIER_DAGSTER_YAML = ("telemetry:\n  enabled: false\n",)
+_EARLIER_DAGSTER_YAML = (
+    "telemetry:\n  enabled: false\n",
+    """\
+# written by risk-assets for its embedded Dagster instance
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    granularity: op
+    default_limit: 1
+""",
+)
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,22 @@ def test_a_registration_waits_while_another_run_holds_the_pool(tmp_path: Path):
 @pytest.mark.parametrize("model", ["credit_risk", "credit_risk_monthly"])
 def test_pools_are_named_per_model(model):
     assert registry_pool(model) == f"risk_assets/registry/{model}"
+
+
+def test_the_cli_frees_slots_of_runs_that_ended(tmp_path: Path, monkeypatch):
+    """A run killed while it registered, later marked failed, keeps its slot; the CLI's
+    instance frees it before the next run (no daemon does it for the embedded instance)."""
+    from risk_assets.dagster._runner import _instance
+
+    monkeypatch.setenv("RISK_ASSETS_HOME", str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    instance = _instance()
+    pool = registry_pool("some_model")
+    storage = instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default(pool)
+    ended = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+    instance.report_run_failed(ended)
+    assert storage.claim_concurrency_slot(pool, ended.run_id, "registered_model").is_claimed
+    assert storage.get_concurrency_info(pool).active_slot_count == 1
+    _instance()
+    assert storage.get_concurrency_info(pool).active_slot_count == 0

@@ -504,3 +504,15 @@ def test_scoring_refuses_a_champion_whose_hash_does_not_match(monthly):
         )
     assert outcome.status == "error"
     assert "IntegrityError" in outcome.error or "SHA-256" in outcome.error
+
+
+def test_the_cursor_of_an_earlier_version_is_honoured():
+    """Earlier versions kept what they requested and alerted in the sensor's cursor (the
+    CLI in a file): read on upgrade, so those episodes are neither retrained nor alerted
+    again; a cursor of any other shape reads as nothing."""
+    from risk_assets.dagster._sensors import legacy_cursor
+
+    old = json.dumps({"alerted": ["2025-10"], "requested": ["2025-10", 7]})
+    assert legacy_cursor(old) == {"alerted": ["2025-10"], "requested": ["2025-10"]}
+    assert legacy_cursor(None) == {} and legacy_cursor("not json") == {}
+    assert legacy_cursor("[1, 2]") == {}

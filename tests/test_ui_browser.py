@@ -52,7 +52,9 @@ def _free_port() -> int:
 
 
 def _serve(cmd: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a server and wait until it answers on ``port`` (fail after 120 s)."""
+    """Start a server and wait until it answers HTTP on ``port`` (fail after 120 s)."""
+    import urllib.request
+
     with log.open("w") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
@@ -62,10 +64,12 @@ def _serve(cmd: list[str], port: int, env: dict[str, str], log: Path) -> subproc
         if proc.poll() is not None:
             raise AssertionError(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                if answer.status == 200 and proc.poll() is None:  # ours, still running
+                    return proc
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     _stop(proc)
     raise AssertionError(f"{cmd[0]} did not answer on port {port}: {log.read_text()[-2000:]}")
 
@@ -112,7 +116,8 @@ def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 [str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking]
                 + ["--host", "127.0.0.1", "--port", str(mlflow_port)],
                 mlflow_port,
-                env,
+                # no job-execution store in /dev/shm that would outlive the server
+                {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                 root / "mlflow-ui.log",
             )
             try:

@@ -148,14 +148,6 @@ def monitoring_assets(pipeline: Any, pdef: dg.PartitionsDefinition) -> list[dg.A
         name="scored_batch",
         **common,
         kinds={"sklearn", "mlflow"},
-        # the champion that scores a batch is whichever registered version holds the alias:
-        # a lineage edge from every partition of registered_model, nothing loaded from it
-        deps=[
-            dg.AssetDep(
-                asset_key(spec.name, "registered_model"),
-                partition_mapping=dg.AllPartitionMapping(),
-            )
-        ],
         description=(
             f"Each new batch of {spec.source.folder}/{spec.source.pattern} scored by the "
             f"champion of {spec.model_name} (hash verified, safe load); predictions stored."

@@ -162,7 +162,22 @@ def _instance() -> dg.DagsterInstance:
         ensure_embedded_dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    _free_slots_of_finished_runs(instance)
+    return instance
+
+
+def _free_slots_of_finished_runs(instance: dg.DagsterInstance) -> None:
+    """Pool slots still held by runs that have ended (a run whose process died mid-step,
+    later marked failed): without a daemon nothing frees them, and the next registration
+    of that model would wait for ever."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    for run_id in storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            storage.free_concurrency_slots_for_run(run_id)
 
 
 def _error_chain(error: Any):
@@ -461,9 +476,19 @@ def tick_retraining_sensor(
         definitions=defs,
         sensor_name=name,
         resources={"alerts": bound["alerts"]},
+        cursor=_legacy_cursor_file(name),
     ) as context:
         data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.skip_message
+
+
+def _legacy_cursor_file(sensor: str) -> str | None:
+    """The cursor file earlier versions of the CLI kept under the state folder: read (never
+    written) so that an upgrade does not retrain or alert the episodes it records again."""
+    from risk_assets.settings import current_settings
+
+    path = current_settings().state_dir / "sensors" / f"{sensor}.cursor"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def request_tags(request: Any, sensor: str) -> dict[str, str]:

@@ -3,6 +3,7 @@ failed blocking monitoring checks into one retraining request per drift episode 
 the training job for the window ending at that partition, its missing data first), with a
 cool-down, alerting through the webhook resource."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -211,6 +212,23 @@ def _requests_for(
     return [training], None
 
 
+def legacy_cursor(cursor: str | None) -> dict[str, list[str]]:
+    """The state earlier versions kept in the sensor's cursor (``{"requested": [...],
+    "alerted": [...]}``), so that an upgrade does not request or alert those episodes
+    again; anything else reads as empty."""
+    try:
+        state = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    return {
+        k: [p for p in state.get(k, []) if isinstance(p, str)]
+        for k in ("requested", "alerted")
+        if isinstance(state.get(k), list)
+    }
+
+
 def retraining_sensor(
     pipeline: Any,
     pdef: Any,
@@ -252,6 +270,9 @@ def retraining_sensor(
             for run in requested_runs(context.instance, training_job.name, RETRAIN_OF_TAG, planned)
         }
         alerted = alerted_partitions(context.instance, spec.name, planned)
+        earlier = legacy_cursor(context.cursor)  # what a version with a cursor recorded
+        retrained |= set(earlier.get("requested", ()))
+        alerted = set(alerted) | set(earlier.get("alerted", ()))
         requests: list[dg.RunRequest] = []
         waiting: list[str] = []
         for req in plan:

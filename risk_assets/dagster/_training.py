@@ -374,8 +374,11 @@ def record_refusal(
     )
 
     spec = pipeline.spec.spec
-    client = mlflow.get_client()
     subject = record.subject_sha256
+    made = _this_runs_records(context, pipeline, store, subject)
+    if not any(r.get("blocking") and not r.get("passed") for r in made):
+        return {}  # nothing refused in this run so far: no MLflow call at all
+    client = mlflow.get_client()
     created = False
     if record.blocking and not record.passed:
         experiment_id = mlflow.ensure_experiment(spec.name, _experiment_description(spec))
@@ -395,12 +398,9 @@ def record_refusal(
         )
         if run_id is None:
             return {}
-    records = [record.to_dict()]
-    if created:
-        _log_refused_snapshot(client, run_id, spec.name, validated)
-        # the gates of this run that were evaluated before
-        earlier = _this_runs_records(context, pipeline, store, subject)
-        records = [r for r in earlier if r["check"] != record.check] + records
+    # this gate's record first, then every other record of this run: each call completes
+    # what an earlier call may have left half-written (logging a record again is harmless)
+    records = [record.to_dict()] + [r for r in made if r["check"] != record.check]
     for rec in records:
         log_gate(client, run_id, GateRecord.from_dict(rec))
         png = store.get_evidence_plot(subject, rec["check"])
@@ -409,6 +409,8 @@ def record_refusal(
                 log_gate_plot(client, run_id, rec["check"], png)
             except Exception as exc:  # an illustration: never decides the gate
                 context.log.warning(f"{rec['check']}: plot not logged ({type(exc).__name__})")
+    if created:
+        _log_refused_snapshot(client, run_id, spec.name, validated)
     record_verdict(client, run_id, RunVerdict.REFUSED)
     return {
         "mlflow_run_id": run_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -631,7 +632,16 @@ def register_candidate(
         run_id=run_id,
         note=note,
     )
-    _record_registration(client, run_id, registration)
+    try:
+        _record_registration(client, run_id, registration)
+    except Exception as exc:  # noqa: BLE001 - a label on a decision already made
+        # the version is registered (and maybe champion): a failed label must not report
+        # the registration as failed; lineage still reads the version's own tags
+        logging.getLogger(__name__).warning(
+            f"run {run_id}: registered as {registration.candidates_model}/"
+            f"{registration.candidate_version}, but its verdict tag was not written "
+            f"({type(exc).__name__}: {exc})"
+        )
     return registration
 
 
