@@ -84,15 +84,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A run blocked by the PII gate, on its own state, with both UIs serving it."""
+    """A run blocked by the PII gate and a run that registered (pipeline credit_clean),
+    on their own state, with both UIs serving it."""
     chromium = _browser_or_skip()
     root = tmp_path_factory.mktemp("ui")
     data = pd.read_csv(CREDIT_DATA)
     data["contact"] = [f"applicant{i}@example.com" for i in range(len(data))]
     spec = make_pipeline(root / "pipeline", data=data)
+    clean = make_pipeline(root / "clean", name="credit_clean")  # registers, with plots
     (root / "defs.py").write_text(
-        "from risk_assets.dagster import definitions_from_folder\n"
-        f"defs = definitions_from_folder({str(spec.parent)!r})\n"
+        "from risk_assets.dagster import build_definitions\n"
+        f"defs = build_definitions([{str(spec)!r}, {str(clean)!r}])\n"
     )
     from risk_assets.cli import main
 
@@ -102,6 +104,7 @@ def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         for name, port in (("MLFLOW_UI", mlflow_port), ("DAGSTER", dagster_port)):
             mp.setenv(f"RISK_ASSETS_{name}_URL", f"http://127.0.0.1:{port}")
         assert main(["run", str(spec)]) == 3  # blocked
+        assert main(["run", str(clean)]) == 0  # registered
         client = mlflow_client()
         tracking = client.tracking_uri
         web = _serve(
@@ -197,3 +200,24 @@ def test_the_gate_links_to_the_mlflow_record_of_the_refusal(blocked, browser):
     shot = _screenshot(mlflow_page, "mlflow-refused-run")
     assert "refused" in text, shot
     assert "pii_free" in text, shot  # the description names the gate that refused
+
+
+def test_a_gate_plot_is_shown_in_dagster_from_the_mlflow_artefact(blocked, browser):
+    """A model gate's plot is an MLflow artefact of the candidate's run; its check in
+    Dagster shows it as an image the MLflow UI serves."""
+    url = (
+        f"{blocked['dagster']}/assets/credit_clean/candidate_model"
+        "?view=checks&checkDetail=fair_across_sex"
+    )
+    page = _page(browser, url)
+    _dismiss_dagster_welcome(page)
+    row = page.locator("tr", has_text="risk/plot_image").first
+    row.wait_for(timeout=30_000)
+    row.get_by_text("Show Markdown").click()
+    image = page.locator(f"img[src^='{blocked['mlflow']}/get-artifact']").first
+    image.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
+    shot = _screenshot(page, "dagster-gate-plot")
+    assert image.evaluate("img => img.naturalWidth") >= 500, shot  # the 750 px wide plot

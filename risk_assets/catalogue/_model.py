@@ -81,7 +81,9 @@ def _fairness(check: Check, inp: Any) -> ControlResult:
     edges = inp.spec.protected_bands.get(attribute)
     if edges:
         inp.extra["risk/bands"] = ", ".join(f"{e:g}" for e in edges)
-    inp.extra["risk/favourable_label"] = f"{inp.favourable!r} ({inp.labels.favourable_reason})"
+    favourable = inp.favourable
+    shown = favourable.item() if hasattr(favourable, "item") else favourable  # not np.int64(1)
+    inp.extra["risk/favourable_label"] = f"{shown!r} ({inp.labels.favourable_reason})"
     train_groups = None
     if params.min_label_ratio is not None:
         train_groups = _segments(inp.train[attribute], attribute, inp)

@@ -252,6 +252,7 @@ def _keep_beside_snapshot(
 def _keep_on_mlflow_run(
     call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
 ) -> dict:
+    from risk_assets.dagster._training import plot_image
     from risk_assets.registry import RunVerdict
     from risk_assets.registry._mlflow import log_gate, log_gate_plot, record_verdict
 
@@ -268,11 +269,14 @@ def _keep_on_mlflow_run(
     }
     if plot is not None:
         try:
-            extra["risk/plot"] = "mlflow artefact " + log_gate_plot(
-                inputs.client, run_id, check.name, plot
-            )
+            path = log_gate_plot(inputs.client, run_id, check.name, plot)
         except Exception as exc:  # an illustration: never decides the gate
             call.context.log.warning(f"{check.name}: plot not logged ({type(exc).__name__})")
+        else:
+            extra["risk/plot"] = "mlflow artefact " + path
+            extra["risk/plot_image"] = plot_image(
+                check.name, call.mlflow.artifact_url(run_id, path)
+            )
     return extra
 
 

@@ -130,6 +130,11 @@ class MlflowResource(dg.ConfigurableResource):
         """An MLflow run's page in the MLflow UI."""
         return f"{self.resolved_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def artifact_url(self, run_id: str, path: str) -> str:
+        """A run's artefact as the MLflow UI serves it (``/get-artifact``): what an image in
+        Dagster metadata points at."""
+        return f"{self.resolved_ui_url()}/get-artifact?path={quote(path)}&run_uuid={run_id}"
+
     def model_version_url(self, name: str, version: str | int) -> str:
         """A registered model version's page in the MLflow UI."""
         return f"{self.resolved_ui_url()}/#/models/{quote(name, safe='')}/versions/{version}"

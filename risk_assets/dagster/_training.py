@@ -401,21 +401,34 @@ def record_refusal(
     # this gate's record first, then every other record of this run: each call completes
     # what an earlier call may have left half-written (logging a record again is harmless)
     records = [record.to_dict()] + [r for r in made if r["check"] != record.check]
+    links: dict[str, Any] = {}
     for rec in records:
         log_gate(client, run_id, GateRecord.from_dict(rec))
         png = store.get_evidence_plot(subject, rec["check"])
         if png is not None:
             try:
-                log_gate_plot(client, run_id, rec["check"], png)
+                path = log_gate_plot(client, run_id, rec["check"], png)
             except Exception as exc:  # an illustration: never decides the gate
                 context.log.warning(f"{rec['check']}: plot not logged ({type(exc).__name__})")
+            else:
+                if rec["check"] == record.check:
+                    links["risk/plot_image"] = plot_image(
+                        record.check, mlflow.artifact_url(run_id, path)
+                    )
     if created:
         _log_refused_snapshot(client, run_id, spec.name, validated)
     record_verdict(client, run_id, RunVerdict.REFUSED)
     return {
         "mlflow_run_id": run_id,
         "mlflow_run": dg.MetadataValue.url(mlflow.run_url(experiment_id, run_id)),
+        **links,
     }
+
+
+def plot_image(check: str, url: str) -> Any:
+    """A gate's plot shown in the Dagster UI: markdown with the image the MLflow UI serves
+    (the plot is an artefact of the gate's MLflow run)."""
+    return dg.MetadataValue.md(f"![{check}]({url})\n\n[open in MLflow]({url})")
 
 
 def _log_refused_snapshot(client: Any, run_id: str, name: str, validated: dict) -> None:
