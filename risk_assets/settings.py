@@ -46,17 +46,10 @@ run_monitoring:
 """
 
 #: What earlier versions wrote: brought up to date on use, any other file is left alone.
+#: (The first had telemetry only; the second the pools, without run monitoring.)
 _EARLIER_DAGSTER_YAML = (
     "telemetry:\n  enabled: false\n",
-    """\
-# written by risk-assets for its embedded Dagster instance
-telemetry:
-  enabled: false
-concurrency:
-  pools:
-    granularity: op
-    default_limit: 1
-""",
+    EMBEDDED_DAGSTER_YAML[: EMBEDDED_DAGSTER_YAML.index("# with the daemon")],
 )
 
 

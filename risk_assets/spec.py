@@ -104,24 +104,6 @@ def is_valid_cron(expression: str) -> bool:
         return False
     february = fields[3] == "feb" or (fields[3].isdigit() and int(fields[3]) == 2)
     return not (february and fields[2].isdigit() and int(fields[2]) in (30, 31))
-    fields = text.split()
-    if len(fields) != 5:
-        return False
-    for i, field in enumerate(fields):
-        lo, hi = _CRON_RANGES[i]
-        names = _CRON_NAMES.get(i)
-        value = rf"(\d+|{names})" if names else r"\d+"
-        item = re.compile(rf"^(\*|{value}(-{value})?)(/\d+)?$")
-        for part in field.split(","):
-            found = item.match(part)
-            if found is None:
-                return False
-            numbers = [int(n) for n in re.findall(r"\d+", part.split("/")[0])]
-            if any(not lo <= n <= hi for n in numbers):
-                return False
-            if "/" in part and int(part.split("/")[1]) == 0:
-                return False
-    return True
 
 
 class _Strict(BaseModel):

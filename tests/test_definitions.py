@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
+import risk_assets
 from conftest import CREDIT_POLICY, CREDIT_SPEC, PIPELINES, ROOT, make_pipeline
 from risk_assets.dagster import build_definitions, definitions_from_folder
 
@@ -151,17 +153,26 @@ def test_two_pipelines_loaded_separately_merge_with_resources_once():
     defs.resolve_job_def("credit_risk_monthly_job")
 
 
-def test_workspace_loads_with_dagster_cli(tmp_path):
-    env = {"DAGSTER_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        (["-w", "workspace.yaml"], "risk_assets_pipelines"),
+        (["-f", "pipelines/components_definitions.py"], "components_definitions.py"),
+    ],
+    ids=["workspace", "components"],
+)
+def test_code_locations_load_with_dagster_cli(tmp_path, target, named):
+    """Both code locations (the folder of specs and the same pipelines as components) load
+    in Dagster's own CLI, in a fresh process importing the risk_assets under test."""
+    source = str(Path(risk_assets.__file__).resolve().parents[1])
+    env = {
+        "DAGSTER_HOME": str(tmp_path),
+        "PATH": str(Path(sys.executable).parent),
+        "PYTHONPATH": source,
+    }
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-w",
-            "workspace.yaml",
-        ],
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", *target],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -169,7 +180,7 @@ def test_workspace_loads_with_dagster_cli(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "risk_assets_pipelines" in proc.stdout + proc.stderr
+    assert named in proc.stdout + proc.stderr
 
 
 def test_cli_help_is_light():

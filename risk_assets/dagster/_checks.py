@@ -252,9 +252,9 @@ def _keep_beside_snapshot(
 def _keep_on_mlflow_run(
     call: _Call, check: Check, record: Any, plot: bytes | None, inputs: Any
 ) -> dict:
-    from risk_assets.dagster._training import plot_image
+    from risk_assets.dagster._training import log_plot
     from risk_assets.registry import RunVerdict
-    from risk_assets.registry._mlflow import log_gate, log_gate_plot, record_verdict
+    from risk_assets.registry._mlflow import log_gate, record_verdict
 
     run_id = call.value["run_id"]
     log_gate(inputs.client, run_id, record)
@@ -268,15 +268,7 @@ def _keep_on_mlflow_run(
         ),
     }
     if plot is not None:
-        try:
-            path = log_gate_plot(inputs.client, run_id, check.name, plot)
-        except Exception as exc:  # an illustration: never decides the gate
-            call.context.log.warning(f"{check.name}: plot not logged ({type(exc).__name__})")
-        else:
-            extra["risk/plot"] = "mlflow artefact " + path
-            extra["risk/plot_image"] = plot_image(
-                check.name, call.mlflow.artifact_url(run_id, path)
-            )
+        extra.update(log_plot(call.context, inputs.client, call.mlflow, run_id, check.name, plot))
     return extra
 
 

@@ -6,6 +6,7 @@ Data refused by a blocking data gate never gets a candidate; :func:`record_refus
 it a refusal run in the same experiment instead, with the lineage it has and the gates'
 records, so that MLflow alone says what was refused, when and why."""
 
+import dataclasses
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from risk_assets.errors import DataError
 from risk_assets.registry import RunLineage, RunVerdict
 from risk_assets.settings import current_user
 
-__all__ = ["fit_and_log", "record_refusal"]
+__all__ = ["fit_and_log", "log_plot", "record_refusal"]
 
 
 def _code_version(folder: Path) -> str:
@@ -106,34 +107,15 @@ def _lineage(
     window: list | None,
     dagster_run_url: str | None,
 ) -> RunLineage:
-    loaded, lpolicy = pipeline.spec, pipeline.policy
-    spec, labels = loaded.spec, fitted.labels
-    partition = context.partition_key if context.has_partition_key else None
-    return RunLineage(
-        dagster_run_id=context.run.run_id,
-        dagster_partition=partition or "none",
-        partition=partition,
+    """A candidate's lineage: what a refusal knows, plus its split, labels and window."""
+    labels = fitted.labels
+    return dataclasses.replace(
+        _data_lineage(context, pipeline, validated, dagster_run_url),
         window=RunLineage.describe_window([w["partition"] for w in window]) if window else None,
-        dagster_job=context.job_name,
-        pipeline=spec.name,
-        source=validated["source"],
-        raw_snapshot_sha256=validated["raw_sha256"],
-        snapshot_sha256=validated["sha256"],
         train_sha256=fitted.train_ref.sha256,
         test_sha256=fitted.test_ref.sha256,
-        suite_sha256=pipeline.suite_sha256,
-        suite_path=str(loaded.suite_path),
-        policy_sha256=lpolicy.sha256,
-        policy_name=lpolicy.policy.name,
-        policy_tier=lpolicy.policy.tier,
-        spec_sha256=loaded.sha256,
-        protected_attributes=tuple(spec.protected_attributes),
         positive_label=RunLineage.describe_label(labels.positive, labels.positive_reason),
         favourable_label=RunLineage.describe_label(labels.favourable, labels.favourable_reason),
-        spec_path=str(loaded.path),
-        code_version=_code_version(loaded.path.parent),
-        user=current_user(),
-        dagster_run_url=dagster_run_url,
     )
 
 
@@ -144,7 +126,6 @@ def _log_run_content(
     from mlflow.entities import Metric, Param, RunTag
 
     from risk_assets.registry._mlflow import iter_param_items, snapshot_dataset_input
-    from risk_assets.registry._snapshots import SnapshotRef
 
     spec = pipeline.spec.spec
     now = int(time.time() * 1000)
@@ -175,9 +156,7 @@ def _log_run_content(
             for k, v in RunLineage.model_tags(model_class=spec.estimator.class_path).items()
         ],
     )
-    validated_ref = SnapshotRef.from_dict(
-        {k: validated[k] for k in ("sha256", "path", "rows", "columns", "scheme")}
-    )
+    validated_ref = _validated_ref(validated)
     origin = validated["source"]
     client.log_inputs(
         run_id,
@@ -211,19 +190,37 @@ def _log_model(client: Any, run_id: str, fitted: _Fitted, features: list[str]) -
 
 
 def _log_data_gates(
-    context: Any, client: Any, run_id: str, store: Any, records: list, plot_subject: str
-) -> None:
-    """The data gates' evidence (and plots) on the candidate's run, for registration."""
-    from risk_assets.registry._mlflow import GateRecord, log_gate, log_gate_plot
+    context: Any, client: Any, mlflow: Any, run_id: str, store: Any, records: list, subject: str
+) -> dict[str, dict[str, Any]]:
+    """Data gates' records (and their plots, kept beside ``subject``) on an MLflow run; per
+    check, the metadata that shows its plot from there."""
+    from risk_assets.registry._mlflow import GateRecord, log_gate
 
+    shown = {}
     for record in records:
         log_gate(client, run_id, GateRecord.from_dict(record))
-        png = store.get_evidence_plot(plot_subject, record["check"])
+        png = store.get_evidence_plot(subject, record["check"])
         if png is not None:
-            try:
-                log_gate_plot(client, run_id, record["check"], png)
-            except Exception as exc:  # an illustration: never fails the training run
-                context.log.warning(f"{record['check']}: plot not logged ({type(exc).__name__})")
+            shown[record["check"]] = log_plot(context, client, mlflow, run_id, record["check"], png)
+    return shown
+
+
+def log_plot(context: Any, client: Any, mlflow: Any, run_id: str, check: str, png: bytes) -> dict:
+    """A gate's plot as an artefact of its MLflow run (``gates/<check>.png``), and the Dagster
+    metadata that shows it from there; a plot that cannot be logged is reported and left
+    out: it illustrates the evidence, it never decides the gate."""
+    from risk_assets.registry._mlflow import log_gate_plot
+
+    try:
+        path = log_gate_plot(client, run_id, check, png)
+    except Exception as exc:  # noqa: BLE001 - an illustration
+        context.log.warning(f"{check}: plot not logged ({type(exc).__name__})")
+        return {}
+    url = mlflow.artifact_url(run_id, path)
+    return {
+        "risk/plot": "mlflow artefact " + path,
+        "risk/plot_image": dg.MetadataValue.md(f"![{check}]({url})\n\n[open in MLflow]({url})"),
+    }
 
 
 def fit_and_log(
@@ -255,7 +252,7 @@ def fit_and_log(
             ).items():
                 client.set_tag(run_id, key, value)
         plot_subject = validated["sha256"] if window is None else window[-1]["sha256"]
-        _log_data_gates(context, client, run_id, store, records, plot_subject)
+        _log_data_gates(context, client, mlflow, run_id, store, records, plot_subject)
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -301,9 +298,9 @@ def _candidate_output(
     )
 
 
-def _refusal_lineage(context: Any, pipeline: Any, validated: dict, url: str) -> RunLineage:
-    """What a refusal run knows: the data, suite, policy, spec and code, and the Dagster
-    run; no split, no labels resolved against a model, no model."""
+def _data_lineage(context: Any, pipeline: Any, validated: dict, url: str | None) -> RunLineage:
+    """What is known of a run before any model: the data, suite, policy, spec and code, and
+    the Dagster run (all a refusal run records; a candidate adds its split and labels)."""
     loaded, lpolicy = pipeline.spec, pipeline.policy
     spec = loaded.spec
     partition = context.partition_key if context.has_partition_key else None
@@ -365,10 +362,8 @@ def record_refusal(
     beside the snapshot. Returns Dagster metadata linking to the refusal run (none without).
     """
     from risk_assets.registry._mlflow import (
-        GateRecord,
         find_refusal_run,
-        log_gate,
-        log_gate_plot,
+        gate_records,
         record_verdict,
         refusal_run,
     )
@@ -382,7 +377,7 @@ def record_refusal(
     created = False
     if record.blocking and not record.passed:
         experiment_id = mlflow.ensure_experiment(spec.name, _experiment_description(spec))
-        lineage = _refusal_lineage(
+        lineage = _data_lineage(
             context, pipeline, validated, mlflow.dagster_run_url(context.run.run_id)
         )
         run_name = f"{spec.name}-refused-{context.run.run_id[:8]}"
@@ -398,23 +393,14 @@ def record_refusal(
         )
         if run_id is None:
             return {}
-    # this gate's record first, then every other record of this run: each call completes
-    # what an earlier call may have left half-written (logging a record again is harmless)
-    records = [record.to_dict()] + [r for r in made if r["check"] != record.check]
-    links: dict[str, Any] = {}
-    for rec in records:
-        log_gate(client, run_id, GateRecord.from_dict(rec))
-        png = store.get_evidence_plot(subject, rec["check"])
-        if png is not None:
-            try:
-                path = log_gate_plot(client, run_id, rec["check"], png)
-            except Exception as exc:  # an illustration: never decides the gate
-                context.log.warning(f"{rec['check']}: plot not logged ({type(exc).__name__})")
-            else:
-                if rec["check"] == record.check:
-                    links["risk/plot_image"] = plot_image(
-                        record.check, mlflow.artifact_url(run_id, path)
-                    )
+    # this gate's record, and any record of this run the refusal run lacks (an earlier call
+    # may have stopped half-way): nothing is logged twice
+    logged = gate_records(client.get_run(run_id))
+    records = [record.to_dict()] + [
+        r for r in made if r["check"] != record.check and r["check"] not in logged
+    ]
+    shown = _log_data_gates(context, client, mlflow, run_id, store, records, subject)
+    links = {k: v for k, v in shown.get(record.check, {}).items() if k == "risk/plot_image"}
     if created:
         _log_refused_snapshot(client, run_id, spec.name, validated)
     record_verdict(client, run_id, RunVerdict.REFUSED)
@@ -425,27 +411,29 @@ def record_refusal(
     }
 
 
-def plot_image(check: str, url: str) -> Any:
-    """A gate's plot shown in the Dagster UI: markdown with the image the MLflow UI serves
-    (the plot is an artefact of the gate's MLflow run)."""
-    return dg.MetadataValue.md(f"![{check}]({url})\n\n[open in MLflow]({url})")
-
-
 def _log_refused_snapshot(client: Any, run_id: str, name: str, validated: dict) -> None:
     """The refused snapshot as the refusal run's dataset input (MLflow shows its schema)."""
     from risk_assets.registry._mlflow import snapshot_dataset_input
-    from risk_assets.registry._snapshots import SnapshotRef
 
-    ref = SnapshotRef.from_dict(
-        {k: validated[k] for k in ("sha256", "path", "rows", "columns", "scheme")}
-    )
     client.log_inputs(
         run_id,
         datasets=[
             snapshot_dataset_input(
-                ref, name=f"{name}-validated", context="refused", origin=validated["source"]
+                _validated_ref(validated),
+                name=f"{name}-validated",
+                context="refused",
+                origin=validated["source"],
             )
         ],
+    )
+
+
+def _validated_ref(validated: dict) -> Any:
+    """The validated snapshot a ``validated_data`` value names, as a snapshot reference."""
+    from risk_assets.registry._snapshots import SnapshotRef
+
+    return SnapshotRef.from_dict(
+        {k: validated[k] for k in ("sha256", "path", "rows", "columns", "scheme")}
     )
 
 
