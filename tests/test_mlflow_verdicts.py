@@ -109,7 +109,7 @@ def test_a_run_blocked_by_a_model_gate_says_so_and_links_both_ways(state, tmp_pa
     _links(monkeypatch)
     spec = make_pipeline(tmp_path / "p", spec={"protected_bands": {}})
     result = _execute(spec)
-    assert not result.success
+    assert result.success  # blocked is a verdict: the Dagster run does not fail
     client = mlflow_client()
     (run,) = _runs(client)
     tags = run.data.tags
@@ -150,7 +150,7 @@ def test_a_data_gate_refusal_leaves_a_refusal_run(state, tmp_path, credit, monke
     folder = tmp_path / "p"
     spec = make_pipeline(folder, data=bad, spec={"features": features})
     result = _execute(spec)
-    assert not result.success
+    assert result.success  # blocked is a verdict: the Dagster run does not fail
     client = mlflow_client()
     (run,) = _runs(client)  # one refusal run, however many data gates failed; no candidate
     tags = run.data.tags
@@ -237,6 +237,34 @@ def test_a_registered_run_carries_its_verdict(clean_run):
     assert risk_tags["risk_assets.risk.FAIR-001"] == "passed: fair_across_age, fair_across_sex"
     human = run_cli("lineage", "credit_risk/1", env=clean_run["env"])
     assert human.returncode == 0 and info["model_sha256"] in human.stdout
+
+
+def test_the_model_is_an_mlflow_logged_model_and_the_datasets_have_schemas(clean_run):
+    """The experiment's Models tab shows the candidate as an MLflow 3 LoggedModel with the
+    run's model hash and verdict (a copy: the run's own model/ is what is registered and
+    verified); the dataset drawer reads
+    each dataset's column types."""
+    from mlflow.entities import LoggedModelStatus
+
+    with using_state(clean_run["state"]):
+        client = mlflow_client()
+        (run,) = _runs(client)
+        lineage = RunLineage.from_tags(run.data.tags)
+        logged = client.get_logged_model(lineage.logged_model_id)
+        assert logged.status == LoggedModelStatus.READY
+        assert logged.source_run_id == run.info.run_id
+        assert logged.experiment_id == run.info.experiment_id
+        assert logged.tags["risk_assets.model_sha256"] == lineage.model_sha256
+        assert logged.tags["risk_assets.verdict"] == "registered"
+        assert logged.params["estimator"].endswith("LogisticRegression")
+        files = {f.path for f in client.list_logged_model_artifacts(logged.model_id)}
+        run_files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+        assert {f"model/{name.rpartition('/')[2]}" for name in files} == run_files
+        inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    train = json.loads(inputs["credit_risk-train"].schema)["mlflow_colspec"]
+    types = {c["name"]: c["type"] for c in train}
+    assert types["age"] == "long" and types["housing"] == "string"
+    assert set(types) == set(pd.read_csv(PIPELINES / "data" / "german_credit.csv").columns)
 
 
 def test_a_challenger_without_automatic_promotion_awaits_approval(state, tmp_path, capsys):

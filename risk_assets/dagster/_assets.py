@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from risk_assets.dagster._blocking import withhold
 from risk_assets.dagster._names import asset_key, registry_pool
 from risk_assets.dagster._partitions import read_partition, window_mapping
 from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
@@ -243,12 +244,21 @@ def _train_test_split(b: _Build) -> dg.AssetsDefinition:
         ins = {"validated_data": dg.AssetIn(key=b.key("validated_data"), partition_mapping=mapping)}
         description += f"; trains on the last {spec.training_window} partitions"
 
-    @dg.asset(ins=ins, **b.common("train_test_split", description + "."))
+    @dg.asset(ins=ins, output_required=False, **b.common("train_test_split", description + "."))
     def train_test_split(
         context: dg.AssetExecutionContext, validated_data: dict, snapshots: SnapshotStoreResource
     ):
+        # every partition of the window must have passed its data gates
+        window = (
+            context.asset_partition_keys_for_input("validated_data")
+            if b.pdef is not None
+            else [None]
+        )
+        if withheld := withhold(context, b.pipeline, "validated_data", window):
+            yield from withheld
+            return
         store = snapshots.get_store()
-        return split_snapshot(context, b.pipeline, validated_data, store, b.pdef is not None)
+        yield split_snapshot(context, b.pipeline, validated_data, store, b.pdef is not None)
 
     return train_test_split
 
@@ -292,12 +302,17 @@ def _registered_model(b: _Build) -> dg.AssetsDefinition:
     @dg.asset(
         ins=b.ins("candidate_model"),
         pool=registry_pool(model),
+        output_required=False,
         **b.common("registered_model", description),
     )
     def registered_model(
         context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
     ):
-        return register(context, b.pipeline, candidate_model, mlflow)
+        partition = context.partition_key if b.pdef is not None else None
+        if withheld := withhold(context, b.pipeline, "candidate_model", [partition]):
+            yield from withheld
+            return
+        yield register(context, b.pipeline, candidate_model, mlflow)
 
     return registered_model
 

@@ -9,13 +9,17 @@ What a blocking gate decides is also kept in MLflow: a failed model gate marks t
 candidate's run ``blocked``, a failed data gate leaves a ``refused`` run (see
 :class:`risk_assets.registry.RunVerdict`); the check's metadata links to that run.
 
+A blocking gate that fails does not fail its Dagster run: the asset after the gated one
+withholds its output (see :mod:`risk_assets.dagster._blocking`), so the checks planned
+after it read as skipped, not as failed executions.
+
 Monitoring checks never block in Dagster (a scored batch must still get its outcomes
 measured): their metadata says ``risk/blocking`` False, and ``risk/drives_retraining``
 True for severity error, which is what the retraining sensor acts on.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ import dagster as dg
 
 from risk_assets.catalogue import Check
 from risk_assets.controls._result import ControlResult, markdown_table
+from risk_assets.dagster._blocking import failed_evaluation
 from risk_assets.dagster._inputs import GateInputs, MonitorInputs
 from risk_assets.dagster._names import asset_key
 from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
@@ -307,7 +312,7 @@ _BINDINGS = {
 }
 
 
-def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> dg.AssetCheckResult:
+def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> Iterator[Any]:
     inputs, subject = binding.inputs(pipeline, call)
     result, record = evaluate_gate(
         call.context,
@@ -319,13 +324,18 @@ def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> dg
     )
     plot = None if binding.monitoring else _plot(check, result, call.context.log)
     extra = {**inputs.extra, **binding.keep(call, check, record, plot, inputs)}
-    return dg.AssetCheckResult(
+    out = dg.AssetCheckResult(
         passed=bool(result.passed),
         severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
         # the Description column of the check's execution history
         description=result.summary,
         metadata=check_metadata(check, result, extra=extra, monitoring=binding.monitoring),
     )
+    if check.blocking and not binding.monitoring and not result.passed:
+        # a verdict, not a crash: the asset downstream withholds itself (see _blocking)
+        yield from failed_evaluation(call.context, out)
+    else:
+        yield out
 
 
 def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | None):
@@ -347,7 +357,7 @@ def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | Non
 
     def gate(context, subject: dict, snapshots: SnapshotStoreResource, mlflow: MlflowResource):
         call = _Call(context, subject, None, snapshots.get_store(), mlflow, keys)
-        return _evaluate(pipeline, check, binding, call)
+        yield from _evaluate(pipeline, check, binding, call)
 
     def gate_with_scored(
         context,
@@ -357,7 +367,7 @@ def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | Non
         mlflow: MlflowResource,
     ):
         call = _Call(context, subject, scored, snapshots.get_store(), mlflow, keys)
-        return _evaluate(pipeline, check, binding, call)
+        yield from _evaluate(pipeline, check, binding, call)
 
     fn = gate_with_scored if binding.with_scored else gate
     fn.__name__ = f"{check.asset}__{check.name}"

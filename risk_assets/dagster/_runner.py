@@ -1,7 +1,7 @@
 """Run a pipeline in one process on the configured Dagster instance and report its gates."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +285,10 @@ def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
         result, checks_of(policy, spec.protected_attributes, assets=TRAINING_ASSETS)
     )
     blocked_by = [g.name for g in gates if g.blocking and g.passed is False]
+    if blocked_by:
+        # the gates after a blocking failure were not evaluated: say which gate stopped them
+        why = f"not evaluated: blocked by {', '.join(blocked_by)}"
+        gates = [replace(g, summary=why) if g.passed is None else g for g in gates]
 
     registration = None
     reg_key = dg.AssetKey([spec.name, "registered_model"])
@@ -384,7 +388,7 @@ class MonitorOutcome:
 
 
 def _gate_line(g: GateOutcome) -> str:
-    mark = "not run" if g.passed is None else ("PASS" if g.passed else "FAIL")
+    mark = "SKIP" if g.passed is None else ("PASS" if g.passed else "FAIL")
     num = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     return (
         f"  {mark:<7} {g.name:<36} {g.risk_id:<10} {g.asset:<16} "

@@ -174,17 +174,38 @@ def _log_run_content(
     )
 
 
-def _log_model(client: Any, run_id: str, fitted: _Fitted, features: list[str]) -> str:
+def _log_model(
+    client: Any, run_id: str, experiment_id: str, spec: Any, fitted: _Fitted, features: list[str]
+) -> str:
+    """Save the model as the run's ``model/`` (what registration hashes and verifies), and
+    show it as an MLflow 3 LoggedModel of the experiment (its Models tab), linked to the run
+    and carrying the same SHA-256."""
     import tempfile
 
     from risk_assets.registry._models import save_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
         model_sha = save_model_dir(
-            fitted.model, Path(tmp) / "model", X_sample=fitted.train[features].head(50)
+            fitted.model, model_dir, X_sample=fitted.train[features].head(50)
         )
-        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
-    for key, value in RunLineage.model_tags(model_sha256=model_sha).items():
+        client.log_artifacts(run_id, str(model_dir), "model")
+        logged = client.create_logged_model(
+            experiment_id,
+            name=spec.model_name,
+            source_run_id=run_id,
+            tags=RunLineage.model_tags(model_sha256=model_sha),
+            params={"estimator": spec.estimator.class_path, "pipeline": spec.name},
+            model_type=spec.estimator.class_path.rpartition(".")[2],
+        )
+        try:
+            client.log_model_artifacts(logged.model_id, str(model_dir))
+            client.finalize_logged_model(logged.model_id, "READY")
+        except BaseException:
+            client.finalize_logged_model(logged.model_id, "FAILED")
+            raise
+    tags = RunLineage.model_tags(model_sha256=model_sha, logged_model_id=logged.model_id)
+    for key, value in tags.items():
         client.set_tag(run_id, key, value)
     return model_sha
 
@@ -245,7 +266,7 @@ def fit_and_log(
     status = "FAILED"
     try:
         _log_run_content(client, run_id, pipeline, validated, split, fitted)
-        model_sha = _log_model(client, run_id, fitted, validated["features"])
+        model_sha = _log_model(client, run_id, experiment_id, spec, fitted, validated["features"])
         if window_doc is not None:
             for key, value in RunLineage.window_tags(
                 log_window(client, run_id, window_doc)

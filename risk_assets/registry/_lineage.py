@@ -59,6 +59,7 @@ _RUN_KEYS: dict[str, str] = {
     "user": "mlflow.user",
     "model_class": TAG_PREFIX + "model_class",
     "model_sha256": TAG_PREFIX + "model_sha256",
+    "logged_model_id": TAG_PREFIX + "logged_model_id",
     "window_sha256": TAG_PREFIX + "window_sha256",
     "candidate_version": TAG_PREFIX + "candidate_version",
     "dagster_run_url": TAG_PREFIX + "dagster_run_url",
@@ -133,7 +134,8 @@ class RunLineage:
 
     The fields without a default are written when the run is created; a reader of a run
     that lacks one of them (a run risk-assets did not make, or a store edited by hand)
-    gets None. ``model_class``, ``model_sha256`` and ``window_sha256`` are set once the
+    gets None. ``model_class``, ``model_sha256``, ``logged_model_id`` and ``window_sha256``
+    are set once the
     model is fitted and saved (:meth:`model_tags`, :meth:`window_tags`),
     ``candidate_version`` once it is registered (:meth:`registration_tags`).
 
@@ -180,6 +182,9 @@ class RunLineage:
     window: str | None = None
     model_class: str | None = None
     model_sha256: str | None = None
+    #: The MLflow 3 LoggedModel holding a copy of the run's ``model/`` (the experiment's
+    #: Models tab); the run's own ``model/`` is the one registered and verified.
+    logged_model_id: str | None = None
     #: SHA-256 of the run's ``lineage/window.json`` record; None without a window.
     window_sha256: str | None = None
     #: ``<name>-candidates/<version>`` once the run is registered.
@@ -221,10 +226,18 @@ class RunLineage:
 
     @staticmethod
     def model_tags(
-        *, model_sha256: str | None = None, model_class: str | None = None
+        *,
+        model_sha256: str | None = None,
+        model_class: str | None = None,
+        logged_model_id: str | None = None,
     ) -> dict[str, str]:
-        """Tags set once the model is fitted (its class) and saved (its SHA-256)."""
-        values = {"model_class": model_class, "model_sha256": model_sha256}
+        """Tags set once the model is fitted (its class) and saved (its SHA-256 and the
+        LoggedModel that shows it)."""
+        values = {
+            "model_class": model_class,
+            "model_sha256": model_sha256,
+            "logged_model_id": logged_model_id,
+        }
         return {_RUN_KEYS[name]: value for name, value in values.items() if value is not None}
 
     @staticmethod

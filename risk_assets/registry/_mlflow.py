@@ -224,7 +224,15 @@ def record_verdict(client: MlflowClient, run_id: str, verdict: str) -> RunVerdic
     )
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in written.to_tags().items()])
     client.set_terminated(run_id, status=written.run_status)
+    _verdict_on_logged_model(client, run, written)
     return written
+
+
+def _verdict_on_logged_model(client: MlflowClient, run: Any, written: RunVerdict) -> None:
+    """The verdict's tags also on the run's LoggedModel, where the Models tab shows them."""
+    model_id = RunLineage.from_tags(run.data.tags).logged_model_id
+    if model_id:
+        client.set_logged_model_tags(model_id, written.to_tags())
 
 
 def find_refusal_run(
@@ -306,6 +314,7 @@ def _record_registration(client: MlflowClient, run_id: str, reg: Registration) -
     written = RunVerdict(verdict=verdict, description=text)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in written.to_tags().items()])
     client.set_terminated(run_id, status=written.run_status)
+    _verdict_on_logged_model(client, client.get_run(run_id), written)
     return written
 
 
@@ -923,8 +932,43 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+#: Arrow type ids (``pyarrow.types``) as MLflow column types; anything else is a string.
+_MLFLOW_TYPES = (
+    ("is_boolean", "boolean"),
+    ("is_int64", "long"),
+    ("is_integer", "integer"),
+    ("is_float32", "float"),
+    ("is_floating", "double"),
+    ("is_timestamp", "datetime"),
+    ("is_binary", "binary"),
+)
+
+
+def _colspec(ref: SnapshotRef) -> list[dict[str, Any]]:
+    """The snapshot's columns as MLflow's column specification (the schema the dataset
+    drawer of the MLflow UI reads), from the Parquet file's own schema: no data is read.
+    A snapshot that cannot be read is described by its column names only."""
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    try:
+        schema = pq.read_schema(ref.path)
+    except (OSError, ValueError):
+        return [{"name": c, "type": "string", "required": False} for c in ref.columns]
+
+    def kind(arrow_type: Any) -> str:
+        return next((t for test, t in _MLFLOW_TYPES if getattr(pat, test)(arrow_type)), "string")
+
+    return [
+        {"name": f.name, "type": kind(f.type), "required": not f.nullable}
+        for f in schema
+        if f.name in ref.columns
+    ]
+
+
 def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin: str) -> Any:
-    """An MLflow DatasetInput whose digest is our SHA-256 (MLflow stores at most 36 chars)."""
+    """An MLflow DatasetInput whose digest is our SHA-256 (MLflow stores at most 36 chars),
+    with the schema and profile the MLflow UI's dataset drawer reads."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     source = json.dumps(
@@ -936,7 +980,7 @@ def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin:
             "rows": ref.rows,
         }
     )
-    schema = json.dumps({"columns": ref.columns})
+    schema = json.dumps({"mlflow_colspec": _colspec(ref)})
     return DatasetInput(
         dataset=Dataset(
             name=name,
