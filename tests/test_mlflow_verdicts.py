@@ -241,8 +241,8 @@ def test_a_registered_run_carries_its_verdict(clean_run):
 
 def test_the_model_is_an_mlflow_logged_model_and_the_datasets_have_schemas(clean_run):
     """The experiment's Models tab shows the candidate as an MLflow 3 LoggedModel with the
-    run's model hash and verdict (a copy: the run's own model/ is what is registered and
-    verified); the dataset drawer reads
+    run's model hash, verdict and test metrics, and is the source of its registered version;
+    the dataset drawer reads
     each dataset's column types."""
     from mlflow.entities import LoggedModelStatus
 
@@ -257,9 +257,23 @@ def test_the_model_is_an_mlflow_logged_model_and_the_datasets_have_schemas(clean
         assert logged.tags["risk_assets.model_sha256"] == lineage.model_sha256
         assert logged.tags["risk_assets.verdict"] == "registered"
         assert logged.params["estimator"].endswith("LogisticRegression")
-        files = {f.path for f in client.list_logged_model_artifacts(logged.model_id)}
-        run_files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
-        assert {f"model/{name.rpartition('/')[2]}" for name in files} == run_files
+        assert {f.path for f in client.list_logged_model_artifacts(logged.model_id)} >= {
+            "model.skops",
+            "MLmodel",
+        }
+        assert not client.list_artifacts(run.info.run_id, "model")  # one copy, verified
+        metrics = {m.key: m for m in logged.metrics}
+        assert metrics["test.roc_auc"].value == run.data.metrics["test.roc_auc"]
+        assert metrics["test.roc_auc"].dataset_name == "credit_risk-test"
+        version = client.get_model_version("credit_risk-candidates", "1")
+        assert version.source == f"models:/{logged.model_id}"
+        assert version.run_id == run.info.run_id
+        # MLflow's UI lists the versions made from it: the candidate and its production copy
+        listed = json.loads(logged.tags["mlflow.modelVersions"])
+        assert listed == [
+            {"name": "credit_risk-candidates", "version": "1"},
+            {"name": "credit_risk", "version": "1"},
+        ]
         inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
     train = json.loads(inputs["credit_risk-train"].schema)["mlflow_colspec"]
     types = {c["name"]: c["type"] for c in train}

@@ -18,6 +18,7 @@ from conftest import (
     using_state,
 )
 from risk_assets.cli import main
+from risk_assets.registry import RunLineage
 
 
 def _run_json(spec, capsys) -> tuple[int, dict]:
@@ -247,7 +248,9 @@ def test_registration_refuses_tampered_model_and_other_policy(clean_run, tmp_pat
         from pathlib import Path
         from urllib.parse import urlparse
 
-        model_file = Path(urlparse(run.info.artifact_uri).path) / "model" / "model.skops"
+        lineage = RunLineage.from_tags(run.data.tags)
+        location = client.get_logged_model(lineage.logged_model_id).artifact_location
+        model_file = Path(urlparse(location).path) / "model.skops"
         original = model_file.read_bytes()
         try:
             model_file.write_bytes(original + b"\0")

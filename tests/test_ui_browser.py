@@ -129,6 +129,7 @@ def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                     "dagster": f"http://127.0.0.1:{dagster_port}",
                     "mlflow": f"http://127.0.0.1:{mlflow_port}",
                     "client": client,
+                    "state": root / "state",
                 }
             finally:
                 _stop(ui)
@@ -221,3 +222,54 @@ def test_a_gate_plot_is_shown_in_dagster_from_the_mlflow_artefact(blocked, brows
     )
     shot = _screenshot(page, "dagster-gate-plot")
     assert image.evaluate("img => img.naturalWidth") >= 500, shot  # the 750 px wide plot
+
+
+def test_checks_after_a_blocked_gate_read_as_not_evaluated(blocked, browser):
+    """The model gates of the run the PII gate blocked were never evaluated: Dagster shows
+    them as skipped, not as failed executions, and the run itself as a success tagged with
+    its verdict and the gate that blocked it."""
+    url = f"{blocked['dagster']}/assets/credit_risk/candidate_model?view=checks"
+    page = _page(browser, url)
+    _dismiss_dagster_welcome(page)
+    page.get_by_text("meets_metric_thresholds").first.wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    text = page.inner_text("body")
+    shot = _screenshot(page, "dagster-checks-not-evaluated")
+    assert "Execution failed" not in text, shot
+    assert "Skipped" in text or "Not evaluated" in text, shot
+
+    from dagster import DagsterInstance
+
+    with using_state(blocked["state"]):
+        runs = DagsterInstance.get().get_runs()
+    (run,) = [r for r in runs if r.tags.get("risk_assets/verdict") == "blocked"]
+    run_page = _page(browser, f"{blocked['dagster']}/runs/{run.run_id}")
+    run_page.get_by_text("RUN_SUCCESS").first.wait_for(timeout=30_000)
+    text = run_page.inner_text("body")
+    shot = _screenshot(run_page, "dagster-blocked-run")
+    assert "Success" in text and "RUN_FAILURE" not in text and "STEP_FAILURE" not in text, shot
+    assert "DagsterAssetCheckFailedError" not in text, shot
+    run_page.get_by_role("button", name="View tags and config").click()
+    run_page.get_by_text("risk_assets/verdict").first.wait_for(timeout=30_000)
+    text = run_page.inner_text("body")
+    shot = _screenshot(run_page, "dagster-blocked-run-tags")
+    assert "blocked" in text and "pii_free" in text, shot
+
+
+def test_mlflow_shows_the_candidate_as_a_logged_model(blocked, browser):
+    """The registered candidate is in the experiment's Models tab as an MLflow 3 logged
+    model, with the verdict its run got."""
+    client = blocked["client"]
+    experiment = client.get_experiment_by_name("credit_clean")
+    (run,) = client.search_runs([experiment.experiment_id])
+    model_id = run.data.tags["risk_assets.logged_model_id"]
+    url = f"{blocked['mlflow']}/#/experiments/{experiment.experiment_id}/models/{model_id}"
+    page = _page(browser, url, wait_until="load")
+    page.get_by_text("credit_clean-candidates").first.wait_for(timeout=60_000)
+    page.get_by_text("test.roc_auc").first.wait_for(timeout=60_000)
+    text = page.inner_text("body")
+    shot = _screenshot(page, "mlflow-logged-model")
+    assert "Ready" in text and model_id in text, shot
+    assert "Not registered" not in text, shot  # its registered version links back to it
+    assert "Registered as credit_clean-candidates/1 (challenger)" in text, shot  # the verdict
+    assert "test.roc_auc" in text, shot  # the test metrics, logged with the model

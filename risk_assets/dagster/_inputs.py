@@ -118,10 +118,11 @@ class GateInputs(_Inputs):
         """The candidate model from its MLflow run, loaded safely, hash verified."""
         import tempfile
 
+        from risk_assets.registry._mlflow import download_model
         from risk_assets.registry._models import load_model_dir
 
         with tempfile.TemporaryDirectory() as tmp:
-            local = self.client.download_artifacts(self.candidate["run_id"], "model", tmp)
+            local = download_model(self.client, self.candidate["run_id"], tmp)
             return load_model_dir(local, expected_sha256=self.candidate["model_sha256"])
 
     @cached_property

@@ -147,10 +147,8 @@ def _log_run_content(
     client.log_batch(
         run_id,
         params=params,
-        metrics=[
-            *(Metric(f"test.{k}", v, now, 0) for k, v in fitted.metrics.items()),
-            Metric("fit_seconds", fitted.fit_seconds, now, 0),
-        ],
+        # the test metrics are logged with the model (see _log_model)
+        metrics=[Metric("fit_seconds", fitted.fit_seconds, now, 0)],
         tags=[
             RunTag(k, v)
             for k, v in RunLineage.model_tags(model_class=spec.estimator.class_path).items()
@@ -177,33 +175,51 @@ def _log_run_content(
 def _log_model(
     client: Any, run_id: str, experiment_id: str, spec: Any, fitted: _Fitted, features: list[str]
 ) -> str:
-    """Save the model as the run's ``model/`` (what registration hashes and verifies), and
-    show it as an MLflow 3 LoggedModel of the experiment (its Models tab), linked to the run
-    and carrying the same SHA-256."""
+    """Save the model as an MLflow 3 LoggedModel of the experiment (its Models tab), made
+    by the candidate's run, with the run's test metrics; the run records its id and the
+    SHA-256 that every reader verifies."""
     import tempfile
+
+    from mlflow.entities import Metric
 
     from risk_assets.registry._models import save_model_dir
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        model_sha = save_model_dir(
-            fitted.model, model_dir, X_sample=fitted.train[features].head(50)
-        )
-        client.log_artifacts(run_id, str(model_dir), "model")
-        logged = client.create_logged_model(
-            experiment_id,
-            name=spec.model_name,
-            source_run_id=run_id,
-            tags=RunLineage.model_tags(model_sha256=model_sha),
-            params={"estimator": spec.estimator.class_path, "pipeline": spec.name},
-            model_type=spec.estimator.class_path.rpartition(".")[2],
-        )
-        try:
+    logged = client.create_logged_model(
+        experiment_id,
+        name=spec.model_name,
+        source_run_id=run_id,
+        params={"estimator": spec.estimator.class_path, "pipeline": spec.name},
+        model_type=spec.estimator.class_path.rpartition(".")[2],
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "model"
+            model_sha = save_model_dir(
+                fitted.model, model_dir, X_sample=fitted.train[features].head(50)
+            )
             client.log_model_artifacts(logged.model_id, str(model_dir))
-            client.finalize_logged_model(logged.model_id, "READY")
-        except BaseException:
-            client.finalize_logged_model(logged.model_id, "FAILED")
-            raise
+        client.set_logged_model_tags(logged.model_id, RunLineage.model_tags(model_sha256=model_sha))
+        now = int(time.time() * 1000)
+        test = fitted.test_ref
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric(
+                    f"test.{k}",
+                    v,
+                    now,
+                    0,
+                    model_id=logged.model_id,
+                    dataset_name=f"{spec.name}-test",
+                    dataset_digest=test.sha256[:36],
+                )
+                for k, v in fitted.metrics.items()
+            ],
+        )
+        client.finalize_logged_model(logged.model_id, "READY")
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
     tags = RunLineage.model_tags(model_sha256=model_sha, logged_model_id=logged.model_id)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)

@@ -394,6 +394,38 @@ def verify_gate_evidence(
     return run, actual
 
 
+def _link_logged_model(client: MlflowClient, run_id: str, name: str, version: Any) -> None:
+    """List a registered version on the run's LoggedModel (MLflow's ``mlflow.modelVersions``
+    tag, which its UI reads to show the model as registered and link the version)."""
+    model_id = RunLineage.from_tags(client.get_run(run_id).data.tags).logged_model_id
+    if not model_id:
+        return
+    tag = "mlflow.modelVersions"
+    listed = json.loads(client.get_logged_model(model_id).tags.get(tag) or "[]")
+    entry = {"name": name, "version": str(version)}
+    if entry not in listed:
+        client.set_logged_model_tags(model_id, {tag: json.dumps([*listed, entry])})
+
+
+def download_model(client: MlflowClient, run_id: str, dst: str, path: str = "") -> str:
+    """Download a candidate's model folder (or the file ``path`` in it) into ``dst``.
+
+    The model lives in the run's MLflow 3 LoggedModel (``risk_assets.logged_model_id``);
+    a run made before models were logged so keeps it under its own ``model/``.
+    """
+    model_id = RunLineage.from_tags(client.get_run(run_id).data.tags).logged_model_id
+    if not model_id:
+        return client.download_artifacts(run_id, f"model/{path}".rstrip("/"), dst)
+    from mlflow.artifacts import download_artifacts
+
+    location = client.get_logged_model(model_id).artifact_location.rstrip("/")
+    return download_artifacts(
+        artifact_uri=f"{location}/{path}".rstrip("/"),
+        dst_path=dst,
+        tracking_uri=client.tracking_uri,
+    )
+
+
 def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLineage) -> str:
     """The model artefact's SHA-256, which must be the one the run records."""
     from risk_assets.registry._models import MODEL_FILE, file_sha256
@@ -403,8 +435,7 @@ def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLinea
             f"run {run_id} records no model hash; it is not a risk-assets candidate"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
-        actual = file_sha256(local)
+        actual = file_sha256(download_model(client, run_id, tmp, MODEL_FILE))
     if actual != recorded.model_sha256:
         raise IntegrityError(
             f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded.model_sha256}"
@@ -603,14 +634,23 @@ def register_candidate(
     if existing:
         mv = existing[0]
     else:
-        mv = client.create_model_version(
-            cand,
-            source=f"{run.info.artifact_uri}/model",
-            run_id=run_id,
-            tags=evidence.to_tags(),
-            description=f"Gated candidate from run {run_id}",
-        )
+        model_id = run_lineage.logged_model_id
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+        # A registry store in this process resolves a ``models:/`` source with a client of
+        # the process's tracking URI: make it ours for the call.
+        with _use_tracking_uri(client.tracking_uri):
+            mv = client.create_model_version(
+                cand,
+                # the LoggedModel, so that MLflow links the version to it (older runs: model/)
+                source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
+                run_id=run_id,
+                model_id=model_id,
+                tags=evidence.to_tags(),
+                description=f"Gated candidate from run {run_id}",
+            )
         mv = _wait_ready(client, cand, mv.version)
+        _link_logged_model(client, run_id, cand, mv.version)
     client.set_registered_model_alias(cand, CHALLENGER, mv.version)
     for key, value in RunLineage.registration_tags(f"{cand}/{mv.version}").items():
         client.set_tag(run_id, key, value)
@@ -700,6 +740,7 @@ def _promote(
         )
     pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
     pv = _wait_ready(client, model_name, pv.version)
+    _link_logged_model(client, run_id, model_name, pv.version)
     promoted = replace(
         evidence,
         candidate_version=f"{cand}/{cand_version}",
@@ -780,7 +821,7 @@ def load_version_model(client: MlflowClient, mv: Any) -> Any:
     if not expected:
         raise IntegrityError(f"model version {mv.name}/{mv.version} records no model hash")
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(mv.run_id, "model", tmp)
+        local = download_model(client, mv.run_id, tmp)
         return load_model_dir(local, expected_sha256=expected)
 
 
