@@ -230,3 +230,31 @@ def test_gate_metadata_is_typed():
         "drift": True,
         "note": "moved",
     }
+
+
+def test_resources_show_where_state_lives(tmp_path, monkeypatch):
+    """Dagster's Resources page shows each store: an environment variable by name (EnvVar)
+    where the environment sets it, else the embedded default's path."""
+    from risk_assets.dagster import build_definitions
+
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RISK_ASSETS_ALERT_WEBHOOK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RISK_ASSETS_HOME", str(tmp_path / "state"))
+    embedded = build_definitions([CREDIT_SPEC]).resources
+    mlflow = embedded["mlflow"]
+    assert mlflow.tracking_uri == f"sqlite:///{tmp_path / 'state' / 'mlflow' / 'mlflow.db'}"
+    assert mlflow.artifact_root == (tmp_path / "state" / "mlflow" / "artifacts").as_uri()
+    assert embedded["snapshots"].base_dir == str(tmp_path / "state" / "snapshots")
+    assert embedded["io_manager"].base_dir == str(tmp_path / "state" / "io")
+    assert embedded["alerts"].url is None
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("RISK_ASSETS_ALERT_WEBHOOK", "https://hooks.internal/risk")
+    served = build_definitions([CREDIT_SPEC]).resources
+    assert served["mlflow"].tracking_uri == dg.EnvVar("MLFLOW_TRACKING_URI")
+    assert served["mlflow"].artifact_root is None  # an MLflow server decides
+    assert served["alerts"].url == dg.EnvVar("RISK_ASSETS_ALERT_WEBHOOK")
+    # the value is read where the run executes
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.other:5000")
+    with dg.build_resources({"mlflow": served["mlflow"]}) as built:
+        assert built.mlflow.resolved_tracking_uri() == "http://mlflow.other:5000"

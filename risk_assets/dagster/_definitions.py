@@ -6,6 +6,7 @@ no resources and no executor, so that several pipelines (or several components) 
 without collisions; :func:`build_definitions` adds them once, at the root.
 """
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from risk_assets.dagster._names import (
 )
 from risk_assets.dagster._partitions import partitions_def, quiet_previews
 from risk_assets.dagster._resources import (
+    ALERT_WEBHOOK_ENV,
+    DAGSTER_URL_ENV,
+    MLFLOW_UI_URL_ENV,
     JsonIOManager,
     MlflowResource,
     SnapshotStoreResource,
@@ -34,6 +38,7 @@ from risk_assets.dagster._resources import (
 from risk_assets.dagster._sensors import retraining_sensor, schedules
 from risk_assets.errors import SpecError
 from risk_assets.pipeline import LoadedPipeline, load_pipeline
+from risk_assets.settings import current_settings
 
 __all__ = [
     "PipelineDefinitions",
@@ -151,13 +156,29 @@ def pipeline_definitions(spec: str | Path | LoadedPipeline) -> dg.Definitions:
     return build_pipeline_definitions(pipeline).to_definitions()
 
 
+def _env_or(var: str, default: str | None) -> Any:
+    """A resource field read from ``var`` when the environment sets it (Dagster's EnvVar:
+    the Resources page names the variable, and the value is read where the run executes),
+    else the embedded default as resolved now (the page shows the path)."""
+    return dg.EnvVar(var) if os.environ.get(var) else default
+
+
 def default_resources() -> dict[str, Any]:
-    """Resources on embedded defaults, moved by the environment (see risk_assets.settings)."""
+    """Resources on embedded defaults, moved by the environment (see risk_assets.settings);
+    the Dagster UI's Resources page shows where each keeps its state."""
+    s = current_settings()
+    local_store = not s.tracking_uri.startswith(("http://", "https://", "databricks"))
     return {
-        "mlflow": MlflowResource(),
-        "snapshots": SnapshotStoreResource(),
-        "alerts": WebhookAlertResource(),
-        "io_manager": JsonIOManager(),
+        "mlflow": MlflowResource(
+            tracking_uri=_env_or("MLFLOW_TRACKING_URI", s.tracking_uri),
+            registry_uri=_env_or("MLFLOW_REGISTRY_URI", None),  # None: the tracking URI
+            artifact_root=s.artifact_root if local_store else None,
+            ui_url=_env_or(MLFLOW_UI_URL_ENV, None),
+            dagster_ui_url=_env_or(DAGSTER_URL_ENV, None),
+        ),
+        "snapshots": SnapshotStoreResource(base_dir=str(s.snapshot_dir)),
+        "alerts": WebhookAlertResource(url=_env_or(ALERT_WEBHOOK_ENV, None)),
+        "io_manager": JsonIOManager(base_dir=str(s.state_dir / "io")),
     }
 
 

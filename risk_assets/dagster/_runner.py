@@ -30,7 +30,7 @@ class GateOutcome:
     name: str
     risk_id: str
     asset: str
-    passed: bool | None  # None: the gate did not run (an upstream step stopped first)
+    passed: bool | None  # None: not evaluated (a gate before it blocked, or a step failed)
     blocking: bool
     value: float | None
     threshold: float | None
@@ -306,7 +306,7 @@ def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
         elif "GateEvidenceError" in names:
             e = next(e for e in _error_chain(err) if e.cls_name == "GateEvidenceError")
             evidence_error = evidence_error or e.message.strip()
-        elif not any("AssetCheckFailed" in n or "Blocking" in n for n in names) and not blocked_by:
+        elif not blocked_by:
             root = list(_error_chain(err))[-1]
             other_error = other_error or f"{ev.step_key}: {root.message.strip()}"
 

@@ -583,6 +583,29 @@ def _wait_ready(client: MlflowClient, name: str, version: str, timeout: float = 
         time.sleep(0.2)
 
 
+def _new_candidate_version(client: MlflowClient, cand: str, run: Any, evidence: Any) -> Any:
+    """A new version of ``cand`` made from the run's LoggedModel (so that MLflow links the
+    two; a run made before models were logged: from its ``model/``), with the evidence."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    run_id = run.info.run_id
+    model_id = RunLineage.from_tags(run.data.tags).logged_model_id
+    # A registry store in this process resolves a ``models:/`` source with a client of the
+    # process's tracking URI: make it ours for the call.
+    with _use_tracking_uri(client.tracking_uri):
+        mv = client.create_model_version(
+            cand,
+            source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
+            run_id=run_id,
+            model_id=model_id,
+            tags=evidence.to_tags(),
+            description=f"Gated candidate from run {run_id}",
+        )
+    mv = _wait_ready(client, cand, mv.version)
+    _link_logged_model(client, run_id, cand, mv.version)
+    return mv
+
+
 def register_candidate(
     client: MlflowClient,
     run_id: str,
@@ -631,26 +654,7 @@ def register_candidate(
         partition=run_lineage.partition or None,
         window=run_lineage.window or None,
     )
-    if existing:
-        mv = existing[0]
-    else:
-        model_id = run_lineage.logged_model_id
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-        # A registry store in this process resolves a ``models:/`` source with a client of
-        # the process's tracking URI: make it ours for the call.
-        with _use_tracking_uri(client.tracking_uri):
-            mv = client.create_model_version(
-                cand,
-                # the LoggedModel, so that MLflow links the version to it (older runs: model/)
-                source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
-                run_id=run_id,
-                model_id=model_id,
-                tags=evidence.to_tags(),
-                description=f"Gated candidate from run {run_id}",
-            )
-        mv = _wait_ready(client, cand, mv.version)
-        _link_logged_model(client, run_id, cand, mv.version)
+    mv = existing[0] if existing else _new_candidate_version(client, cand, run, evidence)
     client.set_registered_model_alias(cand, CHALLENGER, mv.version)
     for key, value in RunLineage.registration_tags(f"{cand}/{mv.version}").items():
         client.set_tag(run_id, key, value)
