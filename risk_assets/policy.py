@@ -115,6 +115,9 @@ class Risk(_Strict):
     treatment: Literal["mitigate", "accept", "transfer", "avoid"] = "mitigate"
     justification: str | None = None
     accepted_by: str | None = None
+    #: Clauses of regulations and standards this risk's control answers, e.g.
+    #: ``EU-AI-ACT:Art.10`` (see ``risk-assets compliance``).
+    clauses: list[str] = Field(default_factory=list)
     control: Control | None = None
 
     @field_validator("control", mode="before")
@@ -162,11 +165,43 @@ class Risk(_Strict):
         return self.control is not None and self.control.severity == "error"
 
 
+class Approver(_Strict):
+    """Someone who may approve a challenger for production, and in which role."""
+
+    user: str = Field(min_length=1, description="the user name (an MLflow user on a server)")
+    role: str = Field(min_length=1, description="e.g. model-risk, validation, business-owner")
+
+
 class Promotion(_Strict):
     auto_promote: bool = Field(
         default=False,
         description="move the champion alias automatically once the gates pass (low tier only)",
     )
+    approvals: int | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description=(
+            "approvals a challenger needs before it becomes champion: 0 (automatic "
+            "promotion, low tier only), 1 or 2; default 0 with auto_promote, else 1 for "
+            "tier medium and 2 for tier high"
+        ),
+    )
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        description=(
+            "who may approve (any user but the maker when empty); two approvals must come "
+            "from two users, and from two roles when approvers name more than one role"
+        ),
+    )
+
+    def required_approvals(self, tier: str) -> int:
+        """How many approvals the tier's rule asks for."""
+        if self.approvals is not None:
+            return self.approvals
+        if self.auto_promote:
+            return 0
+        return 2 if tier == "high" else 1
 
 
 class Policy(_Strict):
@@ -198,6 +233,26 @@ class Policy(_Strict):
             raise ValueError(
                 f"promotion.auto_promote is only allowed for tier 'low' (tier is {self.tier!r}); "
                 "higher tiers need an approval"
+            )
+        required = self.promotion.required_approvals(self.tier)
+        if required == 0 and self.tier != "low":
+            raise ValueError(
+                f"promotion.approvals 0 is only allowed for tier 'low' (tier is {self.tier!r})"
+            )
+        if required > 0 and self.promotion.auto_promote:
+            raise ValueError(
+                f"promotion.auto_promote contradicts promotion.approvals {required}: "
+                "an automatic promotion has no approver"
+            )
+        if self.tier == "high" and required < 2:
+            raise ValueError("tier 'high' needs promotion.approvals 2 (maker-checker by two)")
+        users = [a.user for a in self.promotion.approvers]
+        if len(set(users)) != len(users):
+            raise ValueError(f"promotion.approvers lists a user twice: {users}")
+        if self.promotion.approvers and len(set(users)) < required:
+            raise ValueError(
+                f"promotion.approvers names {len(users)} user(s); {required} approvals "
+                "need at least as many"
             )
         return self
 
