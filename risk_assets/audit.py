@@ -1,0 +1,303 @@
+"""The audit trail: an append-only, hash-chained log of every decision about a model.
+
+Every gate verdict, registration, refusal, approval, rejection, promotion and rollback
+appends one :class:`AuditRecord` (who, when, what, why, risk ids, hashes, the MLflow and
+Dagster runs). Each record carries the SHA-256 of the record before it and its own
+SHA-256 over its canonical JSON, so editing, deleting, inserting or reordering a record
+breaks the chain at that record, which :meth:`AuditLog.verify` names. Deleting the newest
+records leaves a shorter valid chain: that is caught against *anchors*, the sequence
+number and hash of a record kept elsewhere (the registry keeps them on each model
+version), which :meth:`AuditLog.verify` checks when given.
+
+The log is the source of truth, not the tags MLflow shows: anyone with write access to
+MLflow can edit a tag, and a Dagster instance's event log can be purged. With the embedded
+stores the log is a JSON Lines file beside them (``$RISK_ASSETS_HOME/audit/audit.jsonl``),
+appended under an exclusive file lock and flushed to disk before the append returns.
+
+Example::
+
+    log = open_audit_log()
+    log.append("approval", actor="alice", model="credit_risk", version="3", reason="...")
+    result = log.verify()
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from risk_assets.errors import ConfigError
+from risk_assets.settings import current_settings
+
+__all__ = [
+    "ACTIONS",
+    "GENESIS",
+    "AuditLog",
+    "AuditRecord",
+    "Verification",
+    "open_audit_log",
+]
+
+#: What a record may say happened.
+ACTIONS = (
+    "gate",
+    "registration",
+    "refusal",
+    "approval",
+    "rejection",
+    "promotion",
+    "rollback",
+)
+#: The ``prev_hash`` of the first record.
+GENESIS = "0" * 64
+#: Environment variable naming the audit log file (default beside the embedded stores).
+AUDIT_LOG_ENV = "RISK_ASSETS_AUDIT_LOG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    """One decision. ``hashes`` holds the SHA-256 of what it was about (model, data
+    snapshot, policy, suite, evidence); ``details`` what the decision saw (a gate's figure,
+    threshold and summary; an approval's evidence)."""
+
+    seq: int
+    timestamp: str
+    actor: str
+    action: str
+    model: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    dagster_run_id: str | None = None
+    risk_ids: tuple[str, ...] = ()
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    prev_hash: str = GENESIS
+    hash: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """Every field but ``hash``, as JSON values."""
+        d = asdict(self)
+        d.pop("hash")
+        d["risk_ids"] = list(self.risk_ids)
+        d["hashes"] = dict(self.hashes)
+        d["details"] = dict(self.details)
+        return d
+
+    def computed_hash(self) -> str:
+        return _sha256(self.body())
+
+    def to_json(self) -> str:
+        return _canonical({**self.body(), "hash": self.hash})
+
+    @classmethod
+    def from_json(cls, line: str) -> AuditRecord:
+        d = json.loads(line)
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        d["risk_ids"] = tuple(d.get("risk_ids") or ())
+        return cls(**d)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of :meth:`AuditLog.verify`: ``first_bad`` is the 1-based line of the
+    first record that breaks the chain (None when it holds), ``problem`` says how."""
+
+    records: int
+    first_bad: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None and self.problem is None
+
+    def render(self) -> str:
+        if self.ok:
+            return f"audit trail intact: {self.records} records, every link verified"
+        where = f"record {self.first_bad}: " if self.first_bad is not None else ""
+        return f"audit trail BROKEN at {where}{self.problem}"
+
+
+class AuditLog:
+    """The hash-chained log in one JSON Lines file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- writing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _last(self) -> AuditRecord | None:
+        """The newest record (read from the end of the file)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with open(self.path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            chunk, pos = b"", end
+            while pos > 0 and chunk.count(b"\n") < 2:
+                step = min(65536, pos)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step) + chunk
+        lines = [line for line in chunk.split(b"\n") if line.strip()]
+        return AuditRecord.from_json(lines[-1].decode("utf-8"))
+
+    def append(
+        self,
+        action: str,
+        *,
+        actor: str,
+        model: str | None = None,
+        version: str | int | None = None,
+        run_id: str | None = None,
+        dagster_run_id: str | None = None,
+        risk_ids: Sequence[str] = (),
+        hashes: Mapping[str, str | None] | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append one record and return it (with its sequence number and hash); the write
+        is flushed to disk before this returns.
+
+        Raises:
+            ValueError: an unknown action.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}; one of {list(ACTIONS)}")
+        with self._locked():
+            last = self._last()
+            record = AuditRecord(
+                seq=1 if last is None else last.seq + 1,
+                timestamp=datetime.now(UTC).isoformat(timespec="microseconds"),
+                actor=actor,
+                action=action,
+                model=model,
+                version=None if version is None else str(version),
+                run_id=run_id,
+                dagster_run_id=dagster_run_id,
+                risk_ids=tuple(risk_ids),
+                hashes={k: v for k, v in (hashes or {}).items() if v},
+                reason=reason,
+                details=json.loads(_canonical(dict(details or {}))),
+                prev_hash=GENESIS if last is None else last.hash,
+            )
+            record = AuditRecord(**{**record.__dict__, "hash": record.computed_hash()})
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(record.to_json() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return record
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        return [line for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+    def records(
+        self,
+        *,
+        model: str | None = None,
+        version: str | int | None = None,
+        run_id: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditRecord]:
+        """The records that match every filter given, oldest first (the chain unverified:
+        call :meth:`verify` to trust them)."""
+        out = []
+        for line in self._lines():
+            r = AuditRecord.from_json(line)
+            if model is not None and r.model != model:
+                continue
+            if version is not None and r.version != str(version):
+                continue
+            if run_id is not None and r.run_id != run_id:
+                continue
+            if action is not None and r.action != action:
+                continue
+            out.append(r)
+        return out
+
+    def verify(self, anchors: Mapping[int, str] | None = None) -> Verification:
+        """Walk the chain: every record must parse, carry the next sequence number, link to
+        the hash of the record before it and hash to its own ``hash``; each anchor
+        (sequence number -> hash kept elsewhere) must be a record of the chain."""
+        prev, seen = GENESIS, {}
+        lines = self._lines()
+        for n, line in enumerate(lines, start=1):
+            try:
+                r = AuditRecord.from_json(line)
+            except (ValueError, TypeError) as exc:
+                return Verification(len(lines), n, f"not a record ({type(exc).__name__})")
+            if r.seq != n:
+                return Verification(
+                    len(lines),
+                    n,
+                    f"sequence number {r.seq} where {n} belongs (a record "
+                    "was deleted, inserted or moved)",
+                )
+            if r.prev_hash != prev:
+                return Verification(
+                    len(lines),
+                    n,
+                    "does not link to the record before it (a record was "
+                    "deleted, inserted or moved)",
+                )
+            if r.computed_hash() != r.hash:
+                return Verification(len(lines), n, "its content does not match its hash (edited)")
+            prev, seen[r.seq] = r.hash, r.hash
+        for seq, expected in sorted((anchors or {}).items()):
+            if seen.get(seq) != expected:
+                state = "is missing" if seq not in seen else "differs"
+                return Verification(
+                    len(lines),
+                    None,
+                    f"record {seq}, anchored in the registry, {state} "
+                    "(records were removed from the end, or the log was replaced)",
+                )
+        return Verification(len(lines))
+
+
+def open_audit_log(path: str | Path | None = None) -> AuditLog:
+    """The audit log: ``path``, else ``$RISK_ASSETS_AUDIT_LOG``, else beside the embedded
+    stores (``$RISK_ASSETS_HOME/audit/audit.jsonl``).
+
+    Raises:
+        ConfigError: the path names a folder.
+    """
+    where = Path(
+        path
+        or os.environ.get(AUDIT_LOG_ENV)
+        or current_settings().state_dir / "audit" / "audit.jsonl"
+    )
+    if where.is_dir():
+        raise ConfigError(f"{where}: the audit log must be a file, not a folder ({AUDIT_LOG_ENV})")
+    return AuditLog(where)
