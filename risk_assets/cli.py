@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="risk-assets",
         description="ML risk controls as Dagster asset checks, with lineage in MLflow.",
         epilog="Exit codes: 0 ok / registered, 1 unexpected error, 2 bad spec, policy, suite or "
-        "data file, 3 blocked by a gate. State: RISK_ASSETS_HOME (default ./.risk-assets), "
+        "data file, 3 blocked by a gate, 4 a decision refused (approve, reject, rollback, audit). "
+        "State: RISK_ASSETS_HOME (default ./.risk-assets), "
         "DAGSTER_HOME, MLFLOW_TRACKING_URI.",
     )
     from risk_assets import __version__
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "env", help="print shell exports that point dagster dev and mlflow ui at the state"
     )
+    from risk_assets import governance  # the standard library only: --help stays fast
+
+    governance.add_parsers(sub)
     return p
 
 
@@ -171,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_lineage(args)
         if args.command == "policy":
             return _cmd_policy(args)
+        if args.command in ("approve", "reject", "rollback", "pending", "audit"):
+            return _cmd_governance(args)
         if args.command == "env":
             from risk_assets.settings import current_settings, ensure_embedded_dagster_home
 
@@ -190,6 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the contract: exit 1 (and one JSON object with --json)
         return _fail(args, EXIT_UNEXPECTED, f"{type(exc).__name__}: {exc}")
     return EXIT_UNEXPECTED
+
+
+def _cmd_governance(args: argparse.Namespace) -> int:
+    """A decision refused (maker-checker, changed evidence, a broken audit trail) is exit 4,
+    with the reason; anything else goes the usual way."""
+    _quiet_libraries()
+    from risk_assets import governance
+    from risk_assets.errors import ApprovalError, GateEvidenceError, IntegrityError
+
+    try:
+        return governance.run(args)
+    except (ApprovalError, GateEvidenceError, IntegrityError) as exc:
+        return _fail(args, governance.EXIT_REFUSED, f"refused: {exc}")
 
 
 def _fail(args: argparse.Namespace, code: int, message: str) -> int:
@@ -313,11 +332,13 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     _quiet_libraries()
     from mlflow import MlflowClient
 
+    from risk_assets.audit import open_audit_log
     from risk_assets.registry._mlflow import lineage
     from risk_assets.settings import current_settings
 
     s = current_settings()
-    info = lineage(MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri), args.ref)
+    client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
+    info = lineage(client, args.ref, audit=open_audit_log())
     if args.json:
         print(json.dumps(info, indent=1))
     else:
@@ -378,6 +399,16 @@ def render_lineage(info: dict[str, Any]) -> str:
             f"{'blocking' if g['blocking'] else 'warning '} value {_num(g['value'])} "
             f"threshold {_num(g['threshold'])}  {g['summary']}"
         )
+    audit = info.get("audit")
+    if audit:
+        lines.append(f"  audit trail   {audit['chain']} ({audit['log']})")
+        for d in audit["decisions"]:
+            lines.append(
+                f"    {d['when'][:19]} {d['action']:<12} {d['version']:<28} by {d['by']}"
+                + (f": {d['reason']}" if d["reason"] else "")
+            )
+        for w in audit["warnings"]:
+            lines.append(f"  WARNING: {w}")
     return "\n".join(lines)
 
 

@@ -48,3 +48,8 @@ class GateEvidenceError(RiskAssetsError):
 
 class IntegrityError(RiskAssetsError):
     """A content hash did not match what was recorded: the artefact changed."""
+
+
+class ApprovalError(RiskAssetsError):
+    """A human decision on a model was refused: maker-checker, an approver the policy does
+    not name, a rejected version, or evidence that changed since it was seen."""

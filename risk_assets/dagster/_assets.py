@@ -13,7 +13,7 @@ import dagster as dg
 from risk_assets.dagster._blocking import withhold
 from risk_assets.dagster._names import asset_key, registry_pool
 from risk_assets.dagster._partitions import read_partition, window_mapping
-from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
+from risk_assets.dagster._resources import AuditResource, MlflowResource, SnapshotStoreResource
 from risk_assets.dagster._training import fit_and_log
 from risk_assets.dagster._window import combine_window
 from risk_assets.errors import DataError
@@ -246,7 +246,10 @@ def _train_test_split(b: _Build) -> dg.AssetsDefinition:
 
     @dg.asset(ins=ins, output_required=False, **b.common("train_test_split", description + "."))
     def train_test_split(
-        context: dg.AssetExecutionContext, validated_data: dict, snapshots: SnapshotStoreResource
+        context: dg.AssetExecutionContext,
+        validated_data: dict,
+        snapshots: SnapshotStoreResource,
+        audit: AuditResource,
     ):
         # every partition of the window must have passed its data gates
         window = (
@@ -254,7 +257,7 @@ def _train_test_split(b: _Build) -> dg.AssetsDefinition:
             if b.pdef is not None
             else [None]
         )
-        if withheld := withhold(context, b.pipeline, "validated_data", window):
+        if withheld := withhold(context, b.pipeline, "validated_data", window, audit.get_log()):
             yield from withheld
             return
         store = snapshots.get_store()
@@ -306,18 +309,24 @@ def _registered_model(b: _Build) -> dg.AssetsDefinition:
         **b.common("registered_model", description),
     )
     def registered_model(
-        context: dg.AssetExecutionContext, candidate_model: dict, mlflow: MlflowResource
+        context: dg.AssetExecutionContext,
+        candidate_model: dict,
+        mlflow: MlflowResource,
+        audit: AuditResource,
     ):
         partition = context.partition_key if b.pdef is not None else None
-        if withheld := withhold(context, b.pipeline, "candidate_model", [partition]):
+        log = audit.get_log()
+        if withheld := withhold(context, b.pipeline, "candidate_model", [partition], log):
             yield from withheld
             return
-        yield register(context, b.pipeline, candidate_model, mlflow)
+        yield register(context, b.pipeline, candidate_model, mlflow, log)
 
     return registered_model
 
 
-def register(context: Any, pipeline: Any, candidate_model: dict, mlflow: Any) -> dg.Output:
+def register(
+    context: Any, pipeline: Any, candidate_model: dict, mlflow: Any, audit: Any = None
+) -> dg.Output:
     """Register the candidate once its evidence verifies; a refusal never retries."""
     from risk_assets.errors import GateEvidenceError, IntegrityError
     from risk_assets.registry._mlflow import register_candidate
@@ -332,6 +341,7 @@ def register(context: Any, pipeline: Any, candidate_model: dict, mlflow: Any) ->
             policy_sha256=lpolicy.sha256,
             suite_sha256=pipeline.suite_sha256,
             protected_attributes=spec.protected_attributes,
+            audit=audit,
         )
     except (GateEvidenceError, IntegrityError) as exc:
         # a retry sees the same evidence: it must never turn a refusal into a pass

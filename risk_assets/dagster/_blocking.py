@@ -122,14 +122,26 @@ def blocked_by(
     return reasons
 
 
-def withhold(context: Any, pipeline: Any, asset: str, partitions: Iterable[str | None]) -> list:
+def withhold(
+    context: Any, pipeline: Any, asset: str, partitions: Iterable[str | None], audit: Any
+) -> list:
     """The events of an asset that withholds its output because a gate on ``asset`` blocked
     it (an empty list when nothing blocks): an observation naming the gates; the run is
-    tagged ``blocked`` and the log says why."""
+    tagged ``blocked``, the log says why, and the refusal is a record of the audit trail."""
+    from risk_assets.settings import current_user
+
     reasons = blocked_by(context.instance, pipeline, asset, partitions)
     if not reasons:
         return []
     text = "; ".join(reasons)
+    audit.append(
+        "refusal",
+        actor=current_user(),
+        model=pipeline.spec.spec.model_name,
+        dagster_run_id=context.run.run_id,
+        reason=f"{context.asset_key.path[-1]} not built: blocked by {text}",
+        details={"partition": context.partition_key if context.has_partition_key else None},
+    )
     context.log.warning(f"not built: blocked by {text}")
     context.instance.add_run_tags(
         context.run.run_id, {VERDICT_TAG: "blocked", BLOCKED_BY_TAG: text[:2000]}

@@ -30,7 +30,7 @@ from risk_assets.controls._result import ControlResult, markdown_table
 from risk_assets.dagster._blocking import failed_evaluation
 from risk_assets.dagster._inputs import GateInputs, MonitorInputs
 from risk_assets.dagster._names import asset_key
-from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
+from risk_assets.dagster._resources import AuditResource, MlflowResource, SnapshotStoreResource
 from risk_assets.errors import RiskAssetsError
 
 __all__ = ["build_check", "check_metadata", "evaluate_gate", "evidence_table", "run_control"]
@@ -188,6 +188,8 @@ class _Call:
     store: Any
     mlflow: Any
     partition_keys: list[str]
+    audit: Any  # the audit log
+    model: str  # the registered model's name
 
 
 def _validated_inputs(pipeline: Any, call: _Call) -> tuple[Any, str]:
@@ -312,6 +314,36 @@ _BINDINGS = {
 }
 
 
+def _audit(call: _Call, check: Check, record: Any, extra: dict) -> Any:
+    """The gate's verdict as a record of the audit trail (the source of truth that
+    registration checks MLflow's copy against)."""
+    from risk_assets.settings import current_user
+
+    return call.audit.append(
+        "gate",
+        actor=current_user(),
+        model=call.model,
+        run_id=extra.get("mlflow_run_id") or call.value.get("run_id"),
+        dagster_run_id=call.context.run.run_id,
+        risk_ids=[check.risk.id],
+        hashes={
+            "subject_sha256": record.subject_sha256,
+            "policy_sha256": record.policy_sha256,
+            "suite_sha256": record.suite_sha256,
+        },
+        details={
+            "check": check.name,
+            "asset": check.asset,
+            "partition": call.context.partition_key if call.context.has_partition_key else None,
+            "passed": bool(record.passed),
+            "blocking": bool(record.blocking),
+            "value": record.value,
+            "threshold": record.threshold,
+            "summary": record.summary,
+        },
+    )
+
+
 def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> Iterator[Any]:
     inputs, subject = binding.inputs(pipeline, call)
     result, record = evaluate_gate(
@@ -324,6 +356,7 @@ def _evaluate(pipeline: Any, check: Check, binding: _Binding, call: _Call) -> It
     )
     plot = None if binding.monitoring else _plot(check, result, call.context.log)
     extra = {**inputs.extra, **binding.keep(call, check, record, plot, inputs)}
+    extra["risk/audit_seq"] = dg.MetadataValue.int(_audit(call, check, record, extra).seq)
     out = dg.AssetCheckResult(
         passed=bool(result.passed),
         severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
@@ -354,9 +387,19 @@ def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | Non
         kind = "blocking" if check.blocking else "warning"
     description = f"[{risk.id}] {risk.title}: {risk.control.name} ({kind})"
     keys = list(pdef.get_partition_keys()) if binding.monitoring else []
+    model = pipeline.spec.spec.model_name
 
-    def gate(context, subject: dict, snapshots: SnapshotStoreResource, mlflow: MlflowResource):
-        call = _Call(context, subject, None, snapshots.get_store(), mlflow, keys)
+    def log(audit: AuditResource) -> tuple[Any, str]:
+        return audit.get_log(), model
+
+    def gate(
+        context,
+        subject: dict,
+        snapshots: SnapshotStoreResource,
+        mlflow: MlflowResource,
+        audit: AuditResource,
+    ):
+        call = _Call(context, subject, None, snapshots.get_store(), mlflow, keys, *log(audit))
         yield from _evaluate(pipeline, check, binding, call)
 
     def gate_with_scored(
@@ -365,8 +408,9 @@ def build_check(pipeline: Any, check: Check, pdef: dg.PartitionsDefinition | Non
         scored: dict,
         snapshots: SnapshotStoreResource,
         mlflow: MlflowResource,
+        audit: AuditResource,
     ):
-        call = _Call(context, subject, scored, snapshots.get_store(), mlflow, keys)
+        call = _Call(context, subject, scored, snapshots.get_store(), mlflow, keys, *log(audit))
         yield from _evaluate(pipeline, check, binding, call)
 
     fn = gate_with_scored if binding.with_scored else gate

@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from risk_assets.audit import AUDIT_LOG_ENV
 from risk_assets.catalogue import MONITORING_ASSETS, TRAINING_ASSETS, checks_of
 from risk_assets.dagster._assets import training_assets
 from risk_assets.dagster._checks import build_check
@@ -30,6 +31,7 @@ from risk_assets.dagster._resources import (
     ALERT_WEBHOOK_ENV,
     DAGSTER_URL_ENV,
     MLFLOW_UI_URL_ENV,
+    AuditResource,
     JsonIOManager,
     MlflowResource,
     SnapshotStoreResource,
@@ -177,6 +179,9 @@ def default_resources() -> dict[str, Any]:
             dagster_ui_url=_env_or(DAGSTER_URL_ENV, None),
         ),
         "snapshots": SnapshotStoreResource(base_dir=str(s.snapshot_dir)),
+        "audit": AuditResource(
+            path=_env_or(AUDIT_LOG_ENV, str(s.state_dir / "audit" / "audit.jsonl"))
+        ),
         "alerts": WebhookAlertResource(url=_env_or(ALERT_WEBHOOK_ENV, None)),
         "io_manager": JsonIOManager(base_dir=str(s.state_dir / "io")),
     }

@@ -20,7 +20,13 @@ from pydantic import Field, PrivateAttr
 
 from risk_assets.settings import current_settings
 
-__all__ = ["JsonIOManager", "MlflowResource", "SnapshotStoreResource", "WebhookAlertResource"]
+__all__ = [
+    "AuditResource",
+    "JsonIOManager",
+    "MlflowResource",
+    "SnapshotStoreResource",
+    "WebhookAlertResource",
+]
 
 #: Environment variable with the URL of the alert webhook (when the resource names none).
 ALERT_WEBHOOK_ENV = "RISK_ASSETS_ALERT_WEBHOOK"
@@ -155,6 +161,22 @@ class SnapshotStoreResource(dg.ConfigurableResource):
         from risk_assets.registry._snapshots import SnapshotStore
 
         return SnapshotStore(self.base_dir or current_settings().snapshot_dir)
+
+
+class AuditResource(dg.ConfigurableResource):
+    """The audit trail (see :mod:`risk_assets.audit`): every gate verdict and registration
+    of the pipeline is appended to it."""
+
+    path: str | None = Field(
+        default=None,
+        description="the audit log file; default $RISK_ASSETS_AUDIT_LOG, else "
+        "$RISK_ASSETS_HOME/audit/audit.jsonl",
+    )
+
+    def get_log(self) -> Any:
+        from risk_assets.audit import open_audit_log
+
+        return open_audit_log(self.path)
 
 
 class WebhookAlertResource(dg.ConfigurableResource):

@@ -318,6 +318,51 @@ def _record_registration(client: MlflowClient, run_id: str, reg: Registration) -
     return written
 
 
+def _chain_agrees(
+    audit: Any,
+    run_id: str,
+    required: Sequence[Any],
+    subjects: Mapping[str, str | None],
+    policy_sha256: str,
+    window: bool,
+) -> None:
+    """Every required gate's latest verdict in the audit trail, about this subject under
+    this policy, must be a pass (see :func:`verify_gate_evidence`).
+
+    Raises:
+        IntegrityError: the chain is broken, or a gate has no passing verdict in it.
+    """
+    verification = audit.verify()
+    if not verification.ok:
+        raise IntegrityError(f"registration refused: {verification.render()}")
+    verdicts = audit.records(action="gate")
+    disagree = []
+    for c in required:
+        asset = c.risk.control.asset
+        if asset == "validated_data" and window:
+            continue  # per partition, in the hash-verified window record
+        subject = subjects.get(asset)
+        mine = [
+            r
+            for r in verdicts
+            if r.details.get("check") == c.name
+            and r.hashes.get("subject_sha256") == subject
+            and r.hashes.get("policy_sha256") == policy_sha256
+            and (asset != "candidate_model" or r.run_id == run_id)
+        ]
+        if not mine:
+            disagree.append(f"{c.name} ({c.risk.id}): no verdict in the audit trail")
+        elif not mine[-1].details.get("passed"):
+            disagree.append(
+                f"{c.name} ({c.risk.id}): the audit trail says failed (record {mine[-1].seq})"
+            )
+    if disagree:
+        raise IntegrityError(
+            f"registration refused: run {run_id}'s gate records in MLflow disagree with the "
+            "audit trail:\n  " + "\n  ".join(disagree)
+        )
+
+
 def verify_gate_evidence(
     client: MlflowClient,
     run_id: str,
@@ -326,6 +371,7 @@ def verify_gate_evidence(
     policy_sha256: str,
     suite_sha256: str | None = None,
     protected_attributes: Sequence[str] | None = None,
+    audit: Any = None,
 ) -> tuple[Any, str]:
     """Check, for this exact candidate, that every blocking gate of the policy passed.
 
@@ -336,12 +382,18 @@ def verify_gate_evidence(
     when it is given (the suite in force). Fairness checks are per protected attribute:
     ``protected_attributes`` (default: those the run recorded) says which are required.
 
+    With ``audit`` (the audit log), the chain must hold and each gate's verdict must be
+    there too: MLflow's copy is only trusted where the chain agrees (a model gate's record
+    of this run and model, a data gate's record of this snapshot; a window's data gates are
+    checked against its hash-verified window record).
+
     Returns:
         The MLflow run and the verified model SHA-256.
 
     Raises:
         GateEvidenceError: naming every gate whose evidence is missing, failed or stale.
-        IntegrityError: the model artefact does not match its recorded hash.
+        IntegrityError: the model artefact does not match its recorded hash, the audit
+            trail is broken, or MLflow's gate records disagree with it.
     """
     run = client.get_run(run_id)
     recorded = RunLineage.from_tags(run.data.tags)
@@ -385,6 +437,9 @@ def verify_gate_evidence(
             failed.append(check)
     if recorded.window_sha256:
         _window_problems(client, run_id, recorded, required, policy_sha256, problems, failed)
+    if audit is not None:
+        trusted = [c for c in required if c.name not in failed]  # MLflow says passed
+        _chain_agrees(audit, run_id, trusted, subjects, policy_sha256, bool(recorded.window_sha256))
     if problems:
         raise GateEvidenceError(
             "registration refused, blocking gates lack passing evidence for this candidate:\n  "
@@ -616,6 +671,7 @@ def register_candidate(
     suite_sha256: str | None = None,
     protected_attributes: Sequence[str] | None = None,
     registered_by: str | None = None,
+    audit: Any = None,
 ) -> Registration:
     """Register a gated candidate, refusing it unless its gate evidence checks out.
 
@@ -635,6 +691,7 @@ def register_candidate(
         policy_sha256=policy_sha256,
         suite_sha256=suite_sha256,
         protected_attributes=protected_attributes,
+        audit=audit,
     )
     who = registered_by or current_user()
     cand = candidates_name(model_name)
@@ -685,6 +742,8 @@ def register_candidate(
         run_id=run_id,
         note=note,
     )
+    if audit is not None:
+        _audit_registration(audit, client, registration, evidence, who, policy.tier)
     try:
         _record_registration(client, run_id, registration)
     except Exception as exc:  # noqa: BLE001 - a label on a decision already made
@@ -696,6 +755,59 @@ def register_candidate(
             f"({type(exc).__name__}: {exc})"
         )
     return registration
+
+
+#: Version tags that anchor a version's record of the audit trail (sequence number, hash):
+#: records cut from the end of the log are caught against them.
+AUDIT_SEQ_TAG = TAG_PREFIX + "audit_seq"
+AUDIT_HASH_TAG = TAG_PREFIX + "audit_hash"
+
+
+def _anchor(client: MlflowClient, name: str, version: str, record: Any) -> None:
+    client.set_model_version_tag(name, version, AUDIT_SEQ_TAG, str(record.seq))
+    client.set_model_version_tag(name, version, AUDIT_HASH_TAG, record.hash)
+
+
+def audit_anchors(client: MlflowClient) -> dict[int, str]:
+    """The audit records anchored on registered versions (sequence number -> hash)."""
+    anchors = {}
+    for mv in client.search_model_versions():
+        seq, digest = mv.tags.get(AUDIT_SEQ_TAG), mv.tags.get(AUDIT_HASH_TAG)
+        if seq and digest and seq.isdigit():
+            anchors[int(seq)] = digest
+    return anchors
+
+
+def _audit_registration(
+    audit: Any, client: MlflowClient, reg: Registration, evidence: Any, who: str, tier: str
+) -> None:
+    """The registration (and an automatic promotion) as records of the audit trail, each
+    anchored on its version; a version already anchored (the same run registered again)
+    adds no record."""
+    hashes = {
+        "model_sha256": reg.model_sha256,
+        "snapshot_sha256": evidence.snapshot_sha256,
+        "policy_sha256": evidence.policy_sha256,
+        "suite_sha256": evidence.suite_sha256,
+    }
+    steps = [("registration", reg.candidates_model, reg.candidate_version, None)]
+    if reg.version is not None and CHAMPION in reg.aliases:
+        reason = f"automatic promotion: policy tier {tier!r} allows it"
+        steps.append(("promotion", reg.model, reg.version, reason))
+    for action, name, version, reason in steps:
+        if client.get_model_version(name, version).tags.get(AUDIT_SEQ_TAG):
+            continue
+        record = audit.append(
+            action,
+            actor=who,
+            model=name,
+            version=version,
+            run_id=reg.run_id,
+            hashes=hashes,
+            reason=reason,
+            details={"gates_passed": list(evidence.gates_passed), "aliases": reg.aliases},
+        )
+        _anchor(client, name, version, record)
 
 
 def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -> list[Any]:
@@ -719,7 +831,17 @@ def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str
 
 
 def _promote(
-    client, cand, cand_version, model_name, evidence, run_id, model_sha, *, compared_with, reason
+    client,
+    cand,
+    cand_version,
+    model_name,
+    evidence,
+    run_id,
+    model_sha,
+    *,
+    compared_with,
+    reason,
+    promoted_by: str | None = None,
 ) -> tuple[str | None, bool, str | None]:
     """Copy the candidate into production and move ``champion``; see register_candidate.
 
@@ -748,7 +870,7 @@ def _promote(
     promoted = replace(
         evidence,
         candidate_version=f"{cand}/{cand_version}",
-        promoted_by=current_user(),
+        promoted_by=promoted_by or current_user(),
         promotion_reason=reason,
     )
     for key, value in promoted.to_tags().items():
@@ -817,13 +939,52 @@ def reference_version(client: MlflowClient, model_name: str) -> Any | None:
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def load_version_model(client: MlflowClient, mv: Any) -> Any:
-    """Load a registered version's model safely, verifying its recorded SHA-256."""
+def chain_model_sha256(audit: Any, name: str, version: str | int) -> str | None:
+    """The model hash the audit trail recorded for a registered version (its registration
+    or promotion), or None when the trail has no record of it (a version registered before
+    the trail existed, and not anchored).
+
+    Raises:
+        IntegrityError: the chain is broken, or the version is anchored on a record the
+            chain does not have.
+    """
+    verification = audit.verify()
+    if not verification.ok:
+        raise IntegrityError(f"{name}/{version}: {verification.render()}")
+    records = [
+        r
+        for r in audit.records(model=name, version=version)
+        if r.action in ("registration", "promotion") and r.hashes.get("model_sha256")
+    ]
+    return records[-1].hashes["model_sha256"] if records else None
+
+
+def load_version_model(client: MlflowClient, mv: Any, audit: Any = None) -> Any:
+    """Load a registered version's model safely, verifying its SHA-256 against the audit
+    trail's record of the version (the version's own tag must agree: a replaced artefact
+    with a rewritten tag is refused), or against its tag for a version the trail predates.
+
+    Raises:
+        IntegrityError: a hash differs, the version is anchored on a missing record, or the
+            audit trail is broken.
+    """
+    from risk_assets.audit import open_audit_log
     from risk_assets.registry._models import load_model_dir
 
     expected = VersionTags.from_tags(mv.tags).model_sha256
     if not expected:
         raise IntegrityError(f"model version {mv.name}/{mv.version} records no model hash")
+    chained = chain_model_sha256(audit or open_audit_log(), mv.name, str(mv.version))
+    if chained is None and mv.tags.get(AUDIT_SEQ_TAG):
+        raise IntegrityError(
+            f"model version {mv.name}/{mv.version} is anchored on audit record "
+            f"{mv.tags[AUDIT_SEQ_TAG]}, which the audit trail does not have"
+        )
+    if chained is not None and chained != expected:
+        raise IntegrityError(
+            f"model version {mv.name}/{mv.version}: its tag says model SHA-256 {expected}, "
+            f"the audit trail recorded {chained} (the tag was rewritten)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         local = download_model(client, mv.run_id, tmp)
         return load_model_dir(local, expected_sha256=expected)
@@ -916,8 +1077,76 @@ def _window_lineage(client: MlflowClient, run: Any, recorded: RunLineage) -> dic
     }
 
 
-def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
-    """Answer "why is this model here?" from MLflow alone.
+def _audit_lineage(audit: Any, mv: Any, run: Any, aliases: list[str]) -> dict[str, Any]:
+    """What the audit trail says of a version, and where MLflow disagrees with it."""
+    verification = audit.verify()
+    out: dict[str, Any] = {"log": str(audit.path), "chain": verification.render()}
+    warnings = [] if verification.ok else [verification.render()]
+    tags = VersionTags.from_tags(mv.tags)
+    names = {
+        mv.name,
+        *([tags.candidate_version.rpartition("/")[0]] if tags.candidate_version else []),
+    }
+    decisions = [
+        r
+        for r in audit.records()
+        if r.action != "gate"
+        and (
+            (r.model == mv.name and r.version == str(mv.version))
+            or (tags.candidate_version and f"{r.model}/{r.version}" == tags.candidate_version)
+        )
+        and r.model in names
+    ]
+    out["decisions"] = [
+        {
+            "seq": r.seq,
+            "when": r.timestamp,
+            "action": r.action,
+            "by": r.actor,
+            "version": f"{r.model}/{r.version}",
+            "reason": r.reason,
+        }
+        for r in decisions
+    ]
+    chained = next(
+        (
+            r.hashes.get("model_sha256")
+            for r in reversed(decisions)
+            if r.action in ("registration", "promotion") and r.model == mv.name
+        ),
+        None,
+    )
+    if chained is None:
+        warnings.append("the audit trail has no registration or promotion of this version")
+    elif chained != tags.model_sha256:
+        warnings.append(
+            f"model SHA-256: the tag says {tags.model_sha256}, the audit trail {chained}"
+        )
+    if CHAMPION in aliases and not any(
+        r.action in ("promotion", "rollback") and r.model == mv.name for r in decisions
+    ):
+        warnings.append(
+            "champion, but no promotion or rollback of it is in the audit trail "
+            "(the alias was moved outside risk-assets)"
+        )
+    verdicts = {}
+    for r in audit.records(run_id=run.info.run_id, action="gate"):
+        verdicts[r.details.get("check")] = r
+    for name, rec in gate_records(run).items():
+        chain = verdicts.get(name)
+        if chain is not None and bool(chain.details.get("passed")) != bool(rec.passed):
+            said = "passed" if rec.passed else "failed"
+            warnings.append(
+                f"gate {name}: MLflow says {said}, the audit trail says "
+                f"{'passed' if chain.details.get('passed') else 'failed'} (record {chain.seq})"
+            )
+    out["warnings"] = warnings
+    return out
+
+
+def lineage(client: MlflowClient, ref: str, audit: Any = None) -> dict[str, Any]:
+    """Answer "why is this model here?" from MLflow, and with ``audit`` say where what
+    MLflow shows disagrees with the audit trail (``info["audit"]["warnings"]``).
 
     Follows version -> run -> data snapshots -> suite and policy hashes -> every gate
     result -> code version -> when and by whom. ``ref`` is ``MODEL``, ``MODEL@ALIAS`` or
@@ -968,6 +1197,7 @@ def lineage(client: MlflowClient, ref: str) -> dict[str, Any]:
         "code_version": recorded.code_version,
         "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test.")},
         "gates": _gate_rows(run),
+        **({"audit": _audit_lineage(audit, mv, run, aliases)} if audit is not None else {}),
     }
 
 

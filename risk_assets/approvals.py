@@ -1,0 +1,414 @@
+"""Human decisions on a challenger: approve, reject, roll back, and what awaits one.
+
+A challenger (a version of ``<model>-candidates`` that passed every blocking gate) becomes
+champion when as many people as its policy's tier asks for have approved it
+(``promotion.approvals``), under maker-checker: whoever trained it cannot approve it, and
+nobody approves twice; two approvals come from two roles when the policy's approvers name
+more than one. Every decision is a record of the audit trail (:mod:`risk_assets.audit`),
+which is what counts: an approval is counted only from the chain, never from a tag.
+
+An approval records the evidence it saw: a fingerprint over the gate records, the model,
+data, policy and suite hashes. Before anything is recorded the evidence is verified again
+(the model artefact against its hash, every gate against the chain), and an approval is
+refused when the evidence differs from what an earlier approval of the same version saw,
+or from the fingerprint the approver was shown (``expect_evidence``).
+
+With the embedded stores, identity is the local user: approvals are advisory, and say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from risk_assets.errors import ApprovalError, IntegrityError
+from risk_assets.registry._lineage import RunLineage, VersionTags
+from risk_assets.registry._mlflow import (
+    CHAMPION,
+    _anchor,
+    _compared_champion,
+    _promote,
+    candidates_name,
+    find_champion,
+    gate_records,
+    verify_gate_evidence,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["Decision", "Pending", "approve", "pending", "reject", "rollback"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a decision did: the audit record it wrote, and the production version when the
+    challenger became champion."""
+
+    action: str
+    model: str
+    version: str
+    seq: int
+    approvals: int = 0
+    required: int = 0
+    production_version: str | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A challenger awaiting a decision."""
+
+    model: str
+    version: str
+    run_id: str
+    maker: str | None
+    evidence: str
+    gates_passed: list[str]
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    required: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _production_name(model: str) -> str:
+    suffix = candidates_name("")
+    return model[: -len(suffix)] if model.endswith(suffix) else model
+
+
+def _policy_of_run(run: Any) -> tuple[Any, str]:
+    """The policy the run was gated under: the one its spec names, which must still hash to
+    what the run recorded; refused when the spec is gone or the policy changed."""
+    from risk_assets.errors import ConfigError
+    from risk_assets.policy import load_policy
+    from risk_assets.spec import load_spec
+
+    lineage = RunLineage.from_tags(run.data.tags)
+    if not lineage.spec_path:
+        raise ApprovalError(f"run {run.info.run_id} records no pipeline spec")
+    try:
+        loaded = load_policy(load_spec(lineage.spec_path).policy_path)
+    except (ConfigError, OSError) as exc:
+        raise ApprovalError(f"the policy of run {run.info.run_id}: {exc}") from None
+    if loaded.sha256 != lineage.policy_sha256:
+        raise ApprovalError(
+            f"{loaded.path} changed since run {run.info.run_id} was gated "
+            f"({lineage.policy_sha256} then, {loaded.sha256} now): re-run the pipeline"
+        )
+    return loaded.policy, loaded.sha256
+
+
+def evidence_fingerprint(run: Any, tags: VersionTags) -> str:
+    """SHA-256 over what an approver decides on: every gate record of the run and the
+    model, data, policy and suite hashes."""
+    records = {k: r.to_dict() for k, r in sorted(gate_records(run).items())}
+    body = {
+        "gates": records,
+        "model_sha256": tags.model_sha256,
+        "snapshot_sha256": tags.snapshot_sha256,
+        "policy_sha256": tags.policy_sha256,
+        "suite_sha256": tags.suite_sha256,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _decisions(audit: Any, cand: str, version: str) -> tuple[list[Any], list[Any]]:
+    """The chain's approvals and rejections of one challenger (the chain verified first)."""
+    verification = audit.verify()
+    if not verification.ok:
+        raise IntegrityError(f"no decision on a broken audit trail: {verification.render()}")
+    mine = audit.records(model=cand, version=version)
+    return (
+        [r for r in mine if r.action == "approval"],
+        [r for r in mine if r.action == "rejection"],
+    )
+
+
+def _checked(client: MlflowClient, audit: Any, model: str, version: str) -> dict[str, Any]:
+    """The challenger with its evidence verified again: version, run, policy, fingerprint."""
+    cand = candidates_name(_production_name(model))
+    mv = client.get_model_version(cand, version)
+    run = client.get_run(mv.run_id)
+    policy, policy_sha = _policy_of_run(run)
+    verify_gate_evidence(
+        client,
+        mv.run_id,
+        policy=policy,
+        policy_sha256=policy_sha,
+        suite_sha256=RunLineage.from_tags(run.data.tags).suite_sha256,
+        audit=audit,
+    )
+    tags = VersionTags.from_tags(mv.tags)
+    return {
+        "cand": cand,
+        "mv": mv,
+        "run": run,
+        "policy": policy,
+        "tags": tags,
+        "evidence": evidence_fingerprint(run, tags),
+        "maker": RunLineage.from_tags(run.data.tags).user,
+    }
+
+
+def _may_approve(policy: Any, actor: str, maker: str | None, earlier: list[Any]) -> str:
+    """The approver's role; refused under maker-checker or when not an approver."""
+    if maker and actor == maker:
+        raise ApprovalError(f"{actor} trained this model (maker-checker: the maker cannot approve)")
+    if any(r.actor == actor for r in earlier):
+        raise ApprovalError(f"{actor} has approved this version already")
+    approvers = {a.user: a.role for a in policy.promotion.approvers}
+    if approvers and actor not in approvers:
+        raise ApprovalError(f"{actor} is not an approver of this policy ({sorted(approvers)})")
+    role = approvers.get(actor, "approver")
+    if len(set(approvers.values())) > 1 and any(r.details.get("role") == role for r in earlier):
+        raise ApprovalError(f"a second approval must come from another role than {role!r}")
+    return role
+
+
+def approve(
+    client: MlflowClient,
+    audit: Any,
+    model: str,
+    version: str,
+    *,
+    actor: str,
+    reason: str,
+    expect_evidence: str | None = None,
+) -> Decision:
+    """Approve a challenger; when the policy's number of approvals is reached, promote it
+    (copy into the production model and move ``champion``).
+
+    Raises:
+        ApprovalError: maker-checker, a second approval by the same person or role, a
+            rejected version, evidence changed since it was seen, no reason.
+        GateEvidenceError, IntegrityError: the evidence no longer verifies.
+    """
+    if not reason.strip():
+        raise ApprovalError("an approval needs a reason")
+    c = _checked(client, audit, model, str(version))
+    approvals, rejections = _decisions(audit, c["cand"], str(version))
+    if rejections:
+        raise ApprovalError(f"{c['cand']}/{version} was rejected (record {rejections[-1].seq})")
+    if expect_evidence and expect_evidence != c["evidence"]:
+        raise ApprovalError(
+            f"the evidence changed since you saw it ({expect_evidence[:12]}... then, "
+            f"{c['evidence'][:12]}... now)"
+        )
+    for earlier in approvals:
+        if earlier.hashes.get("evidence_sha256") != c["evidence"]:
+            raise ApprovalError(
+                f"the evidence changed since {earlier.actor} approved it (record {earlier.seq})"
+            )
+    role = _may_approve(c["policy"], actor, c["maker"], approvals)
+    required = c["policy"].promotion.required_approvals(c["policy"].tier)
+    record = audit.append(
+        "approval",
+        actor=actor,
+        model=c["cand"],
+        version=str(version),
+        run_id=c["mv"].run_id,
+        hashes=_hashes(c),
+        reason=reason,
+        details={"role": role, "approval": len(approvals) + 1, "required": required},
+    )
+    count = len(approvals) + 1
+    if count < required:
+        return Decision(
+            "approval",
+            c["cand"],
+            str(version),
+            record.seq,
+            count,
+            required,
+            message=f"approved by {actor}; {required - count} more approval(s) needed",
+        )
+    return _promote_approved(client, audit, c, [*approvals, record], actor, required)
+
+
+def _hashes(c: dict[str, Any]) -> dict[str, str]:
+    t = c["tags"]
+    return {
+        "model_sha256": t.model_sha256 or "",
+        "snapshot_sha256": t.snapshot_sha256 or "",
+        "policy_sha256": t.policy_sha256 or "",
+        "suite_sha256": t.suite_sha256 or "",
+        "evidence_sha256": c["evidence"],
+    }
+
+
+def _promote_approved(
+    client: MlflowClient, audit: Any, c: dict[str, Any], approvals: list, actor: str, required: int
+) -> Decision:
+    mv, tags = c["mv"], c["tags"]
+    names = ", ".join(f"{r.actor} ({r.reason})" for r in approvals)
+    production = _production_name(c["cand"])
+    version, promoted, note = _promote(
+        client,
+        c["cand"],
+        mv.version,
+        production,
+        tags,
+        mv.run_id,
+        tags.model_sha256,
+        compared_with=_compared_champion(c["policy"], gate_records(c["run"])),
+        reason=f"approved by {names}",
+        promoted_by=", ".join(r.actor for r in approvals),
+    )
+    if not promoted or version is None:
+        raise ApprovalError(f"approved, but not promoted: {note}")
+    record = audit.append(
+        "promotion",
+        actor=actor,
+        model=production,
+        version=version,
+        run_id=mv.run_id,
+        hashes=_hashes(c),
+        reason=f"approved by {names}",
+        details={"from": f"{c['cand']}/{mv.version}", "approvals": [r.seq for r in approvals]},
+    )
+    _anchor(client, production, version, record)
+    return Decision(
+        "promotion",
+        c["cand"],
+        str(mv.version),
+        record.seq,
+        len(approvals),
+        required,
+        production_version=f"{production}/{version}",
+        message=f"{production}/{version} is champion, approved by {names}",
+    )
+
+
+def reject(
+    client: MlflowClient, audit: Any, model: str, version: str, *, actor: str, reason: str
+) -> Decision:
+    """Reject a challenger: it can no longer be approved (its challenger alias stays, so
+    what was rejected remains visible).
+
+    Raises:
+        ApprovalError: no reason, or the version is already in production.
+    """
+    if not reason.strip():
+        raise ApprovalError("a rejection needs a reason")
+    cand = candidates_name(_production_name(model))
+    mv = client.get_model_version(cand, str(version))
+    record = audit.append(
+        "rejection",
+        actor=actor,
+        model=cand,
+        version=str(version),
+        run_id=mv.run_id,
+        hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
+        reason=reason,
+    )
+    client.set_model_version_tag(cand, str(version), "risk_assets.rejected_by", actor)
+    return Decision("rejection", cand, str(version), record.seq, message=f"rejected by {actor}")
+
+
+def rollback(
+    client: MlflowClient,
+    audit: Any,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    to_version: str | None = None,
+) -> Decision:
+    """Move ``champion`` back to an earlier production version (by default the one that
+    was champion before the current one), which must have been promoted through the audit
+    trail and whose model must still match its hash.
+
+    Raises:
+        ApprovalError: no earlier champion, or the version was never promoted.
+        IntegrityError: the version's model no longer matches its hash.
+    """
+    from risk_assets.registry._mlflow import load_version_model
+
+    if not reason.strip():
+        raise ApprovalError("a rollback needs a reason")
+    production = _production_name(model)
+    current = find_champion(client, production)
+    history = [
+        r.version for r in audit.records(model=production) if r.action in ("promotion", "rollback")
+    ]
+    if to_version is None:
+        earlier = [v for v in history if current is None or v != str(current.version)]
+        if not earlier:
+            raise ApprovalError(f"{production} has no earlier champion in the audit trail")
+        to_version = earlier[-1]
+    if str(to_version) not in history:
+        raise ApprovalError(f"{production}/{to_version} was never promoted through the audit trail")
+    mv = client.get_model_version(production, str(to_version))
+    load_version_model(client, mv)  # its artefact must still be the model it was
+    client.set_registered_model_alias(production, CHAMPION, str(to_version))
+    record = audit.append(
+        "rollback",
+        actor=actor,
+        model=production,
+        version=str(to_version),
+        run_id=mv.run_id,
+        hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
+        reason=reason,
+        details={"from": None if current is None else str(current.version)},
+    )
+    return Decision(
+        "rollback",
+        production,
+        str(to_version),
+        record.seq,
+        message=f"{production}/{to_version} is champion again (was "
+        f"{'none' if current is None else current.version})",
+    )
+
+
+def pending(client: MlflowClient, audit: Any, model: str | None = None) -> list[Pending]:
+    """Challengers awaiting a decision: versions of ``<model>-candidates`` not yet in
+    production and not rejected, with their gate summary and approvals so far."""
+    suffix = candidates_name("")
+    names = (
+        [candidates_name(_production_name(model))]
+        if model
+        else [m.name for m in client.search_registered_models() if m.name.endswith(suffix)]
+    )
+    out = []
+    for cand in names:
+        production = _production_name(cand)
+        promoted_from = {
+            r.details.get("from") for r in audit.records(model=production, action="promotion")
+        }
+        for mv in client.search_model_versions(f"name = '{cand}'"):
+            if f"{cand}/{mv.version}" in promoted_from:
+                continue
+            approvals, rejections = _decisions(audit, cand, str(mv.version))
+            if rejections:
+                continue
+            run = client.get_run(mv.run_id)
+            tags = VersionTags.from_tags(mv.tags)
+            try:
+                policy, _ = _policy_of_run(run)
+                required = policy.promotion.required_approvals(policy.tier)
+            except ApprovalError:
+                required = 0
+            out.append(
+                Pending(
+                    model=cand,
+                    version=str(mv.version),
+                    run_id=mv.run_id,
+                    maker=RunLineage.from_tags(run.data.tags).user,
+                    evidence=evidence_fingerprint(run, tags),
+                    gates_passed=list(tags.gates_passed),
+                    approvals=[
+                        {"actor": r.actor, "role": r.details.get("role"), "seq": r.seq}
+                        for r in approvals
+                    ],
+                    required=required,
+                )
+            )
+    return sorted(out, key=lambda p: (p.model, int(p.version)))
