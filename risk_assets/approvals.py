@@ -39,7 +39,16 @@ from risk_assets.registry._mlflow import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["Decision", "Pending", "approve", "pending", "reject", "rollback"]
+__all__ = [
+    "Decision",
+    "Pending",
+    "approve",
+    "history_of",
+    "pending",
+    "publish_report",
+    "reject",
+    "rollback",
+]
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,7 @@ def approve(
         details={"role": role, "approval": len(approvals) + 1, "required": required},
     )
     count = len(approvals) + 1
+    _republish(client, audit, c["cand"], str(version))
     if count < required:
         return Decision(
             "approval",
@@ -230,6 +240,19 @@ def approve(
             message=f"approved by {actor}; {required - count} more approval(s) needed",
         )
     return _promote_approved(client, audit, c, [*approvals, record], actor, required)
+
+
+def _republish(client: MlflowClient, audit: Any, cand: str, version: str) -> None:
+    """The report re-generated after a decision; a report that cannot be made is logged,
+    never undoes the decision (the audit trail holds it)."""
+    import logging
+
+    try:
+        publish_report(client, audit, cand, version)
+    except Exception as exc:  # noqa: BLE001 - documentation of a decision already recorded
+        logging.getLogger(__name__).warning(
+            f"{cand}/{version}: risk report not re-generated ({type(exc).__name__}: {exc})"
+        )
 
 
 def _hashes(c: dict[str, Any]) -> dict[str, str]:
@@ -274,6 +297,7 @@ def _promote_approved(
         details={"from": f"{c['cand']}/{mv.version}", "approvals": [r.seq for r in approvals]},
     )
     _anchor(client, production, version, record)
+    _republish(client, audit, c["cand"], str(mv.version))
     return Decision(
         "promotion",
         c["cand"],
@@ -412,3 +436,38 @@ def pending(client: MlflowClient, audit: Any, model: str | None = None) -> list[
                 )
             )
     return sorted(out, key=lambda p: (p.model, int(p.version)))
+
+
+def history_of(audit: Any, cand: str, version: str) -> list[dict[str, Any]]:
+    """A challenger's decisions from the audit trail (registration, approvals, rejection,
+    its promotion and the rollbacks to its production copy), oldest first."""
+    production = _production_name(cand)
+    mine = audit.records(model=cand, version=str(version))
+    copies = {
+        r.version
+        for r in audit.records(model=production, action="promotion")
+        if r.details.get("from") == f"{cand}/{version}"
+    }
+    later = [r for r in audit.records(model=production) if r.version in copies]
+    rows = sorted([*mine, *later], key=lambda r: r.seq)
+    return [
+        {
+            "timestamp": r.timestamp,
+            "actor": r.actor,
+            "action": r.action,
+            "reason": r.reason or "",
+            "version": f"{r.model}/{r.version}",
+        }
+        for r in rows
+        if r.action != "gate"
+    ]
+
+
+def publish_report(client: MlflowClient, audit: Any, cand: str, version: str) -> dict[str, str]:
+    """(Re)generate the risk report of a challenger, with its decisions from the audit
+    trail, and log it on its run (``report/risk_report.html`` and ``.md``)."""
+    from risk_assets.report import collect_report, log_report
+
+    mv = client.get_model_version(cand, str(version))
+    data = collect_report(client, f"{cand}/{version}", history=history_of(audit, cand, version))
+    return log_report(client, mv.run_id, data)

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from risk_assets import governance  # the standard library only: --help stays fast
 
     governance.add_parsers(sub)
+    from risk_assets import report  # lazy inside: --help stays fast
+
+    report.add_parser(sub)
     return p
 
 
@@ -177,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_policy(args)
         if args.command in ("approve", "reject", "rollback", "pending", "audit"):
             return _cmd_governance(args)
+        if args.command == "report":
+            _quiet_libraries()
+            from risk_assets import report
+
+            return report.run(args)
         if args.command == "env":
             from risk_assets.settings import current_settings, ensure_embedded_dagster_home
 

@@ -294,3 +294,55 @@ def test_a_replaced_champion_artefact_with_a_rewritten_hash_tag_is_refused_at_lo
             model_file.write_bytes(saved)
             client.set_model_version_tag("credit_risk", "1", "risk_assets.model_sha256", tag)
         assert load_version_model(client, client.get_model_version("credit_risk", "1"))
+
+
+def test_the_risk_report_carries_the_decisions(high_tier, tmp_path):
+    with using_state(high_tier["state"]):
+        client = mlflow_client()
+        mv = client.get_model_version("credit_risk-candidates", "1")
+        files = {f.path for f in client.list_artifacts(mv.run_id, "report")}
+        assert files == {"report/risk_report.html", "report/risk_report.md"}
+        local = client.download_artifacts(mv.run_id, "report/risk_report.md", str(tmp_path))
+        text = Path(local).read_text()
+        for who in ("maker", "alice", "bob"):
+            assert who in text, who
+        assert "validated" in text and "risk accepted" in text  # their reasons
+        assert main(["report", "credit_risk/1", "--out", str(tmp_path / "out")]) == 0
+        assert (tmp_path / "out" / "credit_risk-v1-risk-report.html").is_file()
+
+
+def test_an_approver_decides_from_the_dagster_ui_job(state, tmp_path, monkeypatch):
+    """The decision job is what the UI launches: run config in, an audit record out."""
+    import dagster as dg
+
+    from risk_assets.dagster import build_definitions
+    from risk_assets.registry._mlflow import find_champion
+
+    _as(monkeypatch, "maker")
+    spec = make_pipeline(tmp_path / "p", policy={"tier": "medium", "promotion": {}})
+    assert main(["run", str(spec)]) == 0
+    job = build_definitions([spec]).resolve_job_def("risk_assets_decision")
+
+    def decide(approver: str) -> dg.ExecuteInProcessResult:
+        config = {
+            "decision": "approve",
+            "model": "credit_risk",
+            "version": "1",
+            "approver": approver,
+            "reason": "reviewed in the UI",
+        }
+        return job.execute_in_process(
+            run_config={"ops": {"decide": {"config": config}}},
+            instance=dg.DagsterInstance.get(),
+            raise_on_error=False,
+        )
+
+    refused = decide("maker")
+    assert not refused.success
+    (failure,) = [e for e in refused.all_events if e.is_step_failure]
+    assert "maker-checker" in failure.step_failure_data.error.to_string()
+    approved = decide("erin")
+    assert approved.success
+    assert str(find_champion(mlflow_client(), "credit_risk").version) == "1"
+    (promotion,) = open_audit_log().records(action="promotion")
+    assert promotion.reason == "approved by erin (reviewed in the UI)"

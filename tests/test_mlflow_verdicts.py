@@ -248,7 +248,8 @@ def test_the_model_is_an_mlflow_logged_model_and_the_datasets_have_schemas(clean
 
     with using_state(clean_run["state"]):
         client = mlflow_client()
-        (run,) = _runs(client)
+        # the run of credit_risk/1 (other tests add runs to this shared state)
+        run = client.get_run(client.get_model_version("credit_risk-candidates", "1").run_id)
         lineage = RunLineage.from_tags(run.data.tags)
         logged = client.get_logged_model(lineage.logged_model_id)
         assert logged.status == LoggedModelStatus.READY

@@ -353,6 +353,7 @@ def register(
     context.log.info(
         f"registered {reg.candidates_model}/{reg.candidate_version} ({', '.join(reg.aliases)})"
     )
+    report = _publish_report(context, mlflow, audit, reg)
     return dg.Output(
         reg.to_dict(),
         data_version=dg.DataVersion(reg.model_sha256),
@@ -364,6 +365,7 @@ def register(
             else "awaiting promotion",
             "aliases": ", ".join(reg.aliases),
             "mlflow_run_id": reg.run_id,
+            **report,
             "mlflow_candidate_version": dg.MetadataValue.url(
                 mlflow.model_version_url(reg.candidates_model, reg.candidate_version)
             ),
@@ -378,6 +380,25 @@ def register(
             ),
         },
     )
+
+
+def _publish_report(context: Any, mlflow: Any, audit: Any, reg: Any) -> dict[str, Any]:
+    """The version's risk report on its run, and the metadata that links to it; a report
+    that cannot be made is logged and left out (it documents a registration already made)."""
+    from risk_assets.approvals import publish_report
+
+    if audit is None:
+        return {}
+    try:
+        paths = publish_report(
+            mlflow.get_client(), audit, reg.candidates_model, reg.candidate_version
+        )
+    except Exception as exc:  # noqa: BLE001 - documentation, never the verdict
+        context.log.warning(f"risk report not made ({type(exc).__name__}: {exc})")
+        return {}
+    return {
+        "risk_report": dg.MetadataValue.url(mlflow.artifact_url(reg.run_id, paths["html"])),
+    }
 
 
 def training_assets(

@@ -193,8 +193,12 @@ def root_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
     Steps run one after another in the run's process: the embedded SQLite instance must not
     be written by several processes at once (dagster#2884).
     """
+    from risk_assets.dagster._governance import decision_job
+
     return dg.Definitions(
-        resources={**default_resources(), **(resources or {})}, executor=dg.in_process_executor
+        resources={**default_resources(), **(resources or {})},
+        executor=dg.in_process_executor,
+        jobs=[decision_job],
     )
 
 
