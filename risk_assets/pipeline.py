@@ -15,6 +15,7 @@ from typing import Any
 
 from risk_assets.catalogue import ColumnKinds, spec_problems
 from risk_assets.errors import SpecError
+from risk_assets.frameworks import check_policy_clauses
 from risk_assets.policy import LoadedPolicy, load_policy
 from risk_assets.spec import LoadedSpec, load_spec
 
@@ -42,6 +43,7 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
 
     spec = load_spec(spec_path)
     policy = load_policy(spec.policy_path)
+    check_policy_clauses(policy.policy, policy.path)  # clause ids the catalogue knows
     suite = load_suite(spec.suite_path)
     if not any(
         r.control.entry.uses_suite and r.control.asset == "validated_data"
