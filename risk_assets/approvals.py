@@ -469,5 +469,19 @@ def publish_report(client: MlflowClient, audit: Any, cand: str, version: str) ->
     from risk_assets.report import collect_report, log_report
 
     mv = client.get_model_version(cand, str(version))
-    data = collect_report(client, f"{cand}/{version}", history=history_of(audit, cand, version))
+    data = collect_report(
+        client,
+        f"{cand}/{version}",
+        history=history_of(audit, cand, version),
+        sections=[("Regulations and standards", _compliance_section(client, cand, version))],
+    )
     return log_report(client, mv.run_id, data)
+
+
+def _compliance_section(client: MlflowClient, cand: str, version: str) -> str:
+    """The version's clauses and the controls that answer them, as Markdown (without the
+    section's own heading, which the report writes)."""
+    from risk_assets.compliance import compliance_for_version, compliance_markdown
+
+    text = compliance_markdown(compliance_for_version(client, f"{cand}/{version}"))
+    return text.split("\n", 1)[1] if text.startswith("#") else text

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     from risk_assets import report  # lazy inside: --help stays fast
 
     report.add_parser(sub)
+    from risk_assets import compliance
+
+    compliance.add_parser(sub)
     return p
 
 
@@ -180,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_policy(args)
         if args.command in ("approve", "reject", "rollback", "pending", "audit"):
             return _cmd_governance(args)
+        if args.command == "compliance":
+            _quiet_libraries()
+            from risk_assets import compliance
+
+            return compliance.run(args)
         if args.command == "report":
             _quiet_libraries()
             from risk_assets import report
@@ -406,6 +414,11 @@ def render_lineage(info: dict[str, Any]) -> str:
             f"    {'PASS' if g['passed'] else 'FAIL'} {g['name']:<36} {g['risk_id']:<10} "
             f"{'blocking' if g['blocking'] else 'warning '} value {_num(g['value'])} "
             f"threshold {_num(g['threshold'])}  {g['summary']}"
+        )
+    if info.get("report"):
+        lines.append(
+            f"  risk report   {info['report']}  (risk-assets report {info['model']}"
+            f"/{info['version']} --out DIR writes it here)"
         )
     audit = info.get("audit")
     if audit:

@@ -231,6 +231,7 @@ def test_lineage_shows_the_decisions_and_warns_where_mlflow_disagrees(high_tier,
         assert code == 0, info
         audit = info["audit"]
         assert audit["warnings"] == [], audit
+        assert info["report"].endswith("/report/risk_report.html")
         actions = [(d["action"], d["by"]) for d in audit["decisions"]]
         assert ("approval", "alice") in actions and ("approval", "bob") in actions
         assert ("rollback", "bob") in actions

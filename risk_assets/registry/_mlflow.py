@@ -1197,8 +1197,17 @@ def lineage(client: MlflowClient, ref: str, audit: Any = None) -> dict[str, Any]
         "code_version": recorded.code_version,
         "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test.")},
         "gates": _gate_rows(run),
+        "report": _report_artifact(client, run.info.run_id),
         **({"audit": _audit_lineage(audit, mv, run, aliases)} if audit is not None else {}),
     }
+
+
+def _report_artifact(client: MlflowClient, run_id: str) -> str | None:
+    """The run's risk report (HTML) as an artefact URI, or None when it has none."""
+    files = {f.path for f in client.list_artifacts(run_id, "report")}
+    if "report/risk_report.html" not in files:
+        return None
+    return f"{client.get_run(run_id).info.artifact_uri}/report/risk_report.html"
 
 
 def _iso(ts: float | None) -> str | None:
