@@ -146,3 +146,21 @@ def test_appends_from_several_processes_keep_the_chain(tmp_path):
     log = AuditLog(path)
     result = log.verify()
     assert result.ok and result.records == 75, result.render()
+
+
+def test_the_cli_names_the_first_bad_record(tmp_path, monkeypatch, capsys):
+    from risk_assets.cli import main
+
+    monkeypatch.setenv("RISK_ASSETS_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("RISK_ASSETS_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for i in range(4):
+        log.append("approval", actor="alice", model="m", version=str(i), reason="ok")
+    assert main(["audit", "verify"]) == 0
+    assert "intact: 4 records" in capsys.readouterr().out
+    lines = _lines(log)
+    lines[2] = lines[2].replace('"alice"', '"mallory"')
+    _write(log, lines)
+    assert main(["audit", "verify", "--json"]) == 4
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["ok"] is False and out["first_bad"] == 3 and "edited" in out["problem"]
