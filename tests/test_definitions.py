@@ -148,7 +148,7 @@ def test_two_pipelines_loaded_separately_merge_with_resources_once():
         "credit_risk",
         "credit_risk_monthly",
     }
-    assert set(defs.resources) == {"mlflow", "snapshots", "alerts", "io_manager"}
+    assert set(defs.resources) == {"mlflow", "snapshots", "alerts", "io_manager", "audit"}
     defs.resolve_job_def("credit_risk_job")
     defs.resolve_job_def("credit_risk_monthly_job")
 
