@@ -42,6 +42,7 @@ __all__ = [
     "GENESIS",
     "AuditLog",
     "AuditRecord",
+    "PostgresAuditLog",
     "Verification",
     "open_audit_log",
 ]
@@ -144,16 +145,22 @@ class AuditLog:
     # -- writing ------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> Iterator[Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield
+                yield None
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _last(self) -> AuditRecord | None:
+    def _write(self, cur: Any, record: AuditRecord) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(record.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _last(self, cur: Any = None) -> AuditRecord | None:
         """The newest record (read from the end of the file)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return None
@@ -191,8 +198,8 @@ class AuditLog:
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}; one of {list(ACTIONS)}")
-        with self._locked():
-            last = self._last()
+        with self._locked() as cur:
+            last = self._last(cur)
             record = AuditRecord(
                 seq=1 if last is None else last.seq + 1,
                 timestamp=datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -209,10 +216,7 @@ class AuditLog:
                 prev_hash=GENESIS if last is None else last.hash,
             )
             record = AuditRecord(**{**record.__dict__, "hash": record.computed_hash()})
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(record.to_json() + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            self._write(cur, record)
         return record
 
     # -- reading ------------------------------------------------------------------------
@@ -286,18 +290,97 @@ class AuditLog:
         return Verification(len(lines))
 
 
+class PostgresAuditLog(AuditLog):
+    """The same chain in a PostgreSQL table (the production database), one row per record
+    holding its JSON exactly as hashed. Appends take a transaction-level advisory lock, so
+    concurrent writers on any machine extend one chain; a trigger refuses UPDATE and DELETE
+    (the chain would catch them anyway, and names the record)."""
+
+    TABLE = "risk_assets_audit"
+    _LOCK = 72_657_001  # the advisory lock id of appends
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = Path(self.TABLE)  # what messages name; the table, not a file
+        self._schema_ready = False
+
+    def __repr__(self) -> str:
+        return f"PostgresAuditLog(table {self.TABLE})"
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError(
+                f"{AUDIT_LOG_ENV} names a PostgreSQL database, but psycopg is not installed "
+                "(pip install 'risk-assets[postgres]')"
+            ) from exc
+        return psycopg.connect(self.url, autocommit=False)
+
+    def _ensure_schema(self, conn: Any) -> None:
+        if self._schema_ready:
+            return
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.TABLE} ("
+                "seq BIGINT PRIMARY KEY, record TEXT NOT NULL, hash CHAR(64) NOT NULL, "
+                "created_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            cur.execute(
+                "CREATE OR REPLACE FUNCTION risk_assets_audit_append_only() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                "'the audit trail is append-only'; END $$"
+            )
+            cur.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'risk_assets_audit_append_only'")
+            if cur.fetchone() is None:
+                cur.execute(
+                    "CREATE TRIGGER risk_assets_audit_append_only BEFORE UPDATE OR DELETE "
+                    f"ON {self.TABLE} FOR EACH ROW EXECUTE FUNCTION "
+                    "risk_assets_audit_append_only()"
+                )
+        conn.commit()
+        self._schema_ready = True
+
+    @contextmanager
+    def _locked(self) -> Iterator[Any]:
+        with self._connect() as conn:
+            self._ensure_schema(conn)
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
+                yield cur
+
+    def _last(self, cur: Any = None) -> AuditRecord | None:
+        cur.execute(f"SELECT record FROM {self.TABLE} ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
+        return None if row is None else AuditRecord.from_json(row[0])
+
+    def _write(self, cur: Any, record: AuditRecord) -> None:
+        cur.execute(
+            f"INSERT INTO {self.TABLE} (seq, record, hash) VALUES (%s, %s, %s)",
+            (record.seq, record.to_json(), record.hash),
+        )
+
+    def _lines(self) -> list[str]:
+        with self._connect() as conn:
+            self._ensure_schema(conn)
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT record FROM {self.TABLE} ORDER BY seq")
+                return [row[0] for row in cur.fetchall()]
+
+
 def open_audit_log(path: str | Path | None = None) -> AuditLog:
     """The audit log: ``path``, else ``$RISK_ASSETS_AUDIT_LOG``, else beside the embedded
-    stores (``$RISK_ASSETS_HOME/audit/audit.jsonl``).
+    stores (``$RISK_ASSETS_HOME/audit/audit.jsonl``). A ``postgresql://`` URL names a
+    table in that database instead of a file.
 
     Raises:
         ConfigError: the path names a folder.
     """
-    where = Path(
-        path
-        or os.environ.get(AUDIT_LOG_ENV)
-        or current_settings().state_dir / "audit" / "audit.jsonl"
-    )
+    chosen = path or os.environ.get(AUDIT_LOG_ENV)
+    if chosen and str(chosen).startswith(("postgresql://", "postgres://")):
+        return PostgresAuditLog(str(chosen))
+    where = Path(chosen or current_settings().state_dir / "audit" / "audit.jsonl")
     if where.is_dir():
         raise ConfigError(f"{where}: the audit log must be a file, not a folder ({AUDIT_LOG_ENV})")
     return AuditLog(where)

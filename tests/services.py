@@ -1,0 +1,96 @@
+"""Real services for the tests, started and removed by fixtures: a throwaway PostgreSQL
+cluster (Debian's PostgreSQL, installed by ``scripts/test``). Without the service a test
+skips saying what is missing; in CI (``CI=true``) it fails."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def missing(reason: str) -> None:
+    """Skip, or in CI fail: a service the tests need is part of the set-up there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; scripts/test installs it in CI")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin() -> Path | None:
+    """The bin folder of the newest PostgreSQL installed from Debian's packages."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
+    return Path(found[-1]).parent if found else None
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A PostgreSQL cluster on a loopback port for the duration; yields the URL of an empty
+    database. As root, the server runs as the ``postgres`` user (it refuses root)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        missing("PostgreSQL is not installed (apt-get install postgresql)")
+    try:
+        import psycopg
+    except ImportError:
+        missing("psycopg is not installed (the 'test' extra)")
+    root = Path(tempfile.mkdtemp(prefix="risk-assets-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+
+    def run(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-A",
+        "trust",
+        "-U",
+        "risk",
+        "--no-locale",
+        "-E",
+        "UTF8",
+    )
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
+    try:
+        admin = f"postgresql://risk@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE risk_assets")
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield f"postgresql://risk@127.0.0.1:{port}/risk_assets"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(root, ignore_errors=True)
