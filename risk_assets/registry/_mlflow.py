@@ -324,10 +324,11 @@ def _chain_agrees(
     required: Sequence[Any],
     subjects: Mapping[str, str | None],
     policy_sha256: str,
-    window: bool,
+    window: Sequence[str] | None,
 ) -> None:
     """Every required gate's latest verdict in the audit trail, about this subject under
-    this policy, must be a pass (see :func:`verify_gate_evidence`).
+    this policy, must be a pass (see :func:`verify_gate_evidence`); with a training window,
+    a data gate's verdict on every partition's snapshot (``window``).
 
     Raises:
         IntegrityError: the chain is broken, or a gate has no passing verdict in it.
@@ -339,23 +340,24 @@ def _chain_agrees(
     disagree = []
     for c in required:
         asset = c.risk.control.asset
-        if asset == "validated_data" and window:
-            continue  # per partition, in the hash-verified window record
-        subject = subjects.get(asset)
-        mine = [
-            r
-            for r in verdicts
-            if r.details.get("check") == c.name
-            and r.hashes.get("subject_sha256") == subject
-            and r.hashes.get("policy_sha256") == policy_sha256
-            and (asset != "candidate_model" or r.run_id == run_id)
-        ]
-        if not mine:
-            disagree.append(f"{c.name} ({c.risk.id}): no verdict in the audit trail")
-        elif not mine[-1].details.get("passed"):
-            disagree.append(
-                f"{c.name} ({c.risk.id}): the audit trail says failed (record {mine[-1].seq})"
-            )
+        about = window if asset == "validated_data" and window is not None else None
+        for subject in about or [subjects.get(asset)]:
+            mine = [
+                r
+                for r in verdicts
+                if r.details.get("check") == c.name
+                and r.hashes.get("subject_sha256") == subject
+                and r.hashes.get("policy_sha256") == policy_sha256
+                and (asset != "candidate_model" or r.run_id == run_id)
+            ]
+            where = f" on snapshot {str(subject)[:12]}" if about else ""
+            if not mine:
+                disagree.append(f"{c.name} ({c.risk.id}){where}: no verdict in the audit trail")
+            elif not mine[-1].details.get("passed"):
+                disagree.append(
+                    f"{c.name} ({c.risk.id}){where}: the audit trail says failed "
+                    f"(record {mine[-1].seq})"
+                )
     if disagree:
         raise IntegrityError(
             f"registration refused: run {run_id}'s gate records in MLflow disagree with the "
@@ -435,11 +437,14 @@ def verify_gate_evidence(
         if problem is not None:
             problems.append(f"{check} ({risk.id}): {problem}")
             failed.append(check)
+    parts = None
     if recorded.window_sha256:
-        _window_problems(client, run_id, recorded, required, policy_sha256, problems, failed)
+        parts = _window_problems(
+            client, run_id, recorded, required, policy_sha256, problems, failed
+        )
     if audit is not None:
         trusted = [c for c in required if c.name not in failed]  # MLflow says passed
-        _chain_agrees(audit, run_id, trusted, subjects, policy_sha256, bool(recorded.window_sha256))
+        _chain_agrees(audit, run_id, trusted, subjects, policy_sha256, parts)
     if problems:
         raise GateEvidenceError(
             "registration refused, blocking gates lack passing evidence for this candidate:\n  "
@@ -506,9 +511,10 @@ def _window_problems(
     policy_sha256: str,
     problems: list[str],
     failed: list[str],
-) -> None:
+) -> list[str]:
     """A model trained on a window of partitions: every partition's own data-gate evidence
-    must pass, not only the window's summary record. Adds to ``problems`` and ``failed``."""
+    must pass, not only the window's summary record. Adds to ``problems`` and ``failed``;
+    returns the partitions' snapshot hashes."""
     doc = read_window(client, run_id, recorded.window_sha256)
     if doc.get("combined_sha256") != recorded.snapshot_sha256:
         problems.append("training window: its record names another combined snapshot")
@@ -530,6 +536,7 @@ def _window_problems(
                 )
                 if check not in failed:
                     failed.append(check)
+    return [str(part.get("sha256")) for part in doc.get("partitions", [])]
 
 
 def _as_record(d: Any) -> GateRecord | None:
