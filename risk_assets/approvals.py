@@ -14,6 +14,11 @@ refused when the evidence differs from what an earlier approval of the same vers
 or from the fingerprint the approver was shown (``expect_evidence``).
 
 With the embedded stores, identity is the local user: approvals are advisory, and say so.
+Against an MLflow server with authentication, MLflow decides who may write the production
+model: an approval that would promote is refused, before anything is recorded, when MLflow
+refuses the approver a write to it. A write MLflow refuses later in the promotion (to the
+candidate's run, say) is refused too, saying that the approval is recorded and nothing was
+promoted.
 """
 
 from __future__ import annotations
@@ -217,6 +222,9 @@ def approve(
             )
     role = _may_approve(c["policy"], actor, c["maker"], approvals)
     required = c["policy"].promotion.required_approvals(c["policy"].tier)
+    count = len(approvals) + 1
+    if count >= required:  # this approval promotes: MLflow must let the approver do it
+        _check_may_promote(client, _production_name(c["cand"]), actor)
     record = audit.append(
         "approval",
         actor=actor,
@@ -225,9 +233,8 @@ def approve(
         run_id=c["mv"].run_id,
         hashes=_hashes(c),
         reason=reason,
-        details={"role": role, "approval": len(approvals) + 1, "required": required},
+        details={"role": role, "approval": count, "required": required},
     )
-    count = len(approvals) + 1
     _republish(client, audit, c["cand"], str(version))
     if count < required:
         return Decision(
@@ -240,6 +247,49 @@ def approve(
             message=f"approved by {actor}; {required - count} more approval(s) needed",
         )
     return _promote_approved(client, audit, c, [*approvals, record], actor, required)
+
+
+#: A registered-model tag risk-assets never sets: deleting it changes nothing, and MLflow
+#: authorises the deletion as a write to the model (see _check_may_promote).
+_WRITE_CHECK_TAG = "risk_assets.write_check"
+
+
+def _permission_denied(exc: BaseException) -> str | None:
+    """MLflow's refusal for lack of permission (``PERMISSION_DENIED`` or HTTP 403) in ``exc``
+    or what it wraps (``copy_model_version`` re-raises it as an internal error), else None."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if (
+            getattr(seen, "error_code", None) == "PERMISSION_DENIED"
+            or getattr(response, "status_code", None) == 403
+        ):
+            return str(seen).strip().splitlines()[-1]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _check_may_promote(client: MlflowClient, production: str, actor: str) -> None:
+    """Refuse an approval that would promote when MLflow would refuse the approver the
+    promotion, before anything is recorded: deleting a tag that is never set changes nothing
+    but needs the permission that copying a version into ``production`` and moving its alias
+    need (update on the registered model). Only a permission error refuses; anything else
+    (no production model yet, with the embedded stores) is left to the promotion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model_tag(production, _WRITE_CHECK_TAG)
+    except MlflowException as exc:
+        denied = _permission_denied(exc)
+        if denied is None:
+            return
+        raise ApprovalError(
+            f"MLflow refuses {actor} write access to the production model {production} "
+            f"(permission denied: {denied}); {actor}'s approval would not promote and is "
+            "not recorded"
+        ) from None
 
 
 def _republish(client: MlflowClient, audit: Any, cand: str, version: str) -> None:
@@ -272,18 +322,29 @@ def _promote_approved(
     mv, tags = c["mv"], c["tags"]
     names = ", ".join(f"{r.actor} ({r.reason})" for r in approvals)
     production = _production_name(c["cand"])
-    version, promoted, note = _promote(
-        client,
-        c["cand"],
-        mv.version,
-        production,
-        tags,
-        mv.run_id,
-        tags.model_sha256,
-        compared_with=_compared_champion(c["policy"], gate_records(c["run"])),
-        reason=f"approved by {names}",
-        promoted_by=", ".join(r.actor for r in approvals),
-    )
+    try:
+        version, promoted, note = _promote(
+            client,
+            c["cand"],
+            mv.version,
+            production,
+            tags,
+            mv.run_id,
+            tags.model_sha256,
+            compared_with=_compared_champion(c["policy"], gate_records(c["run"])),
+            reason=f"approved by {names}",
+            promoted_by=", ".join(r.actor for r in approvals),
+        )
+    except Exception as exc:
+        denied = _permission_denied(exc)
+        if denied is None:
+            raise
+        raise ApprovalError(
+            f"MLflow refused {actor} a write the promotion of {c['cand']}/{mv.version} needs "
+            f"(permission denied: {denied}): the approval is recorded (audit record "
+            f"{approvals[-1].seq}), no promotion is, and {CHAMPION} of {production} did not "
+            "move"
+        ) from None
     if not promoted or version is None:
         raise ApprovalError(f"approved, but not promoted: {note}")
     record = audit.append(
