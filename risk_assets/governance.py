@@ -58,13 +58,9 @@ def add_parsers(sub: Any) -> None:
 
 def identity() -> tuple[str, bool]:
     """Who decides, and whether the stores can vouch for it (an MLflow server user)."""
-    from risk_assets.settings import current_settings, current_user
+    from risk_assets.settings import current_user, server_user
 
-    tracking = current_settings().tracking_uri
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if user and tracking.startswith(("http://", "https://")):
-        return user, True
-    return current_user(), False
+    return current_user(), server_user() is not None
 
 
 def _client() -> Any:

@@ -113,10 +113,23 @@ def ensure_embedded_dagster_home(settings: Settings) -> Path:
     return config
 
 
+def server_user(environ: dict[str, str] | None = None) -> str | None:
+    """The MLflow user signed in to an MLflow server (``MLFLOW_TRACKING_USERNAME`` with an
+    http(s) ``MLFLOW_TRACKING_URI``): an identity the server authenticates. None otherwise."""
+    env = os.environ if environ is None else environ
+    user = env.get("MLFLOW_TRACKING_USERNAME")
+    uri = env.get("MLFLOW_TRACKING_URI", "")
+    return user if user and uri.startswith(("http://", "https://")) else None
+
+
 def current_user() -> str:
-    """The local user name recorded as "who" (with the embedded store, identity is local)."""
+    """Who acts, recorded as "who" on runs, versions and audit records: the MLflow user
+    signed in to an MLflow server (:func:`server_user`), else the local user name (with the
+    embedded stores, identity is local and anyone can set it)."""
     import getpass
 
+    if user := server_user():
+        return user
     try:
         return getpass.getuser()
     except (KeyError, OSError):

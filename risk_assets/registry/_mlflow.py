@@ -873,7 +873,16 @@ def _promote(
         )
     pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
     pv = _wait_ready(client, model_name, pv.version)
-    _link_logged_model(client, run_id, model_name, pv.version)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _link_logged_model(client, run_id, model_name, pv.version)
+    except MlflowException as exc:
+        # the listing MLflow's UI shows on the logged model: an approver may write the
+        # production model without being allowed to write the pipeline's experiment
+        logging.getLogger(__name__).warning(
+            f"{model_name}/{pv.version} not listed on its logged model ({exc.error_code})"
+        )
     promoted = replace(
         evidence,
         candidate_version=f"{cand}/{cand_version}",
