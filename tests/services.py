@@ -1,6 +1,6 @@
 """Real services for the tests, started and removed by fixtures: a throwaway PostgreSQL
-cluster (Debian's PostgreSQL, installed by ``scripts/test``). Without the service a test
-skips saying what is missing; in CI (``CI=true``) it fails."""
+cluster and Debian's chromium (both installed by ``scripts/test``). Without the service a
+test skips saying what is missing; in CI (``CI=true``) it fails."""
 
 from __future__ import annotations
 
@@ -21,8 +21,24 @@ import pytest
 def missing(reason: str) -> None:
     """Skip, or in CI fail: a service the tests need is part of the set-up there."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}; scripts/test installs it in CI")
+        pytest.fail(f"{reason}; scripts/test installs what the tests need in CI")
     pytest.skip(reason)
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium and Playwright, for the tests of what a person sees; skip (in CI:
+    fail) saying which is missing."""
+    chromium = os.environ.get("RISK_ASSETS_CHROMIUM") or shutil.which("chromium") or ""
+    lacking = []
+    if not chromium or not Path(chromium).is_file():
+        lacking.append("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        lacking.append("playwright (the 'test' extra)")
+    if lacking:
+        missing(f"browser tests need {' and '.join(lacking)}")
+    return chromium
 
 
 def free_port() -> int:

@@ -14,12 +14,12 @@ import base64
 import dataclasses
 import os
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
+from services import chromium_or_skip
 
 from conftest import CREDIT_POLICY, CREDIT_SPEC, ROOT, mlflow_client, using_state
 from risk_assets.registry import RunLineage, VersionTags
@@ -39,7 +39,6 @@ from risk_assets.report import (
     run,
 )
 
-CHROMIUM = os.environ.get("RISK_ASSETS_CHROMIUM") or shutil.which("chromium") or ""
 ARTIFACTS = Path(os.environ.get("RISK_ASSETS_TEST_ARTIFACTS") or ROOT / ".test-artifacts")
 PNG = b"\x89PNG\r\n\x1a\n"
 HOSTILE = "<script>alert('report')</script>"
@@ -297,24 +296,8 @@ def test_the_report_command_writes_the_files_and_names_an_unknown_version(
     assert "'no_such_model'" in err_model
 
 
-def _browser_or_skip() -> str:
-    missing = []
-    if not CHROMIUM or not Path(CHROMIUM).is_file():
-        missing.append("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("playwright (the 'test' extra)")
-    if missing:
-        reason = f"browser tests need {' and '.join(missing)}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; scripts/test installs them in CI")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
 def test_a_person_sees_the_register_verdicts_plots_and_hashes_in_a_browser(reported, tmp_path):
-    chromium = _browser_or_skip()
+    chromium = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     data: ReportData = reported["data"]

@@ -11,7 +11,6 @@ CI (``CI=true``) a missing browser is a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,28 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from services import chromium_or_skip
 
 from conftest import CREDIT_DATA, ROOT, make_pipeline, mlflow_client, using_state
 
-CHROMIUM = os.environ.get("RISK_ASSETS_CHROMIUM") or shutil.which("chromium") or ""
 ARTIFACTS = Path(os.environ.get("RISK_ASSETS_TEST_ARTIFACTS") or ROOT / ".test-artifacts")
 BIN = Path(sys.executable).parent
-
-
-def _browser_or_skip() -> str:
-    missing = []
-    if not CHROMIUM or not Path(CHROMIUM).is_file():
-        missing.append("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("playwright (the 'test' extra)")
-    if missing:
-        reason = f"browser tests need {' and '.join(missing)}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; scripts/test installs them in CI")
-        pytest.skip(reason)
-    return CHROMIUM
 
 
 def _free_port() -> int:
@@ -86,7 +69,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def blocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A run blocked by the PII gate and a run that registered (pipeline credit_clean),
     on their own state, with both UIs serving it."""
-    chromium = _browser_or_skip()
+    chromium = chromium_or_skip()
     root = tmp_path_factory.mktemp("ui")
     data = pd.read_csv(CREDIT_DATA)
     data["contact"] = [f"applicant{i}@example.com" for i in range(len(data))]
