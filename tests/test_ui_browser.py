@@ -139,10 +139,15 @@ def _page(browser: object, url: str, wait_until: str = "networkidle") -> object:
 
 
 def _dismiss_dagster_welcome(page: object) -> None:
-    """Dagster's first-visit dialog (community links) covers the page until skipped."""
+    """Dagster's first-visit dialog (community links) covers the page until skipped; it may
+    open a moment after the page has loaded."""
     skip = page.get_by_role("button", name="Skip")
-    if skip.count():
-        skip.first.click()
+    try:
+        skip.first.wait_for(timeout=3_000)
+    except Exception:  # noqa: BLE001 - no dialog this time
+        return
+    skip.first.click()
+    skip.first.wait_for(state="hidden", timeout=10_000)
 
 
 def _screenshot(page: object, name: str) -> Path:
@@ -228,6 +233,7 @@ def test_checks_after_a_blocked_gate_read_as_not_evaluated(blocked, browser):
     (run,) = [r for r in runs if r.tags.get("risk_assets/verdict") == "blocked"]
     run_page = _page(browser, f"{blocked['dagster']}/runs/{run.run_id}")
     run_page.get_by_text("RUN_SUCCESS").first.wait_for(timeout=30_000)
+    _dismiss_dagster_welcome(run_page)
     text = run_page.inner_text("body")
     shot = _screenshot(run_page, "dagster-blocked-run")
     assert "Success" in text and "RUN_FAILURE" not in text and "STEP_FAILURE" not in text, shot
