@@ -417,8 +417,8 @@ def render_lineage(info: dict[str, Any]) -> str:
         )
     if info.get("report"):
         lines.append(
-            f"  risk report   {info['report']}  (risk-assets report {info['model']}"
-            f"/{info['version']} --out DIR writes it here)"
+            f"  risk report   {info['report']}  (a copy: risk-assets report "
+            f"{info['model']}/{info['version']} --out DIR)"
         )
     audit = info.get("audit")
     if audit:
