@@ -1,7 +1,8 @@
 # Shared by scripts/demo and scripts/test: create a virtual environment with Python 3.11+
 # and install the project into it.
 #   source scripts/_venv.sh [EXTRAS [PIP ARGS...]]
-# The environment is .venv unless VENV names another.
+# The environment is .venv unless VENV names another; versions come from
+# constraints/test.txt unless CONSTRAINTS names another file (or none).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv=${VENV:-.venv}
@@ -14,4 +15,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e ".${1:+[$1]}" "${@:2}"
+# The versions CI tested (constraints/*.txt, see scripts/lock); CONSTRAINTS=none resolves
+# the newest versions pyproject.toml allows instead.
+constraints=${CONSTRAINTS:-constraints/test.txt}
+pin=()
+if [ "$constraints" != "none" ]; then pin=(-c "$constraints"); fi
+"$venv/bin/python" -m pip install --quiet -e ".${1:+[$1]}" "${pin[@]}" "${@:2}"
