@@ -110,3 +110,42 @@ def postgres_cluster() -> Iterator[str]:
             timeout=120,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
+    """``mlflow server`` on a loopback port with ``backend_store_uri`` and artefacts it
+    serves itself (``--serve-artifacts``) from ``root``; yields its URL."""
+    import sys
+    import urllib.request
+
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--workers", "1", "--backend-store-uri", backend_store_uri]
+    cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = root / "mlflow-server.log"
+    with log.open("w") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer: {log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
