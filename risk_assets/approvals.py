@@ -133,16 +133,32 @@ def evidence_fingerprint(run: Any, tags: VersionTags) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _decisions(audit: Any, cand: str, version: str) -> tuple[list[Any], list[Any]]:
-    """The chain's approvals and rejections of one challenger (the chain verified first)."""
+def _trusted(audit: Any) -> list[Any]:
+    """Every record of the chain, once it has verified: no decision rests on a broken one.
+
+    Raises:
+        IntegrityError: the chain is broken (naming the first bad record).
+    """
     verification = audit.verify()
     if not verification.ok:
         raise IntegrityError(f"no decision on a broken audit trail: {verification.render()}")
-    mine = audit.records(model=cand, version=version)
+    return audit.records()
+
+
+def _decisions(records: list[Any], cand: str, version: str) -> tuple[list[Any], list[Any]]:
+    """The approvals and rejections of one challenger among verified ``records``."""
+    mine = [r for r in records if r.model == cand and r.version == version]
     return (
         [r for r in mine if r.action == "approval"],
         [r for r in mine if r.action == "rejection"],
     )
+
+
+def _promoted_from(records: list[Any], production: str) -> set[str]:
+    """The challengers (``<cand>/<version>``) promoted into ``production``."""
+    return {
+        r.details.get("from") for r in records if r.model == production and r.action == "promotion"
+    }
 
 
 def _checked(client: MlflowClient, audit: Any, model: str, version: str) -> dict[str, Any]:
@@ -207,7 +223,7 @@ def approve(
     if not reason.strip():
         raise ApprovalError("an approval needs a reason")
     c = _checked(client, audit, model, str(version))
-    approvals, rejections = _decisions(audit, c["cand"], str(version))
+    approvals, rejections = _decisions(_trusted(audit), c["cand"], str(version))
     if rejections:
         raise ApprovalError(f"{c['cand']}/{version} was rejected (record {rejections[-1].seq})")
     if expect_evidence and expect_evidence != c["evidence"]:
@@ -379,10 +395,16 @@ def reject(
 
     Raises:
         ApprovalError: no reason, or the version is already in production.
+        IntegrityError: the audit trail is broken.
     """
     if not reason.strip():
         raise ApprovalError("a rejection needs a reason")
-    cand = candidates_name(_production_name(model))
+    production = _production_name(model)
+    cand = candidates_name(production)
+    if f"{cand}/{version}" in _promoted_from(_trusted(audit), production):
+        raise ApprovalError(
+            f"{cand}/{version} is in production already: roll {production} back instead"
+        )
     mv = client.get_model_version(cand, str(version))
     record = audit.append(
         "rejection",
@@ -412,7 +434,8 @@ def rollback(
 
     Raises:
         ApprovalError: no earlier champion, or the version was never promoted.
-        IntegrityError: the version's model no longer matches its hash.
+        IntegrityError: the version's model no longer matches its hash, or the audit
+            trail is broken.
     """
     from risk_assets.registry._mlflow import load_version_model
 
@@ -421,7 +444,9 @@ def rollback(
     production = _production_name(model)
     current = find_champion(client, production)
     history = [
-        r.version for r in audit.records(model=production) if r.action in ("promotion", "rollback")
+        r.version
+        for r in _trusted(audit)
+        if r.model == production and r.action in ("promotion", "rollback")
     ]
     if to_version is None:
         earlier = [v for v in history if current is None or v != str(current.version)]
@@ -431,7 +456,7 @@ def rollback(
     if str(to_version) not in history:
         raise ApprovalError(f"{production}/{to_version} was never promoted through the audit trail")
     mv = client.get_model_version(production, str(to_version))
-    load_version_model(client, mv)  # its artefact must still be the model it was
+    load_version_model(client, mv, audit)  # its artefact must still be the model it was
     client.set_registered_model_alias(production, CHAMPION, str(to_version))
     record = audit.append(
         "rollback",
@@ -463,15 +488,13 @@ def pending(client: MlflowClient, audit: Any, model: str | None = None) -> list[
         else [m.name for m in client.search_registered_models() if m.name.endswith(suffix)]
     )
     out = []
+    records = _trusted(audit)  # verified once for the whole listing
     for cand in names:
-        production = _production_name(cand)
-        promoted_from = {
-            r.details.get("from") for r in audit.records(model=production, action="promotion")
-        }
+        promoted_from = _promoted_from(records, _production_name(cand))
         for mv in client.search_model_versions(f"name = '{cand}'"):
             if f"{cand}/{mv.version}" in promoted_from:
                 continue
-            approvals, rejections = _decisions(audit, cand, str(mv.version))
+            approvals, rejections = _decisions(records, cand, str(mv.version))
             if rejections:
                 continue
             run = client.get_run(mv.run_id)

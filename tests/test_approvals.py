@@ -148,6 +148,8 @@ def test_the_second_approval_promotes_and_rollback_restores(high_tier, monkeypat
         )
         code, listed = _cli(capsys, "pending")
         assert listed["pending"] == []
+        code, out = _cli(capsys, "reject", "credit_risk", "1", "--reason", "too late")
+        assert code == 4 and "in production already" in out["error"], out
 
         # a second candidate, approved by both: champion; then rolled back to the first
         _as(monkeypatch, "maker")

@@ -49,9 +49,9 @@ def _decide(
 
     client, log = mlflow.get_client(), audit.get_log()
     try:
+        if config.decision != "rollback" and not config.version:
+            raise ApprovalError(f"{config.decision} needs the version")
         if config.decision == "approve":
-            if not config.version:
-                raise ApprovalError("approve needs the version")
             decision = approvals.approve(
                 client,
                 log,
@@ -62,8 +62,6 @@ def _decide(
                 expect_evidence=config.evidence,
             )
         elif config.decision == "reject":
-            if not config.version:
-                raise ApprovalError("reject needs the version")
             decision = approvals.reject(
                 client,
                 log,
