@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+#: the repository (its docker/ folder holds the production configuration)
+REPO = Path(__file__).resolve().parents[1]
+
 
 def missing(reason: str) -> None:
     """Skip, or in CI fail: a service the tests need is part of the set-up there."""
@@ -149,3 +152,34 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def create_database(url: str, name: str) -> str:
+    """A new empty database ``name`` on the server of ``url``; returns its URL (Dagster and
+    MLflow each need one of their own: both have a table called ``runs``)."""
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
+
+
+def dagster_postgres_home(url: str, home: Path) -> dict[str, str]:
+    """A ``DAGSTER_HOME`` whose ``dagster.yaml`` is the production one (docker/dagster.yaml,
+    unchanged) with its storage in the database of ``url``; returns the environment that
+    points Dagster at it (``DAGSTER_HOME`` and the ``DAGSTER_PG_*`` variables the file
+    reads)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "docker" / "dagster.yaml", home / "dagster.yaml")
+    return {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_USER": parts.username or "",
+        "DAGSTER_PG_PASSWORD": parts.password or "",
+        "DAGSTER_PG_DB": parts.path.lstrip("/"),
+    }

@@ -27,6 +27,7 @@ from risk_assets.dagster._names import (
     monitoring_job_name,
 )
 from risk_assets.dagster._partitions import partitions_def, quiet_previews
+from risk_assets.dagster._production import resolve_executor
 from risk_assets.dagster._resources import (
     ALERT_WEBHOOK_ENV,
     DAGSTER_URL_ENV,
@@ -190,14 +191,18 @@ def default_resources() -> dict[str, Any]:
 def root_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
     """The resources (embedded defaults, replaced by key) and the executor, defined once.
 
-    Steps run one after another in the run's process: the embedded SQLite instance must not
-    be written by several processes at once (dagster#2884).
+    The executor is ``$RISK_ASSETS_EXECUTOR`` (see :mod:`risk_assets.dagster._production`).
+    By default steps run one after another in the run's process: the embedded SQLite
+    instance must not be written by several processes at once (dagster#2884).
+
+    Raises:
+        ConfigError: ``$RISK_ASSETS_EXECUTOR`` names no executor, or one not installed.
     """
     from risk_assets.dagster._governance import decision_job
 
     return dg.Definitions(
         resources={**default_resources(), **(resources or {})},
-        executor=dg.in_process_executor,
+        executor=resolve_executor(),
         jobs=[decision_job],
     )
 

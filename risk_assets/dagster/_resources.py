@@ -18,6 +18,7 @@ from urllib.parse import quote
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from risk_assets.dagster._production import check_production_stores
 from risk_assets.settings import current_settings
 
 __all__ = [
@@ -74,6 +75,13 @@ class MlflowResource(dg.ConfigurableResource):
 
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or current_settings().tracking_uri
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In production mode, refuse a run on SQLite stores before any step writes."""
+        settings = current_settings()
+        tracking = self.tracking_uri or settings.tracking_uri
+        registry = self.registry_uri or (settings.registry_uri if not self.tracking_uri else None)
+        check_production_stores(context.instance, tracking, registry or tracking)
 
     def get_client(self) -> Any:
         """A lazily created ``MlflowClient`` (created on first use, reused by this resource)."""
@@ -156,6 +164,11 @@ class SnapshotStoreResource(dg.ConfigurableResource):
     base_dir: str | None = Field(
         default=None, description="folder of the store; default $RISK_ASSETS_HOME/snapshots"
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In production mode, refuse a run on a SQLite Dagster instance (the data job's
+        steps use no MLflow resource)."""
+        check_production_stores(context.instance, None, None)
 
     def get_store(self) -> Any:
         from risk_assets.registry._snapshots import SnapshotStore

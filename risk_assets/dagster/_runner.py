@@ -11,6 +11,7 @@ from risk_assets.catalogue import MONITORING_ASSETS, TRAINING_ASSETS, checks_of
 from risk_assets.dagster._definitions import build_definitions, default_resources
 from risk_assets.dagster._names import data_job_name, job_name, monitoring_job_name, sensor_name
 from risk_assets.dagster._partitions import check_partition, partition_keys, read_partition
+from risk_assets.dagster._production import check_production_stores
 from risk_assets.dagster._sensors import missing_window_data
 from risk_assets.errors import ConfigError, DataError
 from risk_assets.pipeline import LoadedPipeline, load_pipeline
@@ -163,6 +164,7 @@ def _instance() -> dg.DagsterInstance:
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
+    check_production_stores(instance, settings.tracking_uri, settings.registry_uri)
     _free_slots_of_finished_runs(instance)
     return instance
 
