@@ -199,6 +199,8 @@ def test_runs_and_steps_see_the_production_stores(rendered):
             assert urlsplit(env[var]).hostname == "redis"
         assert env["RISK_ASSETS_OBJECT_STORE"].startswith("s3://")
         assert urlsplit(env["AWS_ENDPOINT_URL"]).hostname == "s3"
+        # the scratch folder is one volume for the run's process and every worker
+        assert f"risk_assets_scratch:{env['RISK_ASSETS_HOME']}" in rendered[name]["volumes"]
 
 
 def test_every_interpolated_variable_is_documented_in_env_example(compose):
