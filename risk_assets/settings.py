@@ -6,6 +6,9 @@
 - ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``: the MLflow stores (default a SQLite
   database ``$RISK_ASSETS_HOME/mlflow/mlflow.db`` with artefacts under
   ``$RISK_ASSETS_HOME/mlflow/artifacts``).
+- ``RISK_ASSETS_OBJECT_STORE``: an fsspec URL (``s3://bucket/prefix``) that holds the data
+  snapshots, gate evidence and asset values instead of the state folder (shared by every
+  machine that runs a step; see :mod:`risk_assets.storage`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
 ]
 
 STATE_ENV = "RISK_ASSETS_HOME"
+OBJECT_STORE_ENV = "RISK_ASSETS_OBJECT_STORE"
 
 #: The embedded instance's ``dagster.yaml``. Runs may go in parallel (a backfill launched
 #: from the UI runs several partitions at once), but every step in a concurrency pool waits
@@ -61,6 +65,18 @@ class Settings:
     registry_uri: str
     artifact_root: str
     snapshot_dir: Path
+    #: an fsspec URL holding snapshots, evidence and asset values (None: the state folder)
+    object_store: str | None = None
+
+    @property
+    def snapshot_location(self) -> str:
+        """Where data snapshots and gate evidence live: the object store, else a folder."""
+        return f"{self.object_store}/snapshots" if self.object_store else str(self.snapshot_dir)
+
+    @property
+    def io_location(self) -> str:
+        """Where asset values live: the object store, else a folder of the state."""
+        return f"{self.object_store}/io" if self.object_store else str(self.state_dir / "io")
 
     @property
     def is_embedded_dagster_home(self) -> bool:
@@ -69,12 +85,15 @@ class Settings:
 
     def env_lines(self) -> list[str]:
         """Shell lines that make ``dagster dev`` and ``mlflow ui`` open this same state."""
-        return [
+        lines = [
             f"export {STATE_ENV}={_q(str(self.state_dir))}",
             f"export DAGSTER_HOME={_q(str(self.dagster_home))}",
             f"export MLFLOW_TRACKING_URI={_q(self.tracking_uri)}",
             f"export MLFLOW_REGISTRY_URI={_q(self.registry_uri)}",
         ]
+        if self.object_store:
+            lines.append(f"export {OBJECT_STORE_ENV}={_q(self.object_store)}")
+        return lines
 
 
 def _q(value: str) -> str:
@@ -96,6 +115,7 @@ def current_settings(environ: dict[str, str] | None = None) -> Settings:
         registry_uri=registry,
         artifact_root=(state / "mlflow" / "artifacts").as_uri(),
         snapshot_dir=state / "snapshots",
+        object_store=(env.get(OBJECT_STORE_ENV) or "").strip().rstrip("/") or None,
     )
 
 

@@ -116,9 +116,12 @@ def postgres_cluster() -> Iterator[str]:
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
+def mlflow_server(
+    backend_store_uri: str, root: Path, artifacts_destination: str | None = None
+) -> Iterator[str]:
     """``mlflow server`` on a loopback port with ``backend_store_uri`` and artefacts it
-    serves itself (``--serve-artifacts``) from ``root``; yields its URL."""
+    serves itself (``--serve-artifacts``) from ``artifacts_destination`` (default a folder
+    of ``root``; an ``s3://`` URL with ``MLFLOW_S3_ENDPOINT_URL`` set); yields its URL."""
     import sys
     import urllib.request
 
@@ -126,7 +129,8 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
     root.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--workers", "1", "--backend-store-uri", backend_store_uri]
-    cmd += ["--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
+    destination = artifacts_destination or str(root / "artifacts")
+    cmd += ["--serve-artifacts", "--artifacts-destination", destination]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = root / "mlflow-server.log"
     with log.open("w") as out:  # the child keeps its own descriptor
@@ -183,3 +187,59 @@ def dagster_postgres_home(url: str, home: Path) -> dict[str, str]:
         "DAGSTER_PG_PASSWORD": parts.password or "",
         "DAGSTER_PG_DB": parts.path.lstrip("/"),
     }
+
+
+@contextmanager
+def s3_server(bucket: str = "risk-assets") -> Iterator[dict[str, str]]:
+    """An S3 API on a loopback port (moto's server, a separate process) with an empty
+    ``bucket``; yields the environment that points boto3, s3fs and MLflow at it."""
+    import sys
+    import urllib.request
+
+    moto = Path(sys.executable).parent / "moto_server"
+    if not moto.exists():
+        missing("moto's server is not installed (the 'test' extra: moto[server])")
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="risk-assets-s3-"))
+    log = root / "moto.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "risk-assets-test",
+        "AWS_SECRET_ACCESS_KEY": "risk-assets-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        ).create_bucket(Bucket=bucket)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root, ignore_errors=True)

@@ -179,12 +179,12 @@ def default_resources() -> dict[str, Any]:
             ui_url=_env_or(MLFLOW_UI_URL_ENV, None),
             dagster_ui_url=_env_or(DAGSTER_URL_ENV, None),
         ),
-        "snapshots": SnapshotStoreResource(base_dir=str(s.snapshot_dir)),
+        "snapshots": SnapshotStoreResource(base_dir=s.snapshot_location),
         "audit": AuditResource(
             path=_env_or(AUDIT_LOG_ENV, str(s.state_dir / "audit" / "audit.jsonl"))
         ),
         "alerts": WebhookAlertResource(url=_env_or(ALERT_WEBHOOK_ENV, None)),
-        "io_manager": JsonIOManager(base_dir=str(s.state_dir / "io")),
+        "io_manager": JsonIOManager(base_dir=s.io_location),
     }
 
 

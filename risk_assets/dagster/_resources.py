@@ -159,10 +159,13 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class SnapshotStoreResource(dg.ConfigurableResource):
-    """Content-addressed storage for data snapshots and data-gate evidence."""
+    """Content-addressed storage for data snapshots and data-gate evidence, in a folder or
+    an object store (an fsspec URL such as ``s3://bucket/prefix/snapshots``)."""
 
     base_dir: str | None = Field(
-        default=None, description="folder of the store; default $RISK_ASSETS_HOME/snapshots"
+        default=None,
+        description="folder or fsspec URL of the store; default $RISK_ASSETS_OBJECT_STORE/"
+        "snapshots, else $RISK_ASSETS_HOME/snapshots",
     )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -173,7 +176,7 @@ class SnapshotStoreResource(dg.ConfigurableResource):
     def get_store(self) -> Any:
         from risk_assets.registry._snapshots import SnapshotStore
 
-        return SnapshotStore(self.base_dir or current_settings().snapshot_dir)
+        return SnapshotStore(self.base_dir or current_settings().snapshot_location)
 
 
 class AuditResource(dg.ConfigurableResource):
@@ -234,26 +237,34 @@ class WebhookAlertResource(dg.ConfigurableResource):
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
-    """Stores asset values as JSON (references and figures, never pickles)."""
+    """Stores asset values as JSON (references and figures, never pickles), in a folder or
+    an object store: ``<base>/<asset key>/<partition or __all__>.json``, through
+    universal-pathlib as Dagster's ``UPathIOManager`` does. (Not a subclass of it: an input
+    that spans partitions, a training window, is always a mapping of partition key to
+    value here, whatever its size, and the layout stays that of earlier versions.)"""
 
     base_dir: str | None = Field(
-        default=None, description="folder for asset values; default $RISK_ASSETS_HOME/io"
+        default=None,
+        description="folder or fsspec URL for asset values; default $RISK_ASSETS_OBJECT_STORE/"
+        "io, else $RISK_ASSETS_HOME/io",
     )
 
-    def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
-        base = Path(self.base_dir or current_settings().state_dir / "io")
+    def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Any:
+        from risk_assets.storage import as_path
+
+        base = as_path(self.base_dir or current_settings().io_location)
         return base.joinpath(*asset_key.path) / f"{partition or '__all__'}.json"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        from risk_assets.storage import write_atomic
+
         if obj is None:
             return
         path = self._path(
             context.asset_key, context.partition_key if context.has_partition_key else None
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj, sort_keys=True, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        data = json.dumps(obj, sort_keys=True, indent=1).encode("utf-8")
+        write_atomic(path, lambda out: out.write(data))
 
     def load_input(self, context: dg.InputContext) -> Any:
         """The upstream value; for an input that spans partitions (a training window), a
@@ -266,12 +277,15 @@ class JsonIOManager(dg.ConfigurableIOManager):
         return self._read(context.asset_key, None)
 
     def _read(self, asset_key: dg.AssetKey, partition: str | None) -> Any:
+        from risk_assets.storage import read_bytes
+
         path = self._path(asset_key, partition)
-        if not path.is_file():
+        content = read_bytes(path)
+        if content is None:
             where = f" partition {partition}" if partition else ""
             raise dg.Failure(
                 f"no stored value for {asset_key.to_user_string()}{where} at {path}; "
                 "materialise it first",
                 allow_retries=False,
             )
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(content.decode("utf-8"))

@@ -32,6 +32,7 @@ from risk_assets.registry._lineage import (
     VersionTags,
 )
 from risk_assets.settings import current_user
+from risk_assets.storage import as_path, is_local, location_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -1251,8 +1252,13 @@ def _colspec(ref: SnapshotRef) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
     import pyarrow.types as pat
 
+    path = as_path(ref.path)
     try:
-        schema = pq.read_schema(ref.path)
+        if is_local(path):
+            schema = pq.read_schema(path)
+        else:
+            with path.open("rb") as f:
+                schema = pq.read_schema(f)
     except (OSError, ValueError):
         return [{"name": c, "type": "string", "required": False} for c in ref.columns]
 
@@ -1275,7 +1281,7 @@ def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin:
         {
             "sha256": ref.sha256,
             "scheme": ref.scheme,
-            "uri": Path(ref.path).as_uri(),
+            "uri": location_uri(ref.path),
             "origin": origin,
             "rows": ref.rows,
         }
