@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,6 +65,10 @@ GATE_TAG = TAG_PREFIX + "gate."
 RISK_TAG = TAG_PREFIX + "risk."
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+
+
+#: MLflow's variable for the tracking URI (see _new_candidate_version).
+_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 def candidates_name(model_name: str) -> str:
@@ -654,16 +659,26 @@ def _new_candidate_version(client: MlflowClient, cand: str, run: Any, evidence: 
     run_id = run.info.run_id
     model_id = RunLineage.from_tags(run.data.tags).logged_model_id
     # A registry store in this process resolves a ``models:/`` source with a client of the
-    # process's tracking URI: make it ours for the call.
-    with _use_tracking_uri(client.tracking_uri):
-        mv = client.create_model_version(
-            cand,
-            source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
-            run_id=run_id,
-            model_id=model_id,
-            tags=evidence.to_tags(),
-            description=f"Gated candidate from run {run_id}",
-        )
+    # process's tracking URI: make it ours for the call. On leaving, MLflow restores a URI
+    # this process never set by unsetting MLFLOW_TRACKING_URI: the variable is put back as
+    # it was, or the next step a long-lived process runs (a celery worker's) would fall
+    # back to the embedded SQLite store.
+    saved = os.environ.get(_TRACKING_URI_ENV)
+    try:
+        with _use_tracking_uri(client.tracking_uri):
+            mv = client.create_model_version(
+                cand,
+                source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
+                run_id=run_id,
+                model_id=model_id,
+                tags=evidence.to_tags(),
+                description=f"Gated candidate from run {run_id}",
+            )
+    finally:
+        if saved is None:
+            os.environ.pop(_TRACKING_URI_ENV, None)
+        else:
+            os.environ[_TRACKING_URI_ENV] = saved
     mv = _wait_ready(client, cand, mv.version)
     _link_logged_model(client, run_id, cand, mv.version)
     return mv
