@@ -77,6 +77,11 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
                 # dagster-celery starts `celery` from the PATH: this environment's
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             }
+            # the schema first, as a deployment does (`dagster instance migrate`, or the
+            # webserver starting before the workers): workers that open a fresh database at
+            # once race to create it (psycopg2 DuplicateObject)
+            with environ(env), dg.DagsterInstance.get():
+                pass
             with celery_workers(WORKERS, env, root / "workers") as workers:
                 yield {"root": root, "env": env, "workers": workers, "uri": uri}
 
@@ -211,3 +216,135 @@ def test_every_step_of_the_gated_run_ran_on_the_celery_workers_and_both_took_ste
     assert expected <= set(took), sorted(took)
     nodes = {node for node, _ in took.values()}
     assert nodes == {w.node for w in cluster["workers"].values()}, took
+
+
+def _mlflow(cluster: dict):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=cluster["uri"], registry_uri=cluster["uri"])
+
+
+def _checks_of(cluster: dict, launched: Launched) -> set[str]:
+    """The gate names of the pipeline, as the code location defines them."""
+    from risk_assets.dagster import build_definitions
+
+    with environ(cluster["env"]):
+        graph = build_definitions([launched.spec]).resolve_asset_graph()
+    return {key.name for key in graph.asset_check_keys}
+
+
+def _audit(cluster: dict):
+    from risk_assets.audit import open_audit_log
+
+    return open_audit_log(Path(cluster["env"]["RISK_ASSETS_HOME"]) / "audit" / "audit.jsonl")
+
+
+def test_the_model_version_is_registered_with_every_gate_verdict(cluster, clean):
+    from risk_assets.registry._mlflow import gate_records
+
+    with instance_of(cluster) as instance:
+        run = _only_run(instance, clean)
+        evaluations = _evaluations(instance, run.run_id)
+    gates = _checks_of(cluster, clean)
+    # every gate of the register was evaluated on the workers, and passed
+    assert set(evaluations) == gates
+    assert all(evaluations.values()), evaluations
+
+    client = _mlflow(cluster)
+    versions = sorted((mv.name, str(mv.version)) for mv in client.search_model_versions())
+    assert [v for v in versions if v[0].startswith(CLEAN + "-") or v[0] == CLEAN] == [
+        (CLEAN, "1"),
+        (f"{CLEAN}-candidates", "1"),
+    ]
+    assert client.get_model_version_by_alias(CLEAN, "champion").version == "1"
+    candidate = client.get_model_version(f"{CLEAN}-candidates", "1")
+    records = gate_records(client.get_run(candidate.run_id))
+    # each gate's verdict, written by whichever worker ran it, is on the version's run
+    assert set(records) == gates
+    assert {name: r.passed for name, r in records.items()} == evaluations
+    assert {r.dagster_run_id for r in records.values()} == {run.run_id}
+    assert set(candidate.tags["risk_assets.gates_passed"].split(",")) == gates
+
+    # the audit trail, appended by both workers' processes, is one unbroken chain with a
+    # verdict of every gate of this run and the registration it anchors
+    audit = _audit(cluster)
+    assert audit.verify().ok, audit.verify().render()
+    verdicts = [r for r in audit.records(action="gate") if r.dagster_run_id == run.run_id]
+    assert {r.details["check"]: r.details["passed"] for r in verdicts} == evaluations
+    (registration,) = audit.records(action="registration", model=f"{CLEAN}-candidates")
+    sha256 = candidate.tags["risk_assets.model_sha256"]
+    assert registration.version == "1" and registration.hashes["model_sha256"] == sha256
+    assert candidate.tags["risk_assets.audit_seq"] == str(registration.seq)
+    (promotion,) = audit.records(action="promotion", model=CLEAN)
+    assert promotion.version == "1" and promotion.hashes["model_sha256"] == sha256
+
+
+def test_a_blocked_run_on_the_workers_registers_nothing_and_records_the_gate(cluster, blocked):
+    from risk_assets.dagster._blocking import BLOCKED_BY_TAG, VERDICT_TAG
+    from risk_assets.registry import RunVerdict
+    from risk_assets.registry._mlflow import gate_records
+
+    with instance_of(cluster) as instance:
+        run = _only_run(instance, blocked)
+        # a blocked pipeline is a verdict, not a crash: the run succeeded
+        assert run.status == dg.DagsterRunStatus.SUCCESS, blocked.output[-5000:]
+        assert run.tags[VERDICT_TAG] == "blocked"
+        assert "pii_free [PRIV-001] failed" in run.tags[BLOCKED_BY_TAG]
+        evaluations = _evaluations(instance, run.run_id)
+        assert evaluations["pii_free"] is False
+        for asset in ("train_test_split", "candidate_model", "registered_model"):
+            key = dg.AssetKey([BLOCKED, asset])
+            assert instance.get_latest_materialization_event(key) is None, asset
+        took = _assert_ran_on_workers(cluster, blocked, run, instance)
+    assert f"{BLOCKED}__validated_data_pii_free" in took
+
+    client = _mlflow(cluster)
+    assert not [mv for mv in client.search_model_versions() if mv.name.startswith(BLOCKED)]
+    assert not [m for m in client.search_registered_models() if m.name.startswith(BLOCKED)]
+    # the refusal run holds the failed gate's record
+    experiment = client.get_experiment_by_name(BLOCKED)
+    (refusal,) = client.search_runs([experiment.experiment_id])
+    assert refusal.data.tags["risk_assets.verdict"] == RunVerdict.REFUSED
+    assert gate_records(refusal)["pii_free"].passed is False
+
+    audit = _audit(cluster)
+    assert audit.verify().ok, audit.verify().render()
+    (pii,) = [
+        r
+        for r in audit.records(action="gate", model=BLOCKED)
+        if r.details["check"] == "pii_free" and r.dagster_run_id == run.run_id
+    ]
+    assert pii.details["passed"] is False and pii.risk_ids == ("PRIV-001",)
+    (refused,) = audit.records(action="refusal", model=BLOCKED)
+    assert refused.dagster_run_id == run.run_id and "pii_free [PRIV-001] failed" in refused.reason
+
+
+def test_registration_leaves_the_process_tracking_uri_as_it_found_it(monkeypatch):
+    """A worker's task process runs step after step: registering a candidate must leave
+    MLFLOW_TRACKING_URI set (MLflow's ``_use_tracking_uri`` unsets it on leaving when the
+    process never called ``mlflow.set_tracking_uri``), or the next step in that process
+    falls back to the embedded SQLite store. Needs no service."""
+    from types import SimpleNamespace
+
+    from risk_assets.registry import _mlflow
+
+    uri = "http://mlflow.example:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    seen = []
+
+    class Client:
+        tracking_uri = uri
+
+        def create_model_version(self, name, **kwargs):
+            seen.append((name, os.environ.get("MLFLOW_TRACKING_URI")))
+            return SimpleNamespace(version="7")
+
+    monkeypatch.setattr(_mlflow, "_wait_ready", lambda c, n, v: SimpleNamespace(version=v))
+    monkeypatch.setattr(_mlflow, "_link_logged_model", lambda *args: None)
+    info = SimpleNamespace(run_id="r1", artifact_uri="mlflow-artifacts:/1/r1/artifacts")
+    run = SimpleNamespace(info=info, data=SimpleNamespace(tags={}))
+    evidence = SimpleNamespace(to_tags=lambda: {})
+
+    mv = _mlflow._new_candidate_version(Client(), "m-candidates", run, evidence)
+    assert mv.version == "7" and seen == [("m-candidates", uri)]
+    assert os.environ["MLFLOW_TRACKING_URI"] == uri
