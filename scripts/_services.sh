@@ -5,9 +5,8 @@
 # (tests/celery_services.py). Each is installed when missing, in CI (CI=true) or when
 # asked (RISK_ASSETS_INSTALL_SERVICES=1; RISK_ASSETS_INSTALL_BROWSER=1 still works for
 # chromium), if this shell may install packages (root, or sudo without a password);
-# apt-get update runs first. A failed
-# install only warns: without the service its tests say what is missing and skip, except
-# in CI, where they fail.
+# apt-get update runs first. A failed install only warns: without the service its tests
+# say what is missing and skip, except in CI, where they fail.
 #   source scripts/_services.sh
 wanted=()
 asked=${RISK_ASSETS_INSTALL_SERVICES:-0}
