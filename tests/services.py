@@ -117,11 +117,15 @@ def postgres_cluster() -> Iterator[str]:
 
 @contextmanager
 def mlflow_server(
-    backend_store_uri: str, root: Path, artifacts_destination: str | None = None
+    backend_store_uri: str,
+    root: Path,
+    artifacts_destination: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """``mlflow server`` on a loopback port with ``backend_store_uri`` and artefacts it
     serves itself (``--serve-artifacts``) from ``artifacts_destination`` (default a folder
-    of ``root``; an ``s3://`` URL with ``MLFLOW_S3_ENDPOINT_URL`` set); yields its URL."""
+    of ``root``; an ``s3://`` URL with ``MLFLOW_S3_ENDPOINT_URL`` set, in ``env`` or the
+    process's environment); yields its URL."""
     import sys
     import urllib.request
 
@@ -131,7 +135,7 @@ def mlflow_server(
     cmd += ["--port", str(port), "--workers", "1", "--backend-store-uri", backend_store_uri]
     destination = artifacts_destination or str(root / "artifacts")
     cmd += ["--serve-artifacts", "--artifacts-destination", destination]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = root / "mlflow-server.log"
     with log.open("w") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)

@@ -27,6 +27,7 @@ from services import (
     dagster_postgres_home,
     mlflow_server,
     postgres_cluster,
+    s3_server,
 )
 
 from conftest import CREDIT_DATA, PIPELINES, make_pipeline, state_env
@@ -35,6 +36,7 @@ from risk_assets.dagster import ASSET_NAMES
 CLEAN = "credit_risk"
 BLOCKED = "credit_risk_pii"
 WORKERS = ["worker1", "worker2"]
+BUCKET = "risk-assets"
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 
 
@@ -59,8 +61,14 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
     with postgres_cluster() as pg:
         dagster_db = create_database(pg, "dagster")
         mlflow_db = create_database(pg, "mlflow")
+        audit_db = create_database(pg, "audit")
         backend = mlflow_db.replace("postgresql://", "postgresql+psycopg://")
-        with mlflow_server(backend, root / "mlflow") as uri, redis_server(root / "redis") as redis:
+        # nothing shared on a disk: files in an S3 API, the audit trail in PostgreSQL
+        with (
+            s3_server(BUCKET) as s3,
+            mlflow_server(backend, root / "mlflow", f"s3://{BUCKET}/mlflow", env=s3) as uri,
+            redis_server(root / "redis") as redis,
+        ):
             env = {
                 **{
                     k: v
@@ -69,7 +77,10 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
                 },
                 **state_env(root / "state"),
                 **dagster_postgres_home(dagster_db, root / "dagster_home"),
+                **s3,
                 "MLFLOW_TRACKING_URI": uri,
+                "RISK_ASSETS_OBJECT_STORE": f"s3://{BUCKET}/state",
+                "RISK_ASSETS_AUDIT_LOG": audit_db,
                 "RISK_ASSETS_EXECUTOR": "celery",
                 "RISK_ASSETS_CELERY_BROKER": f"{redis}/0",
                 "RISK_ASSETS_CELERY_BACKEND": f"{redis}/1",
@@ -83,7 +94,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
             with environ(env), dg.DagsterInstance.get():
                 pass
             with celery_workers(WORKERS, env, root / "workers") as workers:
-                yield {"root": root, "env": env, "workers": workers, "uri": uri}
+                yield {"root": root, "env": env, "workers": workers, "uri": uri, "s3": s3}
 
 
 @dataclass(frozen=True)
@@ -236,7 +247,7 @@ def _checks_of(cluster: dict, launched: Launched) -> set[str]:
 def _audit(cluster: dict):
     from risk_assets.audit import open_audit_log
 
-    return open_audit_log(Path(cluster["env"]["RISK_ASSETS_HOME"]) / "audit" / "audit.jsonl")
+    return open_audit_log(cluster["env"]["RISK_ASSETS_AUDIT_LOG"])
 
 
 def test_the_model_version_is_registered_with_every_gate_verdict(cluster, clean):
@@ -317,6 +328,34 @@ def test_a_blocked_run_on_the_workers_registers_nothing_and_records_the_gate(clu
     assert pii.details["passed"] is False and pii.risk_ids == ("PRIV-001",)
     (refused,) = audit.records(action="refusal", model=BLOCKED)
     assert refused.dagster_run_id == run.run_id and "pii_free [PRIV-001] failed" in refused.reason
+
+
+def test_nothing_of_the_runs_is_kept_on_a_local_disk(cluster, clean, blocked):
+    """The workers share no disk: snapshots, evidence and asset values are in the object
+    store, models and gate artefacts behind the mlflow server in the same S3 API, the
+    audit trail in PostgreSQL. The local state folder holds none of them."""
+    import boto3
+
+    s3 = cluster["s3"]
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3["AWS_ENDPOINT_URL"],
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+        region_name=s3["AWS_DEFAULT_REGION"],
+    )
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for o in page.get("Contents", [])
+    ]
+    assert any(k.startswith("state/snapshots/frames/") for k in keys)
+    assert any(k.startswith(f"state/io/{CLEAN}/registered_model/") for k in keys)
+    assert not any(k.startswith(f"state/io/{BLOCKED}/registered_model/") for k in keys)
+    assert any(k.startswith("mlflow/") and k.endswith("model.skops") for k in keys)
+    state = Path(cluster["env"]["RISK_ASSETS_HOME"])
+    for folder in ("snapshots", "io", "audit", "mlflow"):
+        assert not (state / folder).exists(), f"{state / folder} was written"
 
 
 def test_registration_leaves_the_process_tracking_uri_as_it_found_it(monkeypatch):
