@@ -202,6 +202,7 @@ def launch_asset_backfill(
     assets: list[list[str]],
     partitions: list[str],
     tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, object] | None = None,
 ) -> str:
     """What the UI's "Materialize" over partitions of selected assets sends
     (``launchPartitionBackfill`` with ``assetSelection`` and ``partitionNames``); returns
@@ -212,6 +213,8 @@ def launch_asset_backfill(
         "fromFailure": False,
         "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
     }
+    if run_config is not None:
+        params["runConfigData"] = dict(run_config)
     result = graphql(url, LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         pytest.fail(f"launchPartitionBackfill answered {result}")
