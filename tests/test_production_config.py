@@ -108,3 +108,20 @@ def test_the_object_store_moves_snapshots_and_asset_values(tmp_path, monkeypatch
     assert remote.snapshot_location == "s3://bucket/prefix/snapshots"
     assert remote.io_location == "s3://bucket/prefix/io"
     assert "export RISK_ASSETS_OBJECT_STORE='s3://bucket/prefix'" in remote.env_lines()
+
+
+def test_multiprocess_steps_fork_from_a_server_with_our_libraries_imported():
+    """A step process spawned afresh imports pandas, scikit-learn and MLflow again; by
+    default the multiprocess executor forks steps from a server that imported them once.
+    A start method chosen in the run config still wins."""
+    from types import SimpleNamespace
+
+    from risk_assets.dagster._production import PRELOADED_MODULES
+
+    make = resolve_executor("multiprocess").executor_creation_fn
+    base = {"max_concurrent": None, "retries": {"enabled": {}}}
+    default = make(SimpleNamespace(executor_config=base))
+    assert default._start_method == "forkserver"  # noqa: SLF001
+    assert default._explicit_forkserver_preload == list(PRELOADED_MODULES)  # noqa: SLF001
+    chosen = make(SimpleNamespace(executor_config={**base, "start_method": {"spawn": {}}}))
+    assert chosen._start_method == "spawn"  # noqa: SLF001

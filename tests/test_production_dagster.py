@@ -69,16 +69,6 @@ BLOCKED = "2025-06"
 #: the registration step of every run of the pipeline is in this pool (one slot)
 REGISTRY_POOL = f"risk_assets/registry/{PIPELINE}"
 REGISTRATION_STEP = f"{PIPELINE}__registered_model"
-#: The multiprocess executor's own option, given as the backfill's run config (the
-#: launchpad's config, a field of launchPartitionBackfill): steps are forked from a server
-#: that has imported these once, instead of each step spawning a new interpreter that
-#: imports pandas, scikit-learn and MLflow again (about 4 s a step on two cores, 13 steps a
-#: month); the executor, and a process per step, are still the ones RISK_ASSETS_EXECUTOR
-#: chose.
-PRELOADED = ["dagster", "risk_assets.dagster", "pandas", "sklearn", "mlflow"]
-RUN_CONFIG = {
-    "execution": {"config": {"start_method": {"forkserver": {"preload_modules": PRELOADED}}}}
-}
 #: a guard against a hung daemon, not a measure: the backfill takes a few minutes
 BACKFILL_TIMEOUT_S = 900
 ARTIFACTS = Path(os.environ.get("RISK_ASSETS_TEST_ARTIFACTS") or ROOT / ".test-artifacts")
@@ -180,7 +170,6 @@ def production(tmp_path_factory: pytest.TempPathFactory):
                             web,
                             assets=[[PIPELINE, a] for a in TRAINING_ASSETS],
                             partitions=MONTHS,
-                            run_config=RUN_CONFIG,
                         )
                         with dagster_daemon(workspace, env=env, log=root / "daemon.log"):
                             backfill = _wait_for_backfill(instance, backfill_id)
@@ -260,7 +249,9 @@ def test_every_run_of_the_daemon_backfill_succeeds(production):
         # executor the environment names (a process per step)
         assert run.job_name == "__ASSET_JOB"
         assert run.remote_job_origin.location_name == LOCATION
-        assert run.run_config == RUN_CONFIG, run.run_config
+        # no run config: the executor's defaults (a forkserver with our libraries
+        # imported once, risk_assets.dagster._production.PRELOADED_MODULES)
+        assert not run.run_config.get("execution"), run.run_config
         engine = [
             e.message
             for e in _events(p.instance, run.run_id, dg.DagsterEventType.ENGINE_EVENT)

@@ -16,9 +16,14 @@ gates enforce the block themselves, and a blocked run ends in success:
 
 A gate that has no verdict on the current materialisation of the asset it checks (not
 selected in the run, or run on an earlier materialisation) counts as not passed: the
-block fails closed.
+block fails closed. A gate that another run in progress has planned and not yet evaluated
+(a backfill requests a month's training run as soon as that month's data is materialised,
+while the data run's gates still run) is waited for, up to ``RISK_ASSETS_GATE_WAIT_SECONDS``
+(default 600); then it counts as not passed.
 """
 
+import os
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,11 +31,23 @@ import dagster as dg
 
 from risk_assets.dagster._names import asset_key
 
-__all__ = ["BLOCKED_BY_TAG", "VERDICT_TAG", "blocked_by", "failed_evaluation", "withhold"]
+__all__ = [
+    "BLOCKED_BY_TAG",
+    "GATE_WAIT_ENV",
+    "VERDICT_TAG",
+    "blocked_by",
+    "failed_evaluation",
+    "withhold",
+]
 
 #: Run tags a blocked run carries: its verdict and the gates that blocked it.
 VERDICT_TAG = "risk_assets/verdict"
 BLOCKED_BY_TAG = "risk_assets/blocked_by"
+#: How long (seconds) to wait for a gate that another run in progress has planned.
+GATE_WAIT_ENV = "RISK_ASSETS_GATE_WAIT_SECONDS"
+DEFAULT_GATE_WAIT_S = 600.0
+#: How often to look again while waiting.
+_POLL_S = 2.0
 
 
 def failed_evaluation(context: Any, result: dg.AssetCheckResult) -> Iterator[Any]:
@@ -64,6 +81,14 @@ def _latest_materialisation(instance: Any, key: dg.AssetKey, partition: str | No
     return records[0] if records else None
 
 
+def _partition_kwargs(partition: str | None) -> dict[str, Any]:
+    if partition is None:
+        return {}
+    from dagster._core.storage.event_log.base import PartitionKeyFilter
+
+    return {"partition_filter": PartitionKeyFilter(key=partition)}
+
+
 def _verdict(instance: Any, check_key: dg.AssetCheckKey, partition: str | None) -> Any:
     """The latest evaluation of a check (of one partition), or None."""
     from dagster._core.storage.asset_check_execution_record import (
@@ -71,16 +96,44 @@ def _verdict(instance: Any, check_key: dg.AssetCheckKey, partition: str | None) 
     )
 
     storage = instance.event_log_storage
-    kwargs: dict[str, Any] = {}
-    if partition is not None:
-        from dagster._core.storage.event_log.base import PartitionKeyFilter
-
-        kwargs["partition_filter"] = PartitionKeyFilter(key=partition)
     done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-    records = storage.get_asset_check_execution_history(check_key, limit=1, status=done, **kwargs)
+    records = storage.get_asset_check_execution_history(
+        check_key, limit=1, status=done, **_partition_kwargs(partition)
+    )
     if not records or records[0].event is None:
         return None
     return records[0].event.dagster_event.event_specific_data
+
+
+def _pending_in(
+    instance: Any, check_key: dg.AssetCheckKey, partition: str | None, run_id: str | None
+) -> str | None:
+    """The id of another run, still in progress, whose latest execution of the check (of
+    one partition) is planned and not yet evaluated; else None."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        check_key, limit=1, **_partition_kwargs(partition)
+    )
+    if not records:
+        return None
+    record = records[0]
+    if record.status != AssetCheckExecutionRecordStatus.PLANNED or record.run_id == run_id:
+        return None
+    run = instance.get_run_by_id(record.run_id)
+    return record.run_id if run is not None and not run.is_finished else None
+
+
+def _wait_seconds() -> float:
+    raw = os.environ.get(GATE_WAIT_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw.strip() else DEFAULT_GATE_WAIT_S
+    except ValueError:
+        from risk_assets.errors import ConfigError
+
+        raise ConfigError(f"{GATE_WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
 def blocked_by(
@@ -88,10 +141,19 @@ def blocked_by(
     pipeline: Any,
     asset: str,
     partitions: Iterable[str | None],
+    *,
+    run_id: str | None = None,
+    log: Any = None,
+    wait_seconds: float | None = None,
 ) -> list[str]:
     """Why the assets after ``asset`` must not be built: each blocking gate on ``asset``
     that failed, or has no verdict on the asset's current materialisation, per partition.
-    Empty when every blocking gate passed."""
+    Empty when every blocking gate passed.
+
+    A gate without a verdict that another run in progress (not ``run_id``) has planned is
+    waited for, up to ``wait_seconds`` (default ``$RISK_ASSETS_GATE_WAIT_SECONDS``, else
+    600 s), looking again every 2 s; after that it counts as not passed.
+    """
     from risk_assets.catalogue import checks_of
 
     spec = pipeline.spec.spec
@@ -101,25 +163,39 @@ def blocked_by(
         if c.blocking
     ]
     key = asset_key(spec.name, asset)
-    reasons = []
-    for partition in partitions:
-        latest = _latest_materialisation(instance, key, partition)
-        found = []
-        for check in checks:
-            verdict = _verdict(instance, dg.AssetCheckKey(key, check.name), partition)
-            target = getattr(verdict, "target_materialization_data", None)
-            current = (
-                latest is not None and target is not None and target.storage_id == latest.storage_id
-            )
-            name = f"{check.name} [{check.risk.id}]"
-            if verdict is None or not current:
-                found.append(f"{name} has no verdict on the current {asset}")
-            elif not verdict.passed:
-                found.append(f"{name} failed")
-        if found:
-            where = f" of {partition}" if partition is not None else ""
-            reasons.append(f"{asset}{where}: {', '.join(found)}")
-    return reasons
+    partitions = list(partitions)
+    deadline = time.monotonic() + (_wait_seconds() if wait_seconds is None else wait_seconds)
+    told: set[str] = set()
+    while True:
+        reasons, pending = [], []
+        for partition in partitions:
+            latest = _latest_materialisation(instance, key, partition)
+            found = []
+            for check in checks:
+                check_key = dg.AssetCheckKey(key, check.name)
+                verdict = _verdict(instance, check_key, partition)
+                target = getattr(verdict, "target_materialization_data", None)
+                current = (
+                    latest is not None
+                    and target is not None
+                    and target.storage_id == latest.storage_id
+                )
+                name = f"{check.name} [{check.risk.id}]"
+                if verdict is None or not current:
+                    found.append(f"{name} has no verdict on the current {asset}")
+                    if other := _pending_in(instance, check_key, partition, run_id):
+                        pending.append(f"{name} of {partition or asset} in run {other}")
+                elif not verdict.passed:
+                    found.append(f"{name} failed")
+            if found:
+                where = f" of {partition}" if partition is not None else ""
+                reasons.append(f"{asset}{where}: {', '.join(found)}")
+        if not pending or time.monotonic() >= deadline:
+            return reasons
+        if log is not None and (new := [p for p in pending if p not in told]):
+            log.info(f"waiting for gates still running elsewhere: {', '.join(new)}")
+            told.update(new)
+        time.sleep(_POLL_S)
 
 
 def withhold(
@@ -130,7 +206,9 @@ def withhold(
     tagged ``blocked``, the log says why, and the refusal is a record of the audit trail."""
     from risk_assets.settings import current_user
 
-    reasons = blocked_by(context.instance, pipeline, asset, partitions)
+    reasons = blocked_by(
+        context.instance, pipeline, asset, partitions, run_id=context.run.run_id, log=context.log
+    )
     if not reasons:
         return []
     text = "; ".join(reasons)
