@@ -1,4 +1,10 @@
-"""YAML loading and pydantic error formatting shared by the spec and policy loaders."""
+"""YAML loading and pydantic error formatting shared by the spec and policy loaders.
+
+YAML from users is read with bounds: a file larger than :data:`MAX_YAML_BYTES` is refused
+before it is parsed, and a document whose aliases would expand to more than
+:data:`MAX_ALIAS_NODES` nodes (a "billion laughs" document: a few hundred bytes that
+expand to billions of values once validated or printed) is refused while it is composed.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,126 @@ from typing import Any
 
 import yaml
 
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_YAML_BYTES",
+    "YamlBoundError",
+    "format_validation_error",
+    "read_yaml_mapping",
+    "safe_load_bounded",
+]
+
+#: Largest spec or policy file read (1 MiB); the shipped ones are a few KiB.
+MAX_YAML_BYTES = 1 << 20
+#: Most nodes that the aliases of one document may stand for, counted as if each alias
+#: were written out in full; a policy that reuses a few anchored blocks stays far below.
+MAX_ALIAS_NODES = 10_000
+
+
+class YamlBoundError(yaml.YAMLError):
+    """A YAML document exceeds a bound (size or alias expansion) and is not parsed."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that counts the nodes its aliases expand to and stops past a bound."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._alias_nodes = 0
+        self._node_sizes: dict[int, int] = {}
+        self._open: list[Any] = []  # collections being composed (an alias to one recurses)
+
+    def compose_sequence_node(self, anchor: Any) -> Any:
+        return self._composing(super().compose_sequence_node, anchor)
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        return self._composing(super().compose_mapping_node, anchor)
+
+    def _composing(self, compose: Any, anchor: Any) -> Any:
+        self._open.append(anchor)
+        try:
+            return compose(anchor)
+        finally:
+            self._open.pop()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            mark = event.start_mark
+            if event.anchor in self._open:
+                raise YamlBoundError(
+                    f"alias *{event.anchor} at line {mark.line + 1}, column {mark.column + 1} "
+                    "refers to a value that contains it (a recursive document)"
+                )
+            node = super().compose_node(parent, index)
+            self._alias_nodes += self._size(node)
+            if self._alias_nodes > MAX_ALIAS_NODES:
+                raise YamlBoundError(
+                    f"aliases expand to more than {MAX_ALIAS_NODES} nodes (MAX_ALIAS_NODES) "
+                    f"at line {mark.line + 1}, column {mark.column + 1}; write the values "
+                    "out, or use fewer anchors and aliases"
+                )
+            return node
+        return super().compose_node(parent, index)
+
+    def _size(self, node: Any) -> int:
+        """Nodes under ``node``, counting shared (aliased) nodes each time they occur."""
+        key = id(node)
+        if key in self._node_sizes:
+            return self._node_sizes[key]
+        self._node_sizes[key] = 1  # a recursive alias counts once, never loops
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+        else:
+            size = 1
+        # capped so that a deep bomb's sizes stay small integers
+        self._node_sizes[key] = min(size, MAX_ALIAS_NODES + 1)
+        return self._node_sizes[key]
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` that refuses documents whose aliases expand past
+    :data:`MAX_ALIAS_NODES` nodes (raises :class:`YamlBoundError`, a ``yaml.YAMLError``).
+    The caller bounds the size of ``text``."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
 
 def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; raise ``error`` naming the file otherwise."""
+    """Read a YAML file that must hold a mapping; raise ``error`` naming the file otherwise.
+
+    Raises:
+        error: the file is missing, larger than :data:`MAX_YAML_BYTES`, not valid YAML,
+            its aliases expand past :data:`MAX_ALIAS_NODES` nodes, or its top level is not
+            a mapping; the message names the file.
+    """
     if not path.is_file():
         raise error(f"{what} file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(
+                f"{path}: {what} file is {size} bytes, larger than the {MAX_YAML_BYTES} bytes "
+                "(1 MiB, MAX_YAML_BYTES) a spec or policy may have"
+            )
+        with path.open("rb") as fh:
+            data = fh.read(MAX_YAML_BYTES + 1)  # the file may grow after stat
+        if len(data) > MAX_YAML_BYTES:
+            raise error(f"{path}: {what} file is larger than {MAX_YAML_BYTES} bytes (1 MiB)")
+        loaded = safe_load_bounded(data.decode("utf-8"))
+    except YamlBoundError as exc:
+        raise error(f"{path}: {what} file refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read {what} file: {exc}") from exc
+    except RecursionError:
+        raise error(f"{path}: {what} file is nested too deeply to read") from None
     if not isinstance(loaded, dict):
         raise error(
             f"{path}: expected a mapping of keys at the top level, found {type(loaded).__name__}"
