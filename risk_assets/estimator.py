@@ -11,7 +11,33 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-__all__ = ["PlainColumns", "build_pipeline", "categorical_columns", "resolve_estimator_class"]
+__all__ = [
+    "MAX_CATEGORIES",
+    "MAX_DENSE_BYTES",
+    "PlainColumns",
+    "accepts_sparse",
+    "build_pipeline",
+    "categorical_columns",
+    "identifier_reason",
+    "refuse_identifiers",
+    "resolve_estimator_class",
+]
+
+#: Most distinct values a categorical feature may have: beyond, it is a key or free text,
+#: not a category (one-hot encoding it gives a column per value).
+MAX_CATEGORIES = 2000
+#: A categorical feature whose distinct values exceed this share of its non-null rows (and
+#: number more than ``_ID_MIN_DISTINCT``) identifies rows rather than grouping them.
+ID_SHARE = 0.5
+_ID_MIN_DISTINCT = 50
+#: Largest dense one-hot matrix (rows x categories x 8 bytes) built for an estimator that
+#: refuses sparse input.
+MAX_DENSE_BYTES = 1 << 30
+#: The preprocessed matrix goes sparse when fewer than this share of its cells are
+#: non-zero (a wide one-hot) and the estimator accepts sparse input. Ordinary tabular data
+#: (a handful of categories per column, about a quarter of the cells non-zero) stays dense,
+#: so its models and figures are what they always were.
+SPARSE_DENSITY = 0.05
 
 
 def resolve_estimator_class(class_path: str, *, where: str = "estimator.class") -> type:
@@ -29,20 +55,66 @@ def resolve_estimator_class(class_path: str, *, where: str = "estimator.class") 
     return cls
 
 
+def identifier_reason(values: pd.Series) -> str | None:
+    """Why a column cannot be a category (too many distinct values, or about one per row),
+    or ``None`` when it can."""
+    present = values.dropna()
+    distinct = int(present.nunique())
+    rows = len(present)
+    if distinct > MAX_CATEGORIES:
+        return (
+            f"{distinct:,} distinct values in {rows:,} rows (more than {MAX_CATEGORIES:,}): "
+            "a key or free text, not a category"
+        )
+    if distinct > _ID_MIN_DISTINCT and distinct > ID_SHARE * rows:
+        return (
+            f"{distinct:,} distinct values in {rows:,} rows (more than {ID_SHARE:.0%} of "
+            "them): it identifies rows, it does not group them"
+        )
+    return None
+
+
+def refuse_identifiers(df: pd.DataFrame, categorical: list[str]) -> None:
+    """Refuse categorical features that are identifiers or too many categories.
+
+    Raises:
+        DataError: naming the column, its distinct count and the spec key to change.
+    """
+    from risk_assets.errors import DataError
+
+    for col in categorical:
+        reason = identifier_reason(df[col])
+        if reason is not None:
+            raise DataError(
+                f"categorical feature {col!r} has {reason}; one-hot encoding would give a "
+                f"column per value. Leave {col!r} out of `features` in the spec (or name it "
+                f"`source.id_column` if it identifies rows; a numeric code listed under "
+                f"`categorical_features` can be left out of that list instead)"
+            )
+
+
 def categorical_columns(
-    df: pd.DataFrame, features: list[str], declared: list[str] | None
+    df: pd.DataFrame, features: list[str], declared: list[str] | None, *, check: bool = True
 ) -> list[str]:
-    """Features treated as categories: the declared ones plus every non-numeric column."""
+    """Features treated as categories: the declared ones plus every non-numeric column.
+
+    Raises:
+        DataError: (with ``check``) a categorical feature is an identifier or has more than
+            :data:`MAX_CATEGORIES` values (:func:`refuse_identifiers`).
+    """
     import pandas as pd
 
     declared_set = set(declared or [])
-    return [
+    found = [
         c
         for c in features
         if c in declared_set
         or not pd.api.types.is_numeric_dtype(df[c].dtype)
         or pd.api.types.is_bool_dtype(df[c].dtype)
     ]
+    if check:
+        refuse_identifiers(df, found)
+    return found
 
 
 class PlainColumns:
@@ -53,13 +125,42 @@ class PlainColumns:
     become text with NaN for missing, whole numbers written without a decimal point so
     that 2 and 2.0 (an integer column with a gap) are one category. A Parquet file with
     ``<NA>`` in a nullable column then trains and scores like the same CSV.
+
+    Fitted on categories, it refuses what one-hot encoding cannot hold: an identifier or a
+    column of more than :data:`MAX_CATEGORIES` values, and (with ``max_dense_bytes``, for an
+    estimator that needs dense input) a one-hot matrix larger than that many bytes.
     """
 
-    def __init__(self, kind: str = "numeric") -> None:
+    def __init__(self, kind: str = "numeric", max_dense_bytes: int | None = None) -> None:
         self.kind = kind
+        self.max_dense_bytes = max_dense_bytes
 
     def fit(self, X: Any, y: Any = None) -> PlainColumns:
+        if self.kind != "numeric":
+            self._check_categories(X)
         return self
+
+    def _check_categories(self, X: Any) -> None:
+        import pandas as pd
+
+        from risk_assets.errors import DataError
+
+        frame = pd.DataFrame(X)
+        refuse_identifiers(frame, list(frame.columns))
+        # models saved before this attribute existed load without it
+        limit = getattr(self, "max_dense_bytes", None)
+        if limit is None:
+            return
+        width = sum(int(frame[c].nunique()) for c in frame.columns)
+        needed = len(frame) * width * 8
+        if needed > limit:
+            raise DataError(
+                f"categorical features {list(frame.columns)} one-hot encode to {width:,} "
+                f"columns over {len(frame):,} rows ({_size(needed)} dense), more than "
+                f"{_size(limit)}, and the estimator needs dense input: leave "
+                "some of them out of `features` in the spec, or choose an `estimator.class` "
+                "that accepts sparse input (e.g. sklearn.linear_model.LogisticRegression)"
+            )
 
     def transform(self, X: Any) -> Any:
         import numpy as np
@@ -80,7 +181,7 @@ class PlainColumns:
         return pd.DataFrame(out, index=frame.index, columns=frame.columns)
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
-        return self.transform(X)
+        return self.fit(X, y).transform(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         import numpy as np
@@ -88,12 +189,25 @@ class PlainColumns:
         return np.asarray(input_features, dtype=object)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"kind": self.kind}
+        return {"kind": self.kind, "max_dense_bytes": getattr(self, "max_dense_bytes", None)}
 
     def set_params(self, **params: Any) -> PlainColumns:
         for key, value in params.items():
             setattr(self, key, value)
         return self
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def accepts_sparse(estimator: Any) -> bool:
+    """Whether an estimator says (through scikit-learn's tags) that it fits sparse input;
+    ``False`` when it does not say."""
+    try:
+        return bool(estimator.__sklearn_tags__().input_tags.sparse)
+    except Exception:  # not a scikit-learn estimator, or one without tags: assume dense
+        return False
 
 
 def build_pipeline(
@@ -104,6 +218,11 @@ def build_pipeline(
     categorical: list[str],
 ) -> Pipeline:
     """An unfitted Pipeline: impute + scale numbers, impute + one-hot categories, then the model.
+
+    The one-hot matrix is sparse when it is wide (fewer than :data:`SPARSE_DENSITY` of the
+    cells non-zero) and the estimator accepts sparse input; otherwise it is dense, and
+    fitting refuses categories that would take more than :data:`MAX_DENSE_BYTES`. Fitting
+    refuses identifier-like categorical features either way (:class:`PlainColumns`).
 
     Raises:
         SpecError: the class cannot be imported or rejects the parameters.
@@ -118,6 +237,7 @@ def build_pipeline(
         estimator = cls(**params)
     except TypeError as exc:
         raise SpecError(f"estimator.params: {class_path} rejects the parameters: {exc}") from exc
+    sparse = accepts_sparse(estimator)
     transformers = []
     if numeric:
         transformers.append(
@@ -139,7 +259,12 @@ def build_pipeline(
                 "categorical",
                 Pipeline(
                     [
-                        ("plain", PlainColumns("categorical")),
+                        (
+                            "plain",
+                            PlainColumns(
+                                "categorical", max_dense_bytes=None if sparse else MAX_DENSE_BYTES
+                            ),
+                        ),
                         ("impute", SimpleImputer(strategy="most_frequent")),
                         ("encode", OneHotEncoder(handle_unknown="ignore")),
                     ]
@@ -147,11 +272,16 @@ def build_pipeline(
                 categorical,
             )
         )
+    # dense for estimators that refuse sparse input (e.g. HistGradientBoostingClassifier)
+    # and for ordinary narrow one-hot features; sparse only where a dense matrix of one
+    # column per category would be mostly zeros
+    threshold = SPARSE_DENSITY if sparse else 0.0
     return Pipeline(
         [
-            # dense output: several estimators (e.g. HistGradientBoostingClassifier) refuse
-            # sparse input, and one-hot tabular features are narrow enough to hold densely
-            ("preprocess", ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)),
+            (
+                "preprocess",
+                ColumnTransformer(transformers, remainder="drop", sparse_threshold=threshold),
+            ),
             ("model", estimator),
         ]
     )

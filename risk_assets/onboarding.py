@@ -166,14 +166,24 @@ def _labels(args: Any, target: Any, spec_name: str, report: _Report) -> tuple[An
 def _features(
     raw: Any, target: str, protected: list[str], paths: _Paths, report: _Report
 ) -> list[str]:
-    """Every column but the target, the protected attributes and what looks like PII."""
+    """Every column but the target, the protected attributes, what looks like PII and what
+    identifies rows (a reference, a row number, free text with a value per row)."""
     from risk_assets.errors import DataError
-    from risk_assets.profiling import pii_columns
+    from risk_assets.profiling import identifier_columns, pii_columns
 
     pii = pii_columns(raw.drop(columns=[target]))
     left_out = {c: k for c, k in pii.items() if c not in protected}
     features = [c for c in raw.columns if c != target and c not in protected]
     features = [c for c in features if c not in left_out]
+    # one-hot encoding a column of one value per row would take rows x rows cells; a row
+    # number as a number teaches the model the file's order
+    identifiers = identifier_columns(raw, features)
+    features = [c for c in features if c not in identifiers]
+    for col, why in identifiers.items():
+        report.notes.append(
+            f"column {col!r} left out of the features: {why}; a model cannot learn from it "
+            f"(if it keys the rows, name it source.id_column in {paths.spec.name})"
+        )
     for col, kinds in left_out.items():
         report.notes.append(f"column {col!r} left out of the features: it looks like PII ({kinds})")
         report.todo.append(
@@ -194,7 +204,8 @@ def _features(
         )
     if not features:
         raise DataError(
-            f"{paths.data}: no feature columns left after the target, protected and PII"
+            f"{paths.data}: no feature columns left after the target, protected, PII and "
+            "identifier columns"
         )
     return features
 
@@ -306,9 +317,10 @@ def onboard(args: Any) -> str:
     import pandas as pd
 
     from risk_assets.controls._expectations import profile_suite
+    from risk_assets.controls._result import MAX_MAGNITUDE
     from risk_assets.estimator import categorical_columns
     from risk_assets.pipeline import load_pipeline
-    from risk_assets.profiling import sentinel_values
+    from risk_assets.profiling import extreme_values, sentinel_values
 
     paths = _paths(args)
     raw, protected = _read(args, paths)
@@ -319,7 +331,19 @@ def onboard(args: Any) -> str:
     # as the pipeline will see them: text and booleans are categories
     categorical = categorical_columns(df, features, None)
     numeric = [c for c in features if c not in categorical]
+    numeric_protected = [
+        c for c in protected if c not in categorical_columns(df, protected, None, check=False)
+    ]
+    extreme = extreme_values(df, [*numeric, *numeric_protected])
+    for col, what in extreme.items():
+        report.todo.append(
+            f"column {col!r} holds {what}: corrupt values, not measurements; the "
+            "expectation suite's range for it leaves them out, so its gate (DQ-001) blocks "
+            f"every run until they are fixed or emptied in {paths.data.name}"
+        )
     for sentinel in sentinel_values(df, numeric):
+        if sentinel.column in extreme and not abs(sentinel.value) <= MAX_MAGNITUDE:
+            continue  # reported above
         report.todo.append(
             sentinel.describe() + " If so, leave those cells empty in the source; budgets "
             "below come from robust spreads and are not inflated by it"
@@ -328,7 +352,7 @@ def onboard(args: Any) -> str:
         df,
         name=paths.name,
         target=args.target,
-        categorical=[*categorical, *categorical_columns(df, protected, None)],
+        categorical=[*categorical, *categorical_columns(df, protected, None, check=False)],
     )
     policy_text, tier_comment = _policy_text(args, paths, df, numeric, protected)
     bands = {

@@ -7,6 +7,7 @@ as 999999 cannot inflate them; values that look like such placeholders are point
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Sentinel",
     "describe_labels",
+    "extreme_values",
+    "identifier_columns",
     "perturbation_budgets",
     "pii_columns",
     "robust_spread",
@@ -103,6 +106,67 @@ def sentinel_values(df: pd.DataFrame, numeric: Sequence[str]) -> list[Sentinel]:
         for value in np.unique(x[is_far])[:100]:
             if _nines(value) or (value < 0 and bulk.min() >= 0):
                 found.append(Sentinel(col, float(value), int((x == value).sum()), high))
+    return found
+
+
+#: Last words of a column name that say "identifier": ``id``, ``customer_id``,
+#: ``ApplicantRef``, ``uuid``, ``loan number``.
+_ID_WORDS = frozenset({"id", "ids", "ref", "reference", "uuid", "guid", "key", "number", "no"})
+
+
+def _names_an_identifier(name: str) -> bool:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)  # camelCase to words
+    words = re.split(r"[^A-Za-z0-9]+", spaced.strip())
+    return bool(words) and words[-1].lower() in _ID_WORDS
+
+
+def identifier_columns(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
+    """Columns that identify rows rather than describe them, each with the reason: text
+    (or boolean) columns with too many distinct values to be categories
+    (:func:`risk_assets.estimator.identifier_reason`), and whole-number columns whose values
+    are all distinct and either run consecutively (a row number) or sit under an
+    identifier's name (``..._id``, ``...Ref``)."""
+    import pandas as pd
+
+    from risk_assets.estimator import categorical_columns, identifier_reason
+
+    text = set(categorical_columns(df, list(columns), None, check=False))
+    found: dict[str, str] = {}
+    for col in columns:
+        s = df[col]
+        if col in text:
+            reason = identifier_reason(s)
+            if reason is not None:
+                found[col] = reason
+            continue
+        values = s.dropna()
+        if len(values) < 20 or not pd.api.types.is_numeric_dtype(values.dtype):
+            continue
+        x = values.to_numpy(dtype=float)
+        if not np.isfinite(x).all() or not (x == np.round(x)).all():
+            continue
+        if values.nunique() != len(values):
+            continue
+        ordered = np.sort(x)
+        if (np.diff(ordered) == 1).all():
+            found[col] = f"{len(x):,} distinct consecutive whole numbers: a row number"
+        elif _names_an_identifier(str(col)):
+            found[col] = f"{len(x):,} distinct whole numbers under an identifier's name"
+    return found
+
+
+def extreme_values(df: pd.DataFrame, numeric: Sequence[str]) -> dict[str, str]:
+    """Numeric columns holding infinities or values beyond
+    :data:`risk_assets.controls._result.MAX_MAGNITUDE`, with what they hold (counts only)."""
+    from risk_assets.controls._result import MAX_MAGNITUDE, extreme_counts
+
+    found: dict[str, str] = {}
+    for col in numeric:
+        infinite, huge = extreme_counts(df[col])
+        parts = [f"{infinite} infinite value(s)"] if infinite else []
+        parts += [f"{huge} value(s) beyond ±{MAX_MAGNITUDE:g}"] if huge else []
+        if parts:
+            found[col] = " and ".join(parts)
     return found
 
 

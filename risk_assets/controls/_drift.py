@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult, as_groups
+from risk_assets.controls._result import ControlResult, as_groups, names_extreme_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,6 +313,7 @@ def _drift_figures(
     return figures
 
 
+@names_extreme_columns
 def feature_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,

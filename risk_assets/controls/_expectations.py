@@ -12,13 +12,20 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import MAX_MAGNITUDE, ControlResult, extreme_counts
 from risk_assets.errors import SuiteError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_suite", "profile_suite", "run_expectation_suite"]
+__all__ = [
+    "MAX_MAGNITUDE",
+    "extreme_counts",
+    "load_suite",
+    "profile_suite",
+    "run_expectation_suite",
+]
+
 
 # Only these keys of an expectation result are kept: counts and shares.
 _SAFE_RESULT_KEYS = (
@@ -163,6 +170,16 @@ def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool))
 
 
+def _plausible(values: pd.Series) -> pd.Series:
+    """The finite values within :data:`MAX_MAGNITUDE` (all finite ones when none is)."""
+    import numpy as np
+
+    x = values.to_numpy(dtype=float)
+    finite = np.isfinite(x)
+    within = finite & (np.abs(np.where(finite, x, 0.0)) <= MAX_MAGNITUDE)
+    return values[within if within.any() else finite]
+
+
 def profile_suite(
     df: pd.DataFrame, *, name: str, target: str, categorical: list[str], max_categories: int = 50
 ) -> dict[str, Any]:
@@ -170,8 +187,9 @@ def profile_suite(
 
     Numeric ranges are the observed range widened by 10 % of its span on each side (never
     below zero for a column with no negative values), so ordinary new data fits and
-    impossible values do not. Categorical columns with up to ``max_categories`` values get
-    a value set.
+    impossible values do not. The range is always finite and ignores infinities and values
+    beyond :data:`MAX_MAGNITUDE`, so a column holding them fails its range expectation,
+    by name. Categorical columns with up to ``max_categories`` values get a value set.
     """
     import pandas as pd
 
@@ -216,7 +234,11 @@ def profile_suite(
             and not pd.api.types.is_bool_dtype(s.dtype)
             and len(values)
         ):
-            lo, hi = float(values.min()), float(values.max())
+            plausible = _plausible(values)
+            if not len(plausible):  # only infinities: any finite range refuses them all
+                lo, hi = -MAX_MAGNITUDE, MAX_MAGNITUDE
+            else:
+                lo, hi = float(plausible.min()), float(plausible.max())
             pad = 0.1 * (hi - lo) if hi > lo else max(abs(hi) * 0.1, 1.0)
             low = lo - pad
             if lo >= 0 and low < 0:

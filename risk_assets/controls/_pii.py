@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult
+from risk_assets.controls._result import ControlResult, names_extreme_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -203,6 +203,7 @@ def _matches(text: pd.Series, kind: str) -> np.ndarray:
     return hit
 
 
+@names_extreme_columns
 def scan_pii(
     df: pd.DataFrame,
     *,

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult, lost_columns, tabular_encoder
+from risk_assets.controls._result import (
+    ControlResult,
+    lost_columns,
+    names_extreme_columns,
+    tabular_encoder,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +56,7 @@ def _contradiction_rate(proba: np.ndarray, labels: np.ndarray, classes: list, co
     return (float(wrong.mean()) if confident.any() else 0.0), int(confident.sum())
 
 
+@names_extreme_columns
 def label_consistency(
     reference: pd.DataFrame | None,
     current: pd.DataFrame,
@@ -149,6 +155,7 @@ def label_consistency(
 _NEIGHBOURS = 20  # of the local outlier factor
 
 
+@names_extreme_columns
 def outliers_against_reference(
     reference: pd.DataFrame | None,
     current: pd.DataFrame,

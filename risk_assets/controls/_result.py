@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["ControlResult", "as_groups", "lost_columns", "markdown_table", "tabular_encoder"]
+__all__ = [
+    "MAX_MAGNITUDE",
+    "ControlResult",
+    "as_groups",
+    "extreme_columns",
+    "extreme_counts",
+    "lost_columns",
+    "markdown_table",
+    "names_extreme_columns",
+    "tabular_encoder",
+]
+
+#: Numbers beyond this magnitude are taken for corrupt values (an overflow, a placeholder
+#: such as 1e308), not measurements: past 2**53 (about 9e15) float64 no longer even holds
+#: whole numbers exactly. The suite ``init`` profiles keeps them out of its ranges.
+MAX_MAGNITUDE = 1e15
+
+_Control = TypeVar("_Control", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -131,3 +149,58 @@ def tabular_encoder(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
             )
         )
     return ColumnTransformer(parts, sparse_threshold=0.0)
+
+
+def extreme_counts(values: Any) -> tuple[int, int]:
+    """How many of a numeric column's values are infinite, and how many finite ones lie
+    beyond :data:`MAX_MAGNITUDE`."""
+    import numpy as np
+
+    x = values.dropna().to_numpy(dtype=float)
+    finite = np.isfinite(x)
+    return int((~finite).sum()), int((np.abs(x[finite]) > MAX_MAGNITUDE).sum())
+
+
+def extreme_columns(frames: Sequence[Any]) -> dict[str, str]:
+    """The numeric columns of ``frames`` holding infinities or values beyond
+    :data:`MAX_MAGNITUDE`, each with the counts (never the values)."""
+    import pandas as pd
+
+    found: dict[str, list[int]] = {}
+    for frame in frames:
+        for col in frame.columns:
+            s = frame[col]
+            if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+                continue
+            infinite, huge = extreme_counts(s)
+            if infinite or huge:
+                counts = found.setdefault(str(col), [0, 0])
+                counts[0] += infinite
+                counts[1] += huge
+    return {
+        col: ", ".join([f"{i} infinite"] * bool(i) + [f"{h} beyond ±{MAX_MAGNITUDE:g}"] * bool(h))
+        for col, (i, h) in found.items()
+    }
+
+
+def names_extreme_columns(control: _Control) -> _Control:
+    """Wrap a control so that an arithmetic failure on data holding infinite or absurdly
+    large numbers is a "could not decide" naming those columns (counts only), not an
+    anonymous ``OverflowError`` or ``ValueError``. Any other failure propagates as before."""
+
+    @functools.wraps(control)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return control(*args, **kwargs)
+        except (ArithmeticError, ValueError) as exc:
+            frames = [a for a in (*args, *kwargs.values()) if hasattr(a, "select_dtypes")]
+            found = extreme_columns(frames)
+            if not found:
+                raise
+            columns = "; ".join(f"{c!r} ({what})" for c, what in found.items())
+            return ControlResult.undecided(
+                f"{type(exc).__name__} on numeric column(s) holding infinite or out-of-range "
+                f"values: {columns}"
+            )
+
+    return run  # type: ignore[return-value]

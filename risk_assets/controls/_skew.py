@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from risk_assets.controls._result import ControlResult, as_groups
+from risk_assets.controls._result import ControlResult, as_groups, names_extreme_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["training_serving_skew"]
 
 
+@names_extreme_columns
 def training_serving_skew(
     training: pd.DataFrame,
     serving: pd.DataFrame,
