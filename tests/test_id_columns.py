@@ -221,3 +221,29 @@ def test_init_on_the_credit_data_keeps_every_feature(tmp_path: Path) -> None:
     assert "left out of the features" not in proc.stdout
     spec = yaml.safe_load((out / "german_credit.yaml").read_text())
     assert set(spec["features"]) == set(FEATURES)
+
+
+def test_privacy_attack_decides_on_a_sparse_pipeline() -> None:
+    """The membership-inference control preprocesses only its sampled rows and makes them
+    dense; a model whose one-hot is sparse is attacked like any other."""
+    from risk_assets.controls._privacy import membership_inference_advantage
+
+    frame = _wide(rows=1200, width=300)
+    X, y = frame[["code", "amount"]], frame["y"]
+    model = build_pipeline(
+        class_path="sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 200},
+        numeric=["amount"],
+        categorical=["code"],
+    ).fit(X.iloc[:800], y.iloc[:800])
+    result = membership_inference_advantage(
+        model,
+        X.iloc[:800],
+        y.iloc[:800],
+        X.iloc[800:],
+        y.iloc[800:],
+        max_advantage=1.0,
+        sample_size=200,
+    )
+    assert result.value is not None and -1.0 <= result.value <= 1.0
+    assert result.sample_size == 4 * 200

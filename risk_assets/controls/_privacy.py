@@ -22,6 +22,11 @@ def _dense(X: Any) -> np.ndarray:
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
 
 
+def _rows(X: Any, index: np.ndarray) -> Any:
+    """Rows of a frame or an array by position."""
+    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
+
+
 def membership_inference_advantage(
     model: Any,
     X_train: Any,
@@ -54,25 +59,28 @@ def membership_inference_advantage(
             return ControlResult.undecided(
                 f"features {lost} have values on one side only (training or held-out rows)"
             )
-    steps = getattr(model, "steps", None)
-    if steps and len(steps) > 1:
-        pre, est = model[:-1], model[-1]
-        Xtr, Xte = _dense(pre.transform(X_train)), _dense(pre.transform(X_test))
-    else:
-        est, Xtr, Xte = model, _dense(X_train), _dense(X_test)
-    classes = list(est.classes_)
-    ytr = np.searchsorted(classes, np.asarray(y_train))
-    yte = np.searchsorted(classes, np.asarray(y_test))
     rng = np.random.default_rng(seed)
-    n = min(len(Xtr), len(Xte), 2 * sample_size) // 2
+    n = min(len(X_train), len(X_test), 2 * sample_size) // 2
     if n < 20:
         return ControlResult.undecided(f"only {n} rows per half for the attack (need 20)")
-    tr, te = rng.permutation(len(Xtr))[: 2 * n], rng.permutation(len(Xte))[: 2 * n]
+    tr, te = rng.permutation(len(X_train))[: 2 * n], rng.permutation(len(X_test))[: 2 * n]
+    steps = getattr(model, "steps", None)
+    if steps and len(steps) > 1:
+        # only the sampled rows are preprocessed and made dense: a wide (sparse) one-hot of
+        # every training row need not fit in memory
+        pre, est = model[:-1], model[-1]
+        Xtr = _dense(pre.transform(_rows(X_train, tr)))
+        Xte = _dense(pre.transform(_rows(X_test, te)))
+    else:
+        est, Xtr, Xte = model, _dense(X_train)[tr], _dense(X_test)[te]
+    classes = list(est.classes_)
+    ytr = np.searchsorted(classes, np.asarray(y_train))[tr]
+    yte = np.searchsorted(classes, np.asarray(y_test))[te]
     attack = MembershipInferenceBlackBox(SklearnClassifier(model=est), attack_model_type="rf")
     attack.attack_model.set_params(random_state=seed)  # ART's forest, seeded: repeatable
-    attack.fit(Xtr[tr[:n]], ytr[tr[:n]], Xte[te[:n]], yte[te[:n]])
-    tpr = float(np.mean(attack.infer(Xtr[tr[n:]], ytr[tr[n:]])))
-    fpr = float(np.mean(attack.infer(Xte[te[n:]], yte[te[n:]])))
+    attack.fit(Xtr[:n], ytr[:n], Xte[:n], yte[:n])
+    tpr = float(np.mean(attack.infer(Xtr[n:], ytr[n:])))
+    fpr = float(np.mean(attack.infer(Xte[n:], yte[n:])))
     advantage = tpr - fpr
     return ControlResult(
         passed=advantage <= max_advantage,
