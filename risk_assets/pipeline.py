@@ -42,6 +42,7 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
     from risk_assets.data import file_sha256
 
     spec = load_spec(spec_path)
+    _refuse_personal_groups(spec)
     policy = load_policy(spec.policy_path)
     check_policy_clauses(policy.policy, policy.path)  # clause ids the catalogue knows
     suite = load_suite(spec.suite_path)
@@ -60,6 +61,28 @@ def load_pipeline(spec_path: str | Path) -> LoadedPipeline:
             + "\n".join(f"  {p}" for p in problems)
         )
     return LoadedPipeline(spec=spec, policy=policy, suite_sha256=file_sha256(spec.suite_path))
+
+
+def _refuse_personal_groups(loaded: LoadedSpec) -> None:
+    """A column declared personal (``pii_allowed``) is no group: the values of a protected
+    attribute or a slice are the group labels of the fairness and slice evidence (Dagster
+    metadata, MLflow tags and artifacts, the risk report), which never carry personal data.
+
+    Raises:
+        SpecError: naming the spec file, the key and the column.
+    """
+    spec = loaded.spec
+    personal = set(spec.pii_allowed)
+    problems = [
+        f"{key}: {column!r} is declared personal in pii_allowed; its values would be group "
+        "labels in the evidence (MLflow, Dagster metadata, the risk report): leave it out of "
+        f"{key}, or band or code it into non-personal groups in a column of its own"
+        for key in ("protected_attributes", "slices")
+        for column in getattr(spec, key)
+        if column in personal
+    ]
+    if problems:
+        raise SpecError(f"{loaded.path}: " + "; ".join(problems))
 
 
 def suite_kinds(spec: Any, suite: dict[str, Any]) -> ColumnKinds:

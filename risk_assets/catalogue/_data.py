@@ -25,13 +25,60 @@ def _expectations(check: Check, inp: Any) -> ControlResult:
 def _pii(check: Check, inp: Any) -> ControlResult:
     from risk_assets.controls._pii import scan_pii
 
-    # the raw snapshot: a column the model does not use is still stored as lineage
-    return scan_pii(
+    # the raw snapshot: every column the spec declares, features or not
+    result = scan_pii(
         inp.raw,
         allowed=inp.spec.pii_allowed,
         max_share=check.params.max_share,
         sample_size=check.params.sample_size,
         seed=inp.spec.split.seed,
+    )
+    # the columns the spec does not declare were scanned before they were dropped (their
+    # values are never stored): their finding counts as much as the stored columns'
+    undeclared = (getattr(inp, "validated", None) or {}).get("undeclared") or {}
+    if not undeclared.get("columns"):
+        return result
+    return _with_undeclared(result, undeclared)
+
+
+def _with_undeclared(result: ControlResult, undeclared: dict) -> ControlResult:
+    """One verdict from the scan of the stored columns and the recorded scan of the columns
+    that were not stored; a column not stored and never scanned fails closed."""
+    columns = undeclared["columns"]
+    where = f"{len(columns)} column(s) the spec does not declare (scanned, not stored)"
+    found = undeclared.get("pii")
+    if found is None:
+        return ControlResult.undecided(f"{where} were not scanned for PII")
+    other = ControlResult(
+        passed=found["passed"],
+        value=found["value"],
+        threshold=found["threshold"],
+        summary=found["summary"],
+        figures={k: v for k, v in (found.get("figures") or {}).items() if v is not None},
+        table=found.get("table") or (),
+        sample_size=found.get("sample_size"),
+    )
+    if result.passed and other.passed:
+        summary = f"{result.summary}; none in {where}"
+    else:
+        failed = [r.summary for r in (result,) if not r.passed]
+        failed += [f"{other.summary} in {where}" for _ in (0,) if not other.passed]
+        summary = "; ".join(failed)
+    values = [v for v in (result.value, other.value) if v is not None]
+    undecided = not values and not (result.passed and other.passed)
+    figures = {
+        "columns_with_pii": result.figures.get("columns_with_pii", 0.0)
+        + other.figures.get("columns_with_pii", 0.0),
+        "max_share": max(values, default=0.0),
+    }
+    return ControlResult(
+        passed=result.passed and other.passed,
+        value=None if undecided else max(values, default=0.0),
+        threshold=result.threshold,
+        summary=summary,
+        figures=figures,
+        table=[*result.table, *other.table],
+        sample_size=max(n for n in (result.sample_size, other.sample_size, 0) if n is not None),
     )
 
 

@@ -94,8 +94,21 @@ def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
                 read_source(loaded.source_path, spec.source.format),
                 str(loaded.source_path),
             )
+        # only what the spec declares is stored; a column it does not is scanned for PII
+        # here, before it is dropped, and only that finding (names, kinds, shares) is kept
+        declared = declared_columns(spec)
+        dropped = [] if declared is None else [c for c in df.columns if c not in declared]
+        undeclared = undeclared_finding(b.pipeline, df[dropped]) if dropped else None
+        if dropped:
+            df = df.drop(columns=dropped)
+            context.log.info(
+                f"{source}: {len(dropped)} column(s) the spec does not declare not stored: "
+                f"{dropped}"
+            )
         ref = snapshots.get_store().put(df)
         value = {**ref.to_dict(), "source": source}
+        if undeclared is not None:
+            value["undeclared"] = undeclared
         if b.pdef is not None:
             value["partition"] = context.partition_key
         return dg.Output(
@@ -106,12 +119,109 @@ def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
                 "risk/hash_scheme": ref.scheme,
                 "dagster/row_count": dg.MetadataValue.int(ref.rows),
                 "columns": dg.MetadataValue.int(len(ref.columns)),
+                "risk/columns_not_stored": ", ".join(map(str, dropped)) or "none",
                 "source": source,
                 **{f"rows/{k}": dg.MetadataValue.int(v) for k, v in counts.items()},
             },
         )
 
     return raw_snapshot
+
+
+def declared_columns(spec: Any) -> list[str] | None:
+    """The columns a spec declares, the only ones a raw snapshot stores: the target, the
+    features, the protected attributes, the slices, the id column and the columns declared
+    in ``pii_allowed``. ``None`` when the spec names no features (every column is one)."""
+    if spec.features is None:
+        return None
+    names = [
+        spec.target,
+        *spec.features,
+        *spec.protected_attributes,
+        *spec.slices,
+        *spec.pii_allowed,
+    ]
+    if spec.source.id_column:
+        names.append(spec.source.id_column)
+    return list(dict.fromkeys(names))
+
+
+def _pii_params(policy: Any) -> Any:
+    """The strictest parameters of the policy's PII controls (None: the policy has none)."""
+    params = [r.control.params for r in policy.controlled_risks() if r.control.name == "pii"]
+    if not params:
+        return None
+    return min(params, key=lambda p: (p.max_share, -p.sample_size))
+
+
+def undeclared_finding(pipeline: Any, frame: Any) -> dict[str, Any]:
+    """What the PII gate needs to know of the columns a spec does not declare, which are
+    never stored: their names and, when the policy scans for PII, the scan's verdict and
+    its table (kinds and shares per column, never a value). A scan that raises is recorded
+    as undecided, so the gate fails closed."""
+    from risk_assets.controls._result import ControlResult
+
+    finding: dict[str, Any] = {"columns": [str(c) for c in frame.columns]}
+    params = _pii_params(pipeline.policy.policy)
+    if params is None:
+        return finding
+    from risk_assets.controls._pii import scan_pii
+
+    spec = pipeline.spec.spec
+    try:
+        result = scan_pii(
+            frame,
+            allowed=spec.pii_allowed,
+            max_share=params.max_share,
+            sample_size=params.sample_size,
+            seed=spec.split.seed,
+        )
+    except Exception as exc:  # noqa: BLE001 - the gate fails closed on it
+        result = ControlResult.undecided(
+            f"the scan of the undeclared column(s) raised {type(exc).__name__}: {exc}"
+        )
+    finding["pii"] = {**result.to_dict(), "table": [dict(r) for r in result.table]}
+    return finding
+
+
+def refuse_personal_groups(pipeline: Any, raw: Any, *, source: str) -> None:
+    """Refuse a snapshot whose protected attributes or slices the PII scan finds personal:
+    their values would be the group labels of the fairness and slice evidence, and the
+    pii_free gate may be a warning only (or absent) in a policy. A column declared personal
+    (``pii_allowed``) is refused earlier, when the spec is loaded.
+
+    Raises:
+        DataError: naming the source, the spec key and the column, with the kind of PII and
+            its share (never a value).
+    """
+    from risk_assets.catalogue.params import PiiParams
+    from risk_assets.controls._pii import scan_pii
+
+    spec = pipeline.spec.spec
+    keys = {c: "protected_attributes" for c in spec.protected_attributes}
+    keys.update({c: "slices" for c in spec.slices if c not in keys})
+    grouped = [c for c in keys if c in raw.columns]
+    if not grouped:
+        return
+    params = _pii_params(pipeline.policy.policy) or PiiParams()
+    result = scan_pii(
+        raw[grouped],
+        max_share=params.max_share,
+        sample_size=params.sample_size,
+        seed=spec.split.seed,
+    )
+    found = [r for r in result.table if r["kind"] == "column_name" or r["share"] > params.max_share]
+    if found:
+        named = ", ".join(
+            f"{keys[r['column']]}: {r['column']!r} ({r['kind']}, {r['share']:.1%} of "
+            f"{result.sample_size} rows scanned)"
+            for r in found
+        )
+        raise DataError(
+            f"{source}: personal data in a group column of {pipeline.spec.path}: {named}; "
+            "its values would be group labels in the evidence (MLflow, Dagster metadata, the "
+            "risk report): leave the column out of protected_attributes and slices"
+        )
 
 
 def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: Any) -> dict:
@@ -146,6 +256,7 @@ def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: An
     missing = [c for c in extra if c not in raw.columns]
     if missing:
         raise DataError(f"{raw_snapshot['source']}: protected attribute(s) {missing} not found")
+    refuse_personal_groups(pipeline, raw, source=raw_snapshot["source"])
     if extra:
         df = raw[[*df.columns, *extra]]
     # the same columns in the same order are the same frame: no second hash
@@ -159,6 +270,8 @@ def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: An
         "features": features,
         "categorical": categorical_columns(df, features, spec.categorical_features),
         **({"missing_features": lacking} if lacking else {}),
+        # the PII scan of the columns raw_snapshot did not store, for the pii gate
+        **({"undeclared": raw_snapshot["undeclared"]} if raw_snapshot.get("undeclared") else {}),
     }
 
 
