@@ -3,18 +3,33 @@
 Exit codes: 0 success (for ``run``: a model version was registered), 1 anything
 unexpected, 2 a bad spec, policy, suite or data file, 3 a blocking gate stopped the model.
 Heavy libraries are imported inside the commands so that ``--help`` stays fast.
+
+Errors are one line on stderr (``risk-assets: error: ...``). Stack traces, the Dagster
+run's step log and what MLflow, Great Expectations and Dagster log go to the log file,
+``$RISK_ASSETS_HOME/logs/risk-assets.log``; ``-v``/``--verbose`` (or
+``RISK_ASSETS_DEBUG=1``) shows them on stderr as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_BLOCKED = 0, 1, 2, 3
+
+#: Set to 1 to show stack traces and the Dagster run's log on stderr (as ``--verbose``).
+DEBUG_ENV = "RISK_ASSETS_DEBUG"
+#: The log file, under the state folder (``RISK_ASSETS_HOME``).
+LOG_FILE = Path("logs") / "risk-assets.log"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,11 +39,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok / registered, 1 unexpected error, 2 bad spec, policy, suite or "
         "data file, 3 blocked by a gate, 4 a decision refused (approve, reject, rollback, audit). "
         "State: RISK_ASSETS_HOME (default ./.risk-assets), "
-        "DAGSTER_HOME, MLFLOW_TRACKING_URI.",
+        "DAGSTER_HOME, MLFLOW_TRACKING_URI. Stack traces and the run log go to "
+        "$RISK_ASSETS_HOME/logs/risk-assets.log (-v or RISK_ASSETS_DEBUG=1 also shows them).",
     )
     from risk_assets import __version__
 
     p.add_argument("--version", action="version", version=f"risk-assets {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_init(sub)
@@ -60,7 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     from risk_assets import compliance
 
     compliance.add_parser(sub)
+    for command in sub.choices.values():
+        # after the command as well as before it; SUPPRESS keeps a -v given before it
+        with contextlib.suppress(argparse.ArgumentError):
+            command.add_argument(
+                "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                help=_VERBOSE_HELP,
+            )  # fmt: skip
     return p
+
+
+_VERBOSE_HELP = (
+    "show stack traces and the Dagster run's log on stderr (always written to the log "
+    "file; RISK_ASSETS_DEBUG=1 does the same)"
+)
 
 
 def _add_init(sub: Any) -> None:
@@ -168,6 +198,17 @@ def _add_run_and_backfill(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.verbose = bool(getattr(args, "verbose", False)) or _debug_env()
+    with _logging(verbose=args.verbose) as log_file:
+        args.log_file = log_file
+        return _main(args)
+
+
+def _debug_env() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _main(args: argparse.Namespace) -> int:
     from risk_assets.errors import ConfigError, RiskAssetsError
 
     try:
@@ -204,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(settings.env_lines()))
             return EXIT_OK
     except ConfigError as exc:
-        return _fail(args, EXIT_CONFIG, str(exc))
+        return _fail(args, EXIT_CONFIG, str(exc), exc)
     except RiskAssetsError as exc:
-        return _fail(args, EXIT_UNEXPECTED, str(exc))
+        return _fail(args, EXIT_UNEXPECTED, str(exc), exc)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the contract: exit 1 (and one JSON object with --json)
-        return _fail(args, EXIT_UNEXPECTED, f"{type(exc).__name__}: {exc}")
+        return _fail(args, EXIT_UNEXPECTED, f"{type(exc).__name__}: {exc}", exc)
     return EXIT_UNEXPECTED
 
 
@@ -224,14 +265,126 @@ def _cmd_governance(args: argparse.Namespace) -> int:
     try:
         return governance.run(args)
     except (ApprovalError, GateEvidenceError, IntegrityError) as exc:
-        return _fail(args, governance.EXIT_REFUSED, f"refused: {exc}")
+        return _fail(args, governance.EXIT_REFUSED, f"refused: {exc}", exc)
 
 
-def _fail(args: argparse.Namespace, code: int, message: str) -> int:
+def _fail(
+    args: argparse.Namespace, code: int, message: str, exc: BaseException | None = None
+) -> int:
+    """One line on stderr (and one JSON object with --json); the trace to the log file,
+    and to stderr with --verbose."""
+    if exc is not None:
+        _LOG.error(
+            f"{args.command}: exit {code}: {message}", exc_info=exc, extra={_FILE_ONLY: True}
+        )
     if getattr(args, "json", False):
         print(json.dumps({"status": "error", "exit_code": code, "error": message}))
     print(f"risk-assets: error: {message}", file=sys.stderr)
+    if exc is not None and getattr(args, "verbose", False):
+        traceback.print_exception(exc, file=sys.stderr)
+    elif exc is not None and code == EXIT_UNEXPECTED and getattr(args, "log_file", None):
+        print(f"risk-assets: the stack trace is in {args.log_file} (-v shows it)", file=sys.stderr)
     return code
+
+
+_LOG = logging.getLogger("risk_assets.cli")
+#: A record for the log file only (the user has already seen its message on stderr).
+_FILE_ONLY = "risk_assets_file_only"
+
+
+class _StateLogHandler(logging.FileHandler):
+    """The log file under the state folder, opened on the first record once the state
+    folder exists: a command that logs nothing, or a bad spec refused before anything ran
+    on a state folder never made, writes nothing (``-v`` shows the trace then). A log that
+    cannot be written never fails the command."""
+
+    def __init__(self, path: Path, state: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self._state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None and not self._state.is_dir():
+            return
+        super().emit(record)
+
+    def _open(self):  # noqa: ANN202 - logging's own signature
+        Path(self.baseFilename).parent.mkdir(exist_ok=True)
+        return super()._open()
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        pass
+
+
+class _OneLine(logging.Formatter):
+    """Our own warnings as the user sees them: one line, no trace (that is in the file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"risk-assets: {record.levelname.lower()}: {record.getMessage()}"
+
+
+class _Ours(logging.Filter):
+    """risk-assets' own records, except the Dagster run log replayed into the file (the
+    Dagster console shows it live with --verbose)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return (
+            name.startswith("risk_assets")
+            and not name.startswith("risk_assets.runs")
+            and not getattr(record, _FILE_ONLY, False)
+        )
+
+
+class _NotRunLog(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.startswith("risk_assets.runs") or getattr(record, _FILE_ONLY, False)
+        )
+
+
+@contextlib.contextmanager
+def _logging(*, verbose: bool) -> Iterator[Path]:
+    """Every log record to the log file under the state folder; on stderr only risk-assets'
+    own warnings, one line each (with ``verbose``: every record, with its trace).
+
+    Library loggers (MLflow, alembic, Great Expectations, Dagster's python loggers) then
+    propagate to the root logger instead of printing to stderr, and Python warnings are
+    logged. What was there before is put back on leaving (``main`` may run in-process).
+    """
+    from risk_assets.settings import current_settings
+
+    # MLflow configures a stderr handler of its own on import unless told not to
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    state = current_settings().state_dir
+    path = state / LOG_FILE
+    file_handler = _StateLogHandler(path, state)
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    )
+    console = logging.StreamHandler(sys.stderr)
+    if verbose:
+        console.setLevel(logging.INFO)
+        console.addFilter(_NotRunLog())
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        console.setLevel(logging.WARNING)
+        console.addFilter(_Ours())
+        console.setFormatter(_OneLine())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(console)
+        root.removeHandler(file_handler)
+        root.setLevel(level)
+        file_handler.close()
 
 
 def _quiet_libraries() -> None:
@@ -258,9 +411,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.monitor:
         if args.partition is None:
             raise ConfigError("--monitor needs --partition KEY")
-        outcome = monitor_partition(args.spec, args.partition, log_to_console=not args.json)
+        outcome = monitor_partition(args.spec, args.partition, log_to_console=args.verbose)
     else:
-        outcome = run_pipeline(args.spec, partition=args.partition, log_to_console=not args.json)
+        outcome = run_pipeline(args.spec, partition=args.partition, log_to_console=args.verbose)
     if args.json:
         print(json.dumps(outcome.to_json(), indent=None))
     else:
@@ -295,12 +448,12 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     errors = 0
     for key in keys:
         if args.monitor:
-            outcome = monitor_partition(args.spec, key, log_to_console=False)
+            outcome = monitor_partition(args.spec, key, log_to_console=args.verbose)
             line = outcome.status + (
                 f" by {', '.join(outcome.flagged_by)}" if outcome.flagged_by else ""
             )
         else:
-            outcome = run_pipeline(args.spec, partition=key, log_to_console=False)
+            outcome = run_pipeline(args.spec, partition=key, log_to_console=args.verbose)
             line = outcome.status + (
                 f": {outcome.model}/{outcome.version} ({', '.join(outcome.aliases)})"
                 if outcome.status == "registered"
@@ -327,7 +480,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                     {"job": req.job_name, "partition": req.partition_key, "run_key": req.run_key}
                 )
                 if args.retrain:
-                    done = run_requested(args.spec, req, log_to_console=False)
+                    done = run_requested(args.spec, req, log_to_console=args.verbose)
                     if hasattr(done, "render"):
                         say("    " + done.render().replace("\n", "\n    "))
                         report["retraining"][-1]["outcome"] = done.to_json()

@@ -1,7 +1,9 @@
 """Run a pipeline in one process on the configured Dagster instance and report its gates."""
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,10 @@ SENSOR_NAME_TAG = "dagster/sensor_name"
 RUN_KEY_TAG = "dagster/run_key"
 
 _CONFIG_ERRORS = {"ConfigError", "SpecError", "PolicyError", "SuiteError", "DataError"}
+
+#: The Dagster run's log, replayed after each run for whoever handles it (the CLI's log
+#: file): step failures with their stack traces, which the console no longer shows.
+_RUN_LOG = logging.getLogger("risk_assets.runs")
 
 
 @dataclass(frozen=True)
@@ -236,13 +242,36 @@ def _execute(
 ) -> Any:
     level = "INFO" if log_to_console else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
-    return defs.resolve_job_def(job).execute_in_process(
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         raise_on_error=False,
         run_config=run_config,
         partition_key=partition,
         tags=tags,
     )
+    _replay_run_log(instance, result.run_id)
+    return result
+
+
+def _replay_run_log(instance: dg.DagsterInstance, run_id: str) -> None:
+    """The run's event log, as Dagster's console would have shown it, with the stack trace
+    of every failure, to :data:`_RUN_LOG` (nothing is read when no one listens)."""
+    if not (_RUN_LOG.hasHandlers() and _RUN_LOG.isEnabledFor(logging.INFO)):
+        return
+    for entry in instance.all_logs(run_id):
+        when = datetime.fromtimestamp(entry.timestamp, UTC).isoformat(timespec="milliseconds")
+        text = entry.message
+        event = entry.dagster_event
+        error = entry.error_info
+        if error is None and event is not None:
+            error = getattr(event.event_specific_data, "error", None)
+        if error is not None and hasattr(error, "to_string"):
+            text = f"{text}\n{error.to_string()}"
+        level = entry.level if isinstance(entry.level, int) else logging.INFO
+        _RUN_LOG.log(
+            max(level, logging.INFO) if error is None else logging.ERROR,
+            f"{when} {entry.job_name} {run_id} {entry.step_key or '-'} - {text}",
+        )
 
 
 def _gate_outcomes(result: Any, checks: list[Any]) -> list[GateOutcome]:
@@ -280,6 +309,24 @@ def _gate_outcomes(result: Any, checks: list[Any]) -> list[GateOutcome]:
     return gates
 
 
+def _message(error: Any) -> str:
+    """An error's message without the ``module.ClassName: `` Dagster puts before it."""
+    text = error.message.strip()
+    prefix = f"{error.cls_name}: "
+    head, sep, rest = text.partition(prefix)
+    return rest if sep and (not head or head.endswith(".")) else text
+
+
+def _config_error(result: Any) -> str | None:
+    """The message of the first spec, policy, suite or data error a step failed with."""
+    for ev in result.all_events:
+        if ev.is_step_failure:
+            for e in _error_chain(ev.step_failure_data.error):
+                if e.cls_name in _CONFIG_ERRORS:
+                    return _message(e)
+    return None
+
+
 def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
     spec, policy = pipeline.spec.spec, pipeline.policy.policy
 
@@ -304,7 +351,7 @@ def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
         names = [e.cls_name for e in _error_chain(err)]
         if any(n in _CONFIG_ERRORS for n in names):
             e = next(e for e in _error_chain(err) if e.cls_name in _CONFIG_ERRORS)
-            config_error = config_error or e.message.strip()
+            config_error = config_error or _message(e)
         elif "GateEvidenceError" in names:
             e = next(e for e in _error_chain(err) if e.cls_name == "GateEvidenceError")
             evidence_error = evidence_error or e.message.strip()
@@ -417,6 +464,8 @@ def monitor_partition(
     _partition_arg(pipeline, partition)
     if not pipeline.spec.partitioned:
         raise ConfigError(f"{pipeline.spec.path}: monitoring needs a partitioned source")
+    # a batch file that is missing or unreadable is named before anything runs
+    read_partition(pipeline.spec, partition, labelled=False)
     spec = pipeline.spec.spec
     defs = build_definitions([pipeline], resources=resources)
     inst = instance or _instance()
@@ -440,6 +489,8 @@ def monitor_partition(
         "gates": gates,
         "dagster_run_id": result.run_id,
     }
+    if config_error := _config_error(result):
+        raise ConfigError(config_error)
     if champion is None:
         errors = [
             list(_error_chain(ev.step_failure_data.error))[-1]
