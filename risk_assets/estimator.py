@@ -61,15 +61,15 @@ def identifier_reason(values: pd.Series) -> str | None:
     present = values.dropna()
     distinct = int(present.nunique())
     rows = len(present)
-    if distinct > MAX_CATEGORIES:
-        return (
-            f"{distinct:,} distinct values in {rows:,} rows (more than {MAX_CATEGORIES:,}): "
-            "a key or free text, not a category"
-        )
     if distinct > _ID_MIN_DISTINCT and distinct > ID_SHARE * rows:
         return (
             f"{distinct:,} distinct values in {rows:,} rows (more than {ID_SHARE:.0%} of "
             "them): it identifies rows, it does not group them"
+        )
+    if distinct > MAX_CATEGORIES:
+        return (
+            f"{distinct:,} distinct values in {rows:,} rows (more than {MAX_CATEGORIES:,}): "
+            "a key or free text, not a category"
         )
     return None
 
@@ -94,27 +94,24 @@ def refuse_identifiers(df: pd.DataFrame, categorical: list[str]) -> None:
 
 
 def categorical_columns(
-    df: pd.DataFrame, features: list[str], declared: list[str] | None, *, check: bool = True
+    df: pd.DataFrame, features: list[str], declared: list[str] | None
 ) -> list[str]:
     """Features treated as categories: the declared ones plus every non-numeric column.
 
-    Raises:
-        DataError: (with ``check``) a categorical feature is an identifier or has more than
-            :data:`MAX_CATEGORIES` values (:func:`refuse_identifiers`).
+    How many values they have is judged when the Pipeline is fitted
+    (:func:`refuse_identifiers`), after the data gates: a column of e-mail addresses is
+    the PII gate's finding, with its evidence, before it is a training error.
     """
     import pandas as pd
 
     declared_set = set(declared or [])
-    found = [
+    return [
         c
         for c in features
         if c in declared_set
         or not pd.api.types.is_numeric_dtype(df[c].dtype)
         or pd.api.types.is_bool_dtype(df[c].dtype)
     ]
-    if check:
-        refuse_identifiers(df, found)
-    return found
 
 
 class PlainColumns:

@@ -331,9 +331,7 @@ def onboard(args: Any) -> str:
     # as the pipeline will see them: text and booleans are categories
     categorical = categorical_columns(df, features, None)
     numeric = [c for c in features if c not in categorical]
-    numeric_protected = [
-        c for c in protected if c not in categorical_columns(df, protected, None, check=False)
-    ]
+    numeric_protected = [c for c in protected if c not in categorical_columns(df, protected, None)]
     extreme = extreme_values(df, [*numeric, *numeric_protected])
     for col, what in extreme.items():
         report.todo.append(
@@ -352,7 +350,7 @@ def onboard(args: Any) -> str:
         df,
         name=paths.name,
         target=args.target,
-        categorical=[*categorical, *categorical_columns(df, protected, None, check=False)],
+        categorical=[*categorical, *categorical_columns(df, protected, None)],
     )
     policy_text, tier_comment = _policy_text(args, paths, df, numeric, protected)
     bands = {

@@ -130,7 +130,7 @@ def identifier_columns(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, st
 
     from risk_assets.estimator import categorical_columns, identifier_reason
 
-    text = set(categorical_columns(df, list(columns), None, check=False))
+    text = set(categorical_columns(df, list(columns), None))
     found: dict[str, str] = {}
     for col in columns:
         s = df[col]

@@ -16,13 +16,23 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CATEGORICAL, CREDIT_DATA, FEATURES, make_pipeline, run_cli, state_env
+from conftest import (
+    CATEGORICAL,
+    CREDIT_DATA,
+    CREDIT_SUITE,
+    EXPENSIVE_RISKS,
+    FEATURES,
+    make_pipeline,
+    run_cli,
+    state_env,
+)
 from risk_assets.errors import DataError
 from risk_assets.estimator import (
     MAX_CATEGORIES,
     build_pipeline,
     categorical_columns,
     identifier_reason,
+    refuse_identifiers,
 )
 from risk_assets.profiling import identifier_columns
 
@@ -46,14 +56,15 @@ def test_identifier_rule_on_credit_data(credit: pd.DataFrame, big: pd.DataFrame)
     the reference is not, and the reason gives its count."""
     for frame in (credit, credit.sample(frac=1.0, replace=True, random_state=7)):
         assert categorical_columns(frame, FEATURES, ["job"]) == CATEGORICAL
+        refuse_identifiers(frame, CATEGORICAL)
         assert identifier_columns(frame, [c for c in frame.columns if c != "risk"]) == {}
     reason = identifier_reason(big["applicant_ref"])
     assert reason is not None and "100,000 distinct values in 100,000 rows" in reason
 
 
-def test_load_refuses_the_reference_naming_column_count_and_key(big: pd.DataFrame) -> None:
+def test_the_reference_is_refused_naming_column_count_and_key(big: pd.DataFrame) -> None:
     with pytest.raises(DataError) as err:
-        categorical_columns(big, [*FEATURES, "applicant_ref"], ["job"])
+        refuse_identifiers(big, [*CATEGORICAL, "applicant_ref"])
     message = str(err.value)
     assert "'applicant_ref'" in message
     assert "100,000 distinct values" in message
@@ -65,8 +76,9 @@ def test_too_many_categories_refused_even_when_rows_repeat() -> None:
     n = (MAX_CATEGORIES + 1) * 10
     frame = pd.DataFrame({"code": [f"c{i % (MAX_CATEGORIES + 1)}" for i in range(n)]})
     with pytest.raises(DataError, match=rf"'code' has {MAX_CATEGORIES + 1:,} distinct"):
-        categorical_columns(frame, ["code"], None)
-    assert categorical_columns(frame, ["code"], None, check=False) == ["code"]
+        refuse_identifiers(frame, ["code"])
+    # one value fewer, each still 10 times: categories
+    refuse_identifiers(frame[frame["code"] != f"c{MAX_CATEGORIES}"], ["code"])
 
 
 def test_fit_refuses_the_reference_before_encoding(big: pd.DataFrame) -> None:
@@ -144,17 +156,29 @@ def test_dense_only_estimator_refuses_what_cannot_fit(monkeypatch) -> None:
 def test_run_refuses_the_reference_with_exit_2(
     tmp_path: Path, big: pd.DataFrame, credit: pd.DataFrame
 ) -> None:
-    """The real CLI on the 100k-row file: exit 2, one message naming the column, its count
-    and the spec key, nothing registered."""
-    spec = make_pipeline(tmp_path / "p", data=big, spec={"features": [*FEATURES, "applicant_ref"]})
-    serving = pd.read_csv(tmp_path / "p" / "serving.csv")
-    serving.insert(0, "applicant_ref", [f"NEW-{i:07d}" for i in range(len(serving))])
-    serving.to_csv(tmp_path / "p" / "serving.csv", index=False)
+    """The real CLI on the 100k-row file: the data gates pass (the suite knows the column),
+    then training refuses it before encoding: exit 2, one message naming the column, its
+    count and the spec key, nothing registered. (With the skew gate in the register, the
+    serving rows' references, all unseen in training, block the run first, naming the
+    column too.)"""
+    suite = json.loads(CREDIT_SUITE.read_text())
+    suite["expectations"][0]["kwargs"]["column_set"].append("applicant_ref")
+    spec = make_pipeline(
+        tmp_path / "p",
+        data=big,
+        suite=suite,
+        spec={"features": [*FEATURES, "applicant_ref"]},
+        without=(*EXPENSIVE_RISKS, "SKEW-001"),
+    )
     state = tmp_path / "state"
     proc = run_cli("run", str(spec), "--json", env=state_env(state))
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "'applicant_ref' has 100,000 distinct values in 100,000 rows" in payload["error"]
+    # refused when the training split (75 % of the rows) is fitted
+    assert (
+        "categorical feature 'applicant_ref' has 75,000 distinct values in 75,000 rows "
+        "(more than 50% of them): it identifies rows" in payload["error"]
+    )
     assert "`features`" in payload["error"]
     assert "Unable to allocate" not in proc.stdout + proc.stderr
     assert "MemoryError" not in proc.stdout + proc.stderr
