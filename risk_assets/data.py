@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FRAME_HASH_SCHEME",
+    "MOSTLY_NUMERIC",
     "file_sha256",
     "Split",
     "frame_sha256",
+    "numbers_mixed_with_text",
     "read_source",
     "require_columns",
     "select_columns",
@@ -28,6 +31,9 @@ __all__ = [
 
 #: Name of the canonical serialisation hashed by :func:`frame_sha256`; recorded beside hashes.
 FRAME_HASH_SCHEME = "risk-assets-frame-v1"
+#: Share of a text column's values that read as numbers for the column to count as a
+#: column of numbers (see :func:`numbers_mixed_with_text`).
+MOSTLY_NUMERIC = 0.5
 
 
 def file_sha256(path: str | Path) -> str:
@@ -43,7 +49,9 @@ def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.D
     """Read a CSV or Parquet file (or its first ``nrows`` rows) into a DataFrame.
 
     Raises:
-        DataError: the file is missing, unreadable, empty or has repeated column names.
+        DataError: the file is missing, unreadable, empty or has repeated column names (in
+            a CSV file: in its header as written, before pandas renames a second ``age``
+            to ``age.1``).
     """
     import pandas as pd
 
@@ -70,12 +78,80 @@ def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.D
         raise DataError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
     if df.empty:
         raise DataError(f"{path}: no rows")
+    if fmt == "csv":
+        _refuse_repeated_header(path)
     names = [str(c) for c in df.columns]
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
         raise DataError(f"{path}: repeated column names {dupes}")
     df.columns = names
     return df
+
+
+def _refuse_repeated_header(path: Path) -> None:
+    """A DataError naming the columns a CSV header repeats: pandas reads a second ``age``
+    as ``age.1``, which would then be trained on as a column of its own."""
+    import csv
+
+    header: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.reader(fh):
+                if any(cell.strip() for cell in row):  # pandas skips blank lines too
+                    header = row
+                    break
+    except (csv.Error, UnicodeDecodeError, OSError):
+        return  # pandas read it; a header the csv module cannot is no repetition we can see
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header, start=1):
+        if name.strip():  # unnamed columns are read as distinct "Unnamed: N"
+            positions.setdefault(name, []).append(i)
+    repeated = {name: where for name, where in positions.items() if len(where) > 1}
+    if repeated:
+        listed = "; ".join(
+            f"{name!r} at positions {', '.join(map(str, where))}"
+            for name, where in repeated.items()
+        )
+        raise DataError(
+            f"{path}: repeated column name(s) in the header: {listed}; each column needs a "
+            "name of its own"
+        )
+
+
+def numbers_mixed_with_text(df: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+    """Columns of mixed types: text columns whose values are mostly numbers (at least
+    :data:`MOSTLY_NUMERIC` of those present) yet which hold two or more distinct values
+    that are not numbers, or a boolean (``True``/``False``); each with up to five of those
+    values.
+
+    One repeated placeholder word among numbers (``unknown``) is left to the expectation suite,
+    which judges it as it judges any value out of range; several different ones mean the
+    column is no column of numbers, and a model would silently train on it as text.
+    """
+    import pandas as pd
+
+    found: dict[str, list[str]] = {}
+    for col in columns:
+        series = df[col]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            continue
+        if not (
+            pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+        ):
+            continue  # datetimes, categoricals: a type of their own
+        present = series.dropna()
+        if present.empty:
+            continue
+        # a Python bool is not a number here (pd.to_numeric would read True as 1)
+        text = present.map(lambda v: repr(v) if isinstance(v, bool) else str(v).strip())
+        numbers = pd.to_numeric(text, errors="coerce")
+        is_number = numbers.notna().to_numpy()
+        if is_number.mean() < MOSTLY_NUMERIC:
+            continue
+        others = pd.unique(text[~is_number])
+        if len(others) >= 2 or any(str(v).lower() in ("true", "false") for v in others):
+            found[col] = [str(v) for v in sorted(others, key=str)[:5]]
+    return found
 
 
 def require_columns(
@@ -92,16 +168,52 @@ def require_columns(
 
 
 def select_columns(
-    df: pd.DataFrame, *, target: str, features: list[str] | None, source: str | Path
+    df: pd.DataFrame,
+    *,
+    target: str,
+    features: list[str] | None,
+    source: str | Path,
+    categorical: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Keep the target and the features; name the file and columns the data lacks."""
+    """Keep the target and the features; name the file and columns the data lacks.
+
+    Args:
+        categorical: the spec's ``categorical_features``: declared categories, whose
+            values may be numbers and words alike.
+
+    Raises:
+        DataError: a column is missing; the target has missing values, fewer or more than
+            two classes (binary classification only); a feature column that is not declared
+            categorical holds numbers mixed with other values
+            (:func:`numbers_mixed_with_text`).
+    """
     features = require_columns(df.columns, target=target, features=features, source=source)
     wanted = [target, *features]
     if df[target].isna().any():
         n = int(df[target].isna().sum())
         raise DataError(f"{source}: target column {target!r} has {n} missing value(s)")
-    if df[target].nunique() < 2:
+    classes = df[target].unique()
+    if len(classes) < 2:
         raise DataError(f"{source}: target column {target!r} has fewer than two classes")
+    if len(classes) > 2:
+        # every control reads a score as the probability of one positive class: a third
+        # class would run as if binary until the slices and fairness gates choke on it
+        shown = sorted((v.item() if hasattr(v, "item") else v for v in classes), key=str)
+        more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+        raise DataError(
+            f"{source}: target column {target!r} has {len(shown)} classes "
+            f"{shown[:10]}{more}; risk-assets supports binary classification only (two "
+            "classes): map the target to two values"
+        )
+    declared = set(categorical or ())
+    mixed = numbers_mixed_with_text(df, [c for c in wanted[1:] if c not in declared])
+    if mixed:
+        listed = "; ".join(f"{col!r} holds {values}" for col, values in mixed.items())
+        raise DataError(
+            f"{source}: column(s) of numbers that also hold other values: {listed}; a "
+            "model would train on such a column as text. Clean the values (leave missing "
+            "cells empty)"
+        )
     return df[wanted], wanted[1:]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -98,3 +99,169 @@ def test_anchors_and_aliases_within_the_bound_still_load(tmp_path):
     policy.write_text(text)
     loaded = load_policy(policy)
     assert loaded.policy.risks[1].owner == owner
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Repeated column names: refused as written in the header, before pandas renames them
+# ---------------------------------------------------------------------------------------
+
+
+def _repeat_header(data: Path, column: str, times: int = 2) -> None:
+    """Rewrite ``data`` so that ``column`` appears ``times`` times (its values copied)."""
+    frame = pd.read_csv(data)
+    for i in range(1, times):
+        frame[f"{column}__copy{i}"] = frame[column]
+    text = frame.to_csv(index=False)
+    header, rest = text.split("\n", 1)
+    header = ",".join(
+        column if name.startswith(f"{column}__copy") else name for name in header.split(",")
+    )
+    data.write_text(header + "\n" + rest)
+
+
+@pytest.mark.parametrize(
+    ("column", "times", "positions"),
+    [
+        ("age", 2, "10, 11"),  # a protected attribute
+        ("duration", 3, "8, 11, 12"),  # a model feature, three times
+        ("risk", 2, "1, 11"),  # the target
+    ],
+)
+def test_a_repeated_column_name_is_refused(tmp_path, state, column, times, positions):
+    spec = make_pipeline(tmp_path / "p")
+    data = tmp_path / "p" / "data.csv"
+    _repeat_header(data, column, times)
+    assert f"{column}.1" in pd.read_csv(data).columns  # what pandas would have trained on
+    _refused(spec, state, str(data), f"{column!r} at positions {positions}", "repeated column")
+
+
+def test_a_second_column_under_an_existing_name_is_refused(tmp_path, state, credit):
+    """Two different columns under one name: pandas would keep both, one as 'sex.1'."""
+    frame = credit.copy()
+    frame.insert(1, "sex_again", frame["housing"])
+    spec = make_pipeline(tmp_path / "p", data=frame)
+    data = tmp_path / "p" / "data.csv"
+    data.write_text(data.read_text().replace("sex_again", "sex", 1))
+    _refused(spec, state, str(data), "'sex' at positions 2, 3")
+
+
+# ---------------------------------------------------------------------------------------
+# 3. A column of numbers that also holds words or booleans: refused, values shown
+# ---------------------------------------------------------------------------------------
+
+
+def _mixed(column: str, values: list) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out[column] = out[column].astype(object)
+        for i, value in enumerate(values):
+            out.loc[range(i * 7, len(out), 7 * len(values)), column] = value
+        return out
+
+    return edit
+
+
+MIXED_CASES = {
+    "numbers_words_and_booleans": (
+        _mixed("duration", ["unknown", True, False]),
+        "duration",
+        ["False", "True", "unknown"],
+    ),
+    "numbers_and_booleans": (_mixed("credit_amount", [True]), "credit_amount", ["True"]),
+    "two_placeholders": (_mixed("duration", ["n.a.", "?"]), "duration", ["?", "n.a."]),
+    "a_budgeted_feature": (
+        _mixed("credit_amount", ["none", "lots"]),
+        "credit_amount",
+        ["lots", "none"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MIXED_CASES))
+def test_a_column_of_numbers_mixed_with_other_values_is_refused(tmp_path, state, credit, case):
+    edit, column, shown = MIXED_CASES[case]
+    spec = make_pipeline(tmp_path / "p", data=edit(credit))
+    data = tmp_path / "p" / "data.csv"
+    _refused(spec, state, str(data), f"{column!r} holds {shown}")
+
+
+def test_a_parquet_column_of_numbers_as_text_mixed_with_words_is_refused(tmp_path, state, credit):
+    frame = _mixed("duration", ["abc", "False"])(credit)
+    frame["duration"] = frame["duration"].astype(str)
+    spec = make_pipeline(tmp_path / "p", spec={"source": {"path": "data.parquet"}})
+    data = tmp_path / "p" / "data.parquet"
+    frame.to_parquet(data, index=False)
+    _refused(spec, state, str(data), "'duration' holds ['False', 'abc']")
+
+
+def test_which_columns_count_as_numbers_mixed_with_text():
+    from risk_assets.data import numbers_mixed_with_text
+
+    frame = pd.DataFrame(
+        {
+            "placeholder": ["1", "2", "unknown", "3", None],  # one word: the suite's finding
+            "words": ["1", "2", "unknown", "n/a", "3"],
+            "boolean": [1, 2, True, 4, 5],  # a Python bool among numbers
+            "mostly_text": ["a", "b", "c", "1", "2"],  # a category that has numbers in it
+            "numbers": [1.0, 2.0, None, 4.0, 5.0],
+            "flags": [True, False, True, True, False],
+        }
+    )
+    assert numbers_mixed_with_text(frame, list(frame.columns)) == {
+        "words": ["n/a", "unknown"],
+        "boolean": ["True"],
+    }
+
+
+def test_a_declared_category_may_mix_codes_and_words(credit):
+    """``categorical_features`` says the column is a category: codes and words are both
+    categories, trained as such, and not refused."""
+    from risk_assets.data import select_columns
+    from risk_assets.errors import DataError
+
+    frame = _mixed("job", ["none", "other"])(credit)
+    with pytest.raises(DataError, match=r"'job' holds \['none', 'other'\]"):
+        select_columns(frame, target="risk", features=None, source="data.csv")
+    kept, features = select_columns(
+        frame, target="risk", features=None, source="data.csv", categorical=["job"]
+    )
+    assert "job" in features and set(kept["job"]) >= {"none", "other"}
+
+
+# ---------------------------------------------------------------------------------------
+# 4. A target of more than two classes: binary classification only
+# ---------------------------------------------------------------------------------------
+
+
+def _target(values: Callable[[pd.DataFrame], list]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out["risk"] = values(out)
+        return out
+
+    return edit
+
+
+TARGET_CASES = {
+    "three_integer_classes": (_target(lambda f: [i % 3 for i in range(len(f))]), "[0, 1, 2]"),
+    "three_words": (
+        _target(lambda f: [("good", "bad", "unknown")[i % 3] for i in range(len(f))]),
+        "['bad', 'good', 'unknown']",
+    ),
+    "one_stray_third_value": (
+        _target(lambda f: [2 if i == 500 else v for i, v in enumerate(f["risk"])]),
+        "[0, 1, 2]",
+    ),
+    "a_continuous_target": (
+        _target(lambda f: list(f["credit_amount"])),
+        "and ",  # many classes: the first ten, then how many more
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TARGET_CASES))
+def test_a_target_of_more_than_two_classes_is_refused(tmp_path, state, credit, case):
+    edit, shown = TARGET_CASES[case]
+    spec = make_pipeline(tmp_path / "p", data=edit(credit))
+    data = tmp_path / "p" / "data.csv"
+    _refused(spec, state, str(data), "target column 'risk'", shown, "binary classification only")
