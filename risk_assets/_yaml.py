@@ -104,6 +104,21 @@ def safe_load_bounded(text: str) -> Any:
         loader.dispose()
 
 
+def load_file_bounded(path: Path) -> Any:
+    """The YAML document in ``path``, refused past :data:`MAX_YAML_BYTES` bytes (before
+    parsing) or :data:`MAX_ALIAS_NODES` alias nodes: a :class:`YamlBoundError` (a
+    ``yaml.YAMLError``) naming the file. ``OSError`` and ``UnicodeDecodeError`` propagate."""
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise YamlBoundError(
+            f"{path}: {size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML file may have"
+        )
+    try:
+        return safe_load_bounded(path.read_text(encoding="utf-8"))
+    except YamlBoundError as exc:
+        raise YamlBoundError(f"{path}: {exc}") from exc
+
+
 def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; raise ``error`` naming the file otherwise.
 

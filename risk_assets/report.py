@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from risk_assets._yaml import load_file_bounded
 from risk_assets.errors import RiskAssetsError
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def _read_spec(recorded: RunLineage) -> tuple[PipelineSpec | None, Path | None, 
     path = Path(recorded.spec_path)
     try:
         data = path.read_bytes()
-        spec = PipelineSpec.model_validate(yaml.safe_load(data.decode("utf-8")))
+        spec = PipelineSpec.model_validate(load_file_bounded(path))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
         return (
             None,

@@ -265,3 +265,16 @@ def test_a_target_of_more_than_two_classes_is_refused(tmp_path, state, credit, c
     spec = make_pipeline(tmp_path / "p", data=edit(credit))
     data = tmp_path / "p" / "data.csv"
     _refused(spec, state, str(data), "target column 'risk'", shown, "binary classification only")
+
+
+def test_a_yaml_bomb_in_a_models_mlmodel_file_is_refused_without_expanding(tmp_path):
+    """The MLmodel file of a model folder comes from an artefact store: a billion-laughs
+    document there is refused by the safe loader, naming the file."""
+    from risk_assets.errors import IntegrityError
+    from risk_assets.registry._models import load_model_dir
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text(_billion_laughs() + "flavors: *lol9\n", encoding="utf-8")
+    with pytest.raises(IntegrityError, match="MLmodel.*MAX_ALIAS_NODES|MLmodel.*alias"):
+        load_model_dir(folder, expected_sha256="0" * 64)

@@ -12,7 +12,7 @@ import dagster as dg
 
 from risk_assets.dagster._blocking import withhold
 from risk_assets.dagster._names import asset_key, registry_pool
-from risk_assets.dagster._partitions import read_partition, window_mapping
+from risk_assets.dagster._partitions import declared_columns, read_partition, window_mapping
 from risk_assets.dagster._resources import AuditResource, MlflowResource, SnapshotStoreResource
 from risk_assets.dagster._training import fit_and_log
 from risk_assets.dagster._window import combine_window
@@ -128,24 +128,6 @@ def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
     return raw_snapshot
 
 
-def declared_columns(spec: Any) -> list[str] | None:
-    """The columns a spec declares, the only ones a raw snapshot stores: the target, the
-    features, the protected attributes, the slices, the id column and the columns declared
-    in ``pii_allowed``. ``None`` when the spec names no features (every column is one)."""
-    if spec.features is None:
-        return None
-    names = [
-        spec.target,
-        *spec.features,
-        *spec.protected_attributes,
-        *spec.slices,
-        *spec.pii_allowed,
-    ]
-    if spec.source.id_column:
-        names.append(spec.source.id_column)
-    return list(dict.fromkeys(names))
-
-
 def _pii_params(policy: Any) -> Any:
     """The strictest parameters of the policy's PII controls (None: the policy has none)."""
     params = [r.control.params for r in policy.controlled_risks() if r.control.name == "pii"]
@@ -245,7 +227,11 @@ def validate_snapshot(context: Any, pipeline: Any, raw_snapshot: dict, store: An
         )
     present = None if spec.features is None else [c for c in spec.features if c not in lacking]
     df, features = select_columns(
-        raw, target=spec.target, features=present or spec.features, source=raw_snapshot["source"]
+        raw,
+        target=spec.target,
+        features=present or spec.features,
+        source=raw_snapshot["source"],
+        categorical=spec.categorical_features,
     )
     labels = spec.labels(df[spec.target], where=loaded.path)
     if pipeline.policy.policy.needs_favourable_label:

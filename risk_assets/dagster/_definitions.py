@@ -238,10 +238,12 @@ def spec_files(folder: str | Path) -> Sequence[Path]:
     """Pipeline specs in a folder: each ``*.yaml`` or ``*.yml`` in it with a ``source`` key."""
     import yaml
 
+    from risk_assets._yaml import load_file_bounded
+
     out = []
     for path in sorted(Path(folder).glob("*.y*ml")):
         try:
-            head = yaml.safe_load(path.read_text(encoding="utf-8"))
+            head = load_file_bounded(path)
         except yaml.YAMLError as exc:
             raise SpecError(f"{path}: not valid YAML: {exc}") from exc
         if isinstance(head, dict) and "source" in head:

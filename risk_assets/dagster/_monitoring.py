@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 
 from risk_assets.dagster._names import asset_key
-from risk_assets.dagster._partitions import read_partition
+from risk_assets.dagster._partitions import declared_columns, read_partition
 from risk_assets.dagster._resources import MlflowResource, SnapshotStoreResource
 from risk_assets.errors import DataError, IntegrityError
 from risk_assets.labels import positive_scores
@@ -63,6 +63,12 @@ def score_batch(context: Any, pipeline: Any, client: Any, store: Any) -> dg.Outp
     missing = [f for f in features if f not in batch.columns]
     if missing:
         raise DataError(f"{source}: feature column(s) {missing} of the champion not found")
+    # only the columns the spec declares and the champion reads are stored (undeclared
+    # columns, which may hold personal data, never reach the store)
+    declared = declared_columns(spec)
+    if declared is not None:
+        keep = [c for c in batch.columns if c in {*declared, *features}]
+        batch = batch[keep]
     batch_ref = store.put(batch)
     decisions = model.predict(batch[features])
     out = pd.DataFrame(

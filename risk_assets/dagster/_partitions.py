@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
     from risk_assets.spec import LoadedSpec
 
-__all__ = ["partition_keys", "partitions_def", "read_partition", "window_mapping"]
+__all__ = [
+    "declared_columns",
+    "partition_keys",
+    "partitions_def",
+    "read_partition",
+    "window_mapping",
+]
 
 
 @contextmanager
@@ -121,3 +127,21 @@ def read_partition(
     if df.empty:
         raise DataError(f"{labels_path}: no label matches a row of {batch_path}")
     return df, counts, f"{batch_path} + {labels_path.name}"
+
+
+def declared_columns(spec: Any) -> list[str] | None:
+    """The columns a spec declares, the only ones a raw snapshot stores: the target, the
+    features, the protected attributes, the slices, the id column and the columns declared
+    in ``pii_allowed``. ``None`` when the spec names no features (every column is one)."""
+    if spec.features is None:
+        return None
+    names = [
+        spec.target,
+        *spec.features,
+        *spec.protected_attributes,
+        *spec.slices,
+        *spec.pii_allowed,
+    ]
+    if spec.source.id_column:
+        names.append(spec.source.id_column)
+    return list(dict.fromkeys(names))

@@ -61,7 +61,8 @@ class _Fitted:
 def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
     """Fit the spec's estimator on the training split and measure it on the test split."""
     from risk_assets.controls._performance import evaluate_classifier
-    from risk_assets.estimator import build_pipeline
+    from risk_assets.controls._result import extreme_columns
+    from risk_assets.estimator import build_pipeline, refuse_identifiers
     from risk_assets.registry._snapshots import SnapshotRef
 
     loaded = pipeline.spec
@@ -83,6 +84,18 @@ def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
     )
     train, test = store.get(train_ref), store.get(test_ref)
     features, categorical = validated["features"], validated["categorical"]
+    try:
+        refuse_identifiers(train, categorical)
+    except DataError as exc:
+        raise DataError(f"{loaded.path}: {exc}") from exc
+    # a suite without a range on the column lets infinities through to the estimator,
+    # whose own error would not name the column
+    if extreme := extreme_columns([train[features]]):
+        found = ", ".join(f"{c!r} ({why})" for c, why in extreme.items())
+        raise DataError(
+            f"{validated['source']}: numeric feature(s) {found} hold infinite or out-of-range "
+            f"values; no model is trained on them (spec {loaded.path})"
+        )
     model = build_pipeline(
         class_path=spec.estimator.class_path,
         params=spec.estimator.params,

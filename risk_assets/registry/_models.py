@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from risk_assets._yaml import load_file_bounded
 from risk_assets.data import file_sha256
 from risk_assets.errors import IntegrityError
 
@@ -73,7 +74,12 @@ def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
     mlmodel = root / "MLmodel"
     if not mlmodel.is_file():
         raise IntegrityError(f"{root}: no MLmodel file")
-    meta = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    try:
+        meta = load_file_bounded(mlmodel) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{mlmodel}: not a readable MLmodel file: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{mlmodel}: not an MLmodel mapping")
     flavor = (meta.get("flavors") or {}).get("sklearn") or {}
     if flavor.get("serialization_format") != "skops":
         raise IntegrityError(
