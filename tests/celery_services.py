@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from services import free_port, missing
+from services import free_port, missing, stop_process
 
 #: The worker configuration: the executor's config block, the broker and result backend
 #: read from the environment where the worker starts (as the code location reads them).
@@ -74,11 +74,7 @@ def redis_server(root: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"redis://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,27 @@ def chromium_or_skip() -> str:
     return chromium
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a service's process: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def dismiss_dagster_welcome(page: object) -> None:
+    """Dagster's first-visit dialog (community links) covers the page until skipped; it may
+    open a moment after the page has loaded."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.first.wait_for(timeout=3_000)
+    except Exception:  # noqa: BLE001 - no dialog this time
+        return
+    skip.first.click()
+    skip.first.wait_for(state="hidden", timeout=10_000)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -155,11 +176,7 @@ def mlflow_server(
             time.sleep(0.25)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def create_database(url: str, name: str) -> str:
@@ -241,9 +258,5 @@ def s3_server(bucket: str = "risk-assets") -> Iterator[dict[str, str]]:
         ).create_bucket(Bucket=bucket)
         yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         shutil.rmtree(root, ignore_errors=True)

@@ -44,6 +44,7 @@ from services import (
     chromium_or_skip,
     create_database,
     dagster_postgres_home,
+    dismiss_dagster_welcome,
     free_port,
     mlflow_server,
     postgres_cluster,
@@ -471,7 +472,7 @@ def test_the_dagster_ui_shows_the_failed_gate(production):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="networkidle")
-            _dismiss_dagster_welcome(page)
+            dismiss_dagster_welcome(page)
             page.get_by_text("undeclared PII").first.wait_for(timeout=60_000)
             text = page.inner_text("body")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -484,18 +485,6 @@ def test_the_dagster_ui_shows_the_failed_gate(production):
     assert "PRIV-001" in text, shot
     assert "contact" in text, shot  # the column named
     assert "applicant0@example.org" not in text, shot  # shares, never values
-
-
-def _dismiss_dagster_welcome(page: object) -> None:
-    """Dagster's first-visit dialog covers the page until skipped; it may open a moment
-    after the page has loaded."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.first.wait_for(timeout=3_000)
-    except Exception:  # noqa: BLE001 - no dialog this time
-        return
-    skip.first.click()
-    skip.first.wait_for(state="hidden", timeout=10_000)
 
 
 def test_production_mode_refuses_an_embedded_sqlite_instance(production, tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from services import chromium_or_skip
+from services import chromium_or_skip, dismiss_dagster_welcome
 
 from conftest import CREDIT_DATA, ROOT, make_pipeline, mlflow_client, using_state
 
@@ -138,18 +138,6 @@ def _page(browser: object, url: str, wait_until: str = "networkidle") -> object:
     return page
 
 
-def _dismiss_dagster_welcome(page: object) -> None:
-    """Dagster's first-visit dialog (community links) covers the page until skipped; it may
-    open a moment after the page has loaded."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.first.wait_for(timeout=3_000)
-    except Exception:  # noqa: BLE001 - no dialog this time
-        return
-    skip.first.click()
-    skip.first.wait_for(state="hidden", timeout=10_000)
-
-
 def _screenshot(page: object, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -160,7 +148,7 @@ def _screenshot(page: object, name: str) -> Path:
 def test_dagster_shows_the_failed_gate_with_its_risk_figure_and_description(blocked, browser):
     url = f"{blocked['dagster']}/assets/credit_risk/validated_data?view=checks&checkDetail=pii_free"
     page = _page(browser, url)
-    _dismiss_dagster_welcome(page)
+    dismiss_dagster_welcome(page)
     page.get_by_text("[PRIV-001] Personal data in training data").first.wait_for(timeout=30_000)
     text = page.inner_text("body")
     shot = _screenshot(page, "dagster-pii-gate")
@@ -175,7 +163,7 @@ def test_the_gate_links_to_the_mlflow_record_of_the_refusal(blocked, browser):
     the link in the browser shows that run with its verdict and the gate that refused."""
     url = f"{blocked['dagster']}/assets/credit_risk/validated_data?view=checks&checkDetail=pii_free"
     page = _page(browser, url)
-    _dismiss_dagster_welcome(page)
+    dismiss_dagster_welcome(page)
     link = page.locator(f"a[href^='{blocked['mlflow']}/#/experiments/']").first
     link.wait_for(timeout=30_000)
     href = link.get_attribute("href")
@@ -199,7 +187,7 @@ def test_a_gate_plot_is_shown_in_dagster_from_the_mlflow_artefact(blocked, brows
         "?view=checks&checkDetail=fair_across_sex"
     )
     page = _page(browser, url)
-    _dismiss_dagster_welcome(page)
+    dismiss_dagster_welcome(page)
     row = page.locator("tr", has_text="risk/plot_image").first
     row.wait_for(timeout=30_000)
     row.get_by_text("Show Markdown").click()
@@ -218,7 +206,7 @@ def test_checks_after_a_blocked_gate_read_as_not_evaluated(blocked, browser):
     its verdict and the gate that blocked it."""
     url = f"{blocked['dagster']}/assets/credit_risk/candidate_model?view=checks"
     page = _page(browser, url)
-    _dismiss_dagster_welcome(page)
+    dismiss_dagster_welcome(page)
     page.get_by_text("meets_metric_thresholds").first.wait_for(timeout=30_000)
     page.wait_for_load_state("networkidle")
     text = page.inner_text("body")
@@ -233,7 +221,7 @@ def test_checks_after_a_blocked_gate_read_as_not_evaluated(blocked, browser):
     (run,) = [r for r in runs if r.tags.get("risk_assets/verdict") == "blocked"]
     run_page = _page(browser, f"{blocked['dagster']}/runs/{run.run_id}")
     run_page.get_by_text("RUN_SUCCESS").first.wait_for(timeout=30_000)
-    _dismiss_dagster_welcome(run_page)
+    dismiss_dagster_welcome(run_page)
     text = run_page.inner_text("body")
     shot = _screenshot(run_page, "dagster-blocked-run")
     assert "Success" in text and "RUN_FAILURE" not in text and "STEP_FAILURE" not in text, shot
