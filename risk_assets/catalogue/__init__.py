@@ -52,11 +52,22 @@ __all__ = [
     "checks_of",
     "default_register",
     "entry",
+    "pii_params_of",
     "spec_problems",
 ]
 
 #: Every control a policy may name, by name, in the order of the flow.
 CATALOGUE: dict[str, Entry] = {e.name: e for e in (*DATA_GATES, *MODEL_GATES, *MONITORING_CHECKS)}
+
+
+def pii_params_of(policy: Any) -> Any:
+    """The strictest parameters of the policy's PII controls (the lowest share, then the
+    largest sample), or None when the policy has none: what a scan outside the gate (the
+    columns a snapshot does not store, the group columns) applies."""
+    params = [r.control.params for r in policy.controlled_risks() if r.control.name == "pii"]
+    if not params:
+        return None
+    return min(params, key=lambda p: (p.max_share, -p.sample_size))
 
 
 def entry(name: str) -> Entry:

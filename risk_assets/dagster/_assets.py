@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from risk_assets.catalogue import pii_params_of
 from risk_assets.dagster._blocking import withhold
 from risk_assets.dagster._names import asset_key, registry_pool
 from risk_assets.dagster._partitions import declared_columns, read_partition, window_mapping
@@ -128,14 +129,6 @@ def _raw_snapshot(b: _Build) -> dg.AssetsDefinition:
     return raw_snapshot
 
 
-def _pii_params(policy: Any) -> Any:
-    """The strictest parameters of the policy's PII controls (None: the policy has none)."""
-    params = [r.control.params for r in policy.controlled_risks() if r.control.name == "pii"]
-    if not params:
-        return None
-    return min(params, key=lambda p: (p.max_share, -p.sample_size))
-
-
 def undeclared_finding(pipeline: Any, frame: Any) -> dict[str, Any]:
     """What the PII gate needs to know of the columns a spec does not declare, which are
     never stored: their names and, when the policy scans for PII, the scan's verdict and
@@ -144,7 +137,7 @@ def undeclared_finding(pipeline: Any, frame: Any) -> dict[str, Any]:
     from risk_assets.controls._result import ControlResult
 
     finding: dict[str, Any] = {"columns": [str(c) for c in frame.columns]}
-    params = _pii_params(pipeline.policy.policy)
+    params = pii_params_of(pipeline.policy.policy)
     if params is None:
         return finding
     from risk_assets.controls._pii import scan_pii
@@ -185,7 +178,7 @@ def refuse_personal_groups(pipeline: Any, raw: Any, *, source: str) -> None:
     grouped = [c for c in keys if c in raw.columns]
     if not grouped:
         return
-    params = _pii_params(pipeline.policy.policy) or PiiParams()
+    params = pii_params_of(pipeline.policy.policy) or PiiParams()
     result = scan_pii(
         raw[grouped],
         max_share=params.max_share,
