@@ -142,8 +142,9 @@ def numbers_mixed_with_text(df: pd.DataFrame, columns: list[str]) -> dict[str, l
         present = series.dropna()
         if present.empty:
             continue
-        # a Python bool is not a number here (pd.to_numeric would read True as 1)
-        text = present.map(lambda v: repr(v) if isinstance(v, bool) else str(v).strip())
+        # as text, a Python bool reads "True"/"False", not a number (pd.to_numeric would
+        # read the bool True itself as 1)
+        text = present.astype(str).str.strip()
         numbers = pd.to_numeric(text, errors="coerce")
         is_number = numbers.notna().to_numpy()
         if is_number.mean() < MOSTLY_NUMERIC:

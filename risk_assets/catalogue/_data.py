@@ -61,8 +61,9 @@ def _with_undeclared(result: ControlResult, undeclared: dict) -> ControlResult:
     if result.passed and other.passed:
         summary = f"{result.summary}; none in {where}"
     else:
-        failed = [r.summary for r in (result,) if not r.passed]
-        failed += [f"{other.summary} in {where}" for _ in (0,) if not other.passed]
+        failed = [] if result.passed else [result.summary]
+        if not other.passed:
+            failed.append(f"{other.summary} in {where}")
         summary = "; ".join(failed)
     values = [v for v in (result.value, other.value) if v is not None]
     undecided = not values and not (result.passed and other.passed)

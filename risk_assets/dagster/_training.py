@@ -62,7 +62,7 @@ def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
     """Fit the spec's estimator on the training split and measure it on the test split."""
     from risk_assets.controls._performance import evaluate_classifier
     from risk_assets.controls._result import extreme_columns
-    from risk_assets.estimator import build_pipeline, refuse_identifiers
+    from risk_assets.estimator import build_pipeline
     from risk_assets.registry._snapshots import SnapshotRef
 
     loaded = pipeline.spec
@@ -84,10 +84,6 @@ def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
     )
     train, test = store.get(train_ref), store.get(test_ref)
     features, categorical = validated["features"], validated["categorical"]
-    try:
-        refuse_identifiers(train, categorical)
-    except DataError as exc:
-        raise DataError(f"{loaded.path}: {exc}") from exc
     # a suite without a range on the column lets infinities through to the estimator,
     # whose own error would not name the column
     if extreme := extreme_columns([train[features]]):
@@ -103,7 +99,11 @@ def _fit(pipeline: Any, validated: dict, split: dict, store: Any) -> _Fitted:
         categorical=categorical,
     )
     started = time.perf_counter()
-    model.fit(train[features], train[spec.target])
+    try:
+        # the Pipeline refuses identifier columns and a one-hot too large to hold
+        model.fit(train[features], train[spec.target])
+    except DataError as exc:
+        raise DataError(f"{loaded.path}: {exc}") from exc
     fit_seconds = time.perf_counter() - started
     labels = spec.labels(model.classes_, where=loaded.path)
     metrics = evaluate_classifier(
