@@ -56,7 +56,9 @@ def _group_figures(groups: np.ndarray, yt: np.ndarray, yp: np.ndarray, metrics: 
         },
         y_true=cells["truth"].to_numpy(),
         y_pred=cells["decision"].to_numpy(),
-        sensitive_features=cells["group"].to_numpy(),
+        # a Series: fairlearn squeezes an array, and one cell (every row in one group with
+        # one label and one decision) would become a 0-d array it refuses
+        sensitive_features=cells["group"],
         sample_params={"selection_rate": weights, "tpr": weights, "fpr": weights},
     )
     return frame.by_group.assign(count=cells.groupby("group")["rows"].sum())

@@ -108,14 +108,38 @@ def _luhn_ok(digits: pd.Series) -> np.ndarray:
     return (mat[:, 0::2].sum(axis=1) + doubled.sum(axis=1)) % 10 == 0
 
 
-def _iban_ok(values: pd.Series) -> np.ndarray:
+def _mod97_ok(iban: str) -> bool:
     """ISO 13616 mod-97 check (move four characters to the end, letters to numbers)."""
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+def _iban_ok(values: pd.Series) -> np.ndarray:
+    """Whether each candidate is an IBAN, or starts with one that ends at a space.
+
+    The pattern runs on into capitals and digits after the IBAN ("GB82 WEST 1234 5698 7654
+    32 FOR RENT"), so the candidate cut back at each space, down to the 15 characters of
+    the shortest IBAN, is checked too.
+    """
     out = np.zeros(len(values), dtype=bool)
-    for i, raw in enumerate(values.str.replace(" ", "", regex=False)):
-        moved = raw[4:] + raw[:4]
-        number = "".join(str(int(ch, 36)) for ch in moved)
-        out[i] = int(number) % 97 == 1
+    for i, raw in enumerate(values):
+        words = raw.split(" ")
+        for end in range(len(words), 0, -1):
+            iban = "".join(words[:end])
+            if len(iban) < 15:
+                break
+            if _mod97_ok(iban):
+                out[i] = True
+                break
     return out
+
+
+def _checked(kind: str, candidates: pd.Series) -> np.ndarray:
+    """Whether each candidate of ``kind`` passes its check digit (payment cards: Luhn;
+    IBANs: mod 97)."""
+    if kind == "payment_card":
+        return _luhn_ok(candidates.str.replace(r"[ \-]", "", regex=True))
+    return _iban_ok(candidates)
 
 
 @lru_cache(maxsize=1)
@@ -194,12 +218,15 @@ def _matches(text: pd.Series, kind: str) -> np.ndarray:
     found = text.str.extract(f"({bounded})", expand=False)
     hit = found.notna().to_numpy(dtype=bool, copy=True)
     if hit.any():
-        candidates = found[hit]
-        if kind == "payment_card":
-            ok = _luhn_ok(candidates.str.replace(r"[ \-]", "", regex=True))
-        else:
-            ok = _iban_ok(candidates)
-        hit[np.flatnonzero(hit)[~ok]] = False
+        rows = np.flatnonzero(hit)
+        failed = rows[~_checked(kind, found.iloc[rows])]
+        hit[failed] = False
+        if len(failed):
+            # a row's first candidate failed its check, a later one may pass ("order
+            # 1234567890123, card 4111 1111 1111 1111"): every candidate of those rows
+            later = text.iloc[failed].reset_index(drop=True).str.extractall(f"({bounded})")[0]
+            passed = later.index.get_level_values(0)[_checked(kind, later)]
+            hit[failed[np.unique(passed)]] = True
     return hit
 
 
