@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,14 @@ from risk_assets._yaml import load_file_bounded
 from risk_assets.data import file_sha256
 from risk_assets.errors import IntegrityError
 
-__all__ = ["MODEL_FILE", "TRUSTED_TYPES", "file_sha256", "load_model_dir", "save_model_dir"]
+__all__ = [
+    "MODEL_FILE",
+    "TRUSTED_TYPES",
+    "check_model_dir",
+    "file_sha256",
+    "load_model_dir",
+    "save_model_dir",
+]
 
 MODEL_FILE = "model.skops"
 
@@ -59,11 +67,28 @@ def save_model_dir(model: Any, path: str | Path, *, X_sample: Any) -> str:
 
 
 def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
-    """Load a model folder written by :func:`save_model_dir`, refusing anything unsafe.
+    """Load a model folder written by :func:`save_model_dir`, refusing anything unsafe
+    (see :func:`check_model_dir`).
+
+    Raises:
+        IntegrityError: naming the file and the reason.
+    """
+    import skops.io as sio
+
+    model_file = check_model_dir(path, expected_sha256=expected_sha256)
+    return sio.load(model_file, trusted=list(TRUSTED_TYPES))
+
+
+def check_model_dir(path: str | Path, *, expected_sha256: str) -> Path:
+    """Every check :func:`load_model_dir` makes, without loading: the skops file's path.
 
     Refused: a model that is not in skops format, a model path that leaves the folder,
-    ``code`` paths, a file whose SHA-256 differs from ``expected_sha256``, and any type
-    outside skops' defaults and :data:`TRUSTED_TYPES`.
+    ``code`` paths, flavours other than ``sklearn`` and its ``python_function`` (which must
+    load the same file with ``mlflow.sklearn``, as :func:`save_model_dir` writes it), a
+    file whose SHA-256 differs from ``expected_sha256``, a file that is not a skops archive
+    at all (a pickle), and any type outside skops' defaults and :data:`TRUSTED_TYPES`. The
+    whole MLmodel is checked although only the skops file is loaded: MLflow's own loaders
+    follow it.
 
     Raises:
         IntegrityError: naming the file and the reason.
@@ -80,19 +105,19 @@ def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
         raise IntegrityError(f"{mlmodel}: not a readable MLmodel file: {exc}") from exc
     if not isinstance(meta, dict):
         raise IntegrityError(f"{mlmodel}: not an MLmodel mapping")
-    flavor = (meta.get("flavors") or {}).get("sklearn") or {}
+    flavors = meta.get("flavors") or {}
+    if not isinstance(flavors, dict) or not all(isinstance(f, dict) for f in flavors.values()):
+        raise IntegrityError(f"{mlmodel}: flavors is not a mapping of mappings")
+    flavor = flavors.get("sklearn") or {}
     if flavor.get("serialization_format") != "skops":
         raise IntegrityError(
             f"{mlmodel}: serialization_format is {flavor.get('serialization_format')!r}; "
             "only 'skops' models are loaded"
         )
-    if flavor.get("code") or (meta.get("flavors") or {}).get("python_function", {}).get("code"):
+    if any(f.get("code") for f in flavors.values()):
         raise IntegrityError(f"{mlmodel}: models with code paths are refused")
-    model_file = (root / str(flavor.get("pickled_model", ""))).resolve()
-    if root not in model_file.parents:
-        raise IntegrityError(
-            f"{mlmodel}: model path {flavor.get('pickled_model')!r} leaves the model folder"
-        )
+    model_file = _inside(root, mlmodel, flavor.get("pickled_model"))
+    _check_pyfunc(root, mlmodel, flavors, model_file)
     if not model_file.is_file():
         raise IntegrityError(f"{model_file}: model file missing")
     actual = file_sha256(model_file)
@@ -100,7 +125,49 @@ def load_model_dir(path: str | Path, *, expected_sha256: str) -> Any:
         raise IntegrityError(
             f"{model_file}: SHA-256 {actual} does not match the recorded {expected_sha256}"
         )
-    untrusted = sorted(set(sio.get_untrusted_types(file=model_file)) - set(TRUSTED_TYPES))
+    # refused for what the bytes are (a pickle under the skops file's name) before skops
+    # parses them
+    if not zipfile.is_zipfile(model_file):
+        raise IntegrityError(f"{model_file}: not a skops file (not a zip archive)")
+    try:
+        found = sio.get_untrusted_types(file=model_file)
+    except (KeyError, ValueError) as exc:
+        raise IntegrityError(f"{model_file}: not a readable skops file: {exc}") from exc
+    untrusted = sorted(set(found) - set(TRUSTED_TYPES))
     if untrusted:
         raise IntegrityError(f"{model_file}: untrusted types {untrusted}")
-    return sio.load(model_file, trusted=list(TRUSTED_TYPES))
+    return model_file
+
+
+def _inside(root: Path, mlmodel: Path, name: Any) -> Path:
+    """The file ``name`` names in the model folder ``root``; refused if it leaves it."""
+    path = (root / str(name or "")).resolve()
+    if root not in path.parents:
+        raise IntegrityError(f"{mlmodel}: model path {name!r} leaves the model folder")
+    return path
+
+
+def _check_pyfunc(root: Path, mlmodel: Path, flavors: dict, model_file: Path) -> None:
+    """Refuse flavours other than sklearn and a python_function that would load anything
+    but ``model_file`` with ``mlflow.sklearn`` (a pickled ``python_model``, another loader
+    module): MLflow's ``pyfunc.load_model`` and ``mlflow models serve`` follow it."""
+    others = sorted(set(flavors) - {"sklearn", "python_function"})
+    if others:
+        raise IntegrityError(
+            f"{mlmodel}: flavours {others} are refused; only sklearn (skops) is loaded"
+        )
+    pyfunc = flavors.get("python_function")
+    if pyfunc is None:
+        return
+    loader = pyfunc.get("loader_module")
+    if loader != "mlflow.sklearn":
+        raise IntegrityError(
+            f"{mlmodel}: python_function loader_module is {loader!r}; only 'mlflow.sklearn' "
+            "is allowed"
+        )
+    for key in ("model_path", "data"):
+        if key in pyfunc and _inside(root, mlmodel, pyfunc[key]) != model_file:
+            raise IntegrityError(
+                f"{mlmodel}: python_function {key} {pyfunc[key]!r} is not the sklearn model "
+                f"file {model_file.name!r}"
+            )
