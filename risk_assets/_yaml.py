@@ -21,6 +21,7 @@ __all__ = [
     "format_validation_error",
     "read_yaml_mapping",
     "safe_load_bounded",
+    "yaml_problem",
 ]
 
 #: Largest spec or policy file read (1 MiB); the shipped ones are a few KiB.
@@ -119,6 +120,18 @@ def load_file_bounded(path: Path) -> Any:
         raise YamlBoundError(f"{path}: {exc}") from exc
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, with the line and column of the problem: PyYAML's own
+    text spans several lines, quotes the source and calls the file ``<unicode string>``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + (f"{context}: " if context else "") + " ".join(problem.split())
+
+
 def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; raise ``error`` naming the file otherwise.
 
@@ -144,7 +157,7 @@ def read_yaml_mapping(path: Path, *, error: type[Exception], what: str) -> dict[
     except YamlBoundError as exc:
         raise error(f"{path}: {what} file refused: {exc}") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from exc
+        raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read {what} file: {exc}") from exc
     except RecursionError:

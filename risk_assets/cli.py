@@ -283,7 +283,12 @@ def _fail(
     if exc is not None and getattr(args, "verbose", False):
         traceback.print_exception(exc, file=sys.stderr)
     elif exc is not None and code == EXIT_UNEXPECTED and getattr(args, "log_file", None):
-        print(f"risk-assets: the stack trace is in {args.log_file} (-v shows it)", file=sys.stderr)
+        if Path(args.log_file).is_file():
+            print(
+                f"risk-assets: the stack trace is in {args.log_file} (-v shows it)", file=sys.stderr
+            )
+        else:  # no state folder yet: the log file was not written (see _StateLogHandler)
+            print("risk-assets: -v shows the stack trace", file=sys.stderr)
     return code
 
 

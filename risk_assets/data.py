@@ -51,7 +51,7 @@ def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.D
     Raises:
         DataError: the file is missing, unreadable, empty or has repeated column names (in
             a CSV file: in its header as written, before pandas renames a second ``age``
-            to ``age.1``).
+            to ``age.1``); a CSV file's first data row is longer than its header.
     """
     import pandas as pd
 
@@ -73,13 +73,15 @@ def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.D
     except DataError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as {fmt}: {exc}") from exc
+        raise DataError(f"{path}: cannot read as {fmt}: {_one_line(exc)}") from exc
     except Exception as exc:  # pyarrow and friends raise their own types for corrupt files
-        raise DataError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(
+            f"{path}: cannot read as {fmt}: {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
     if df.empty:
         raise DataError(f"{path}: no rows")
     if fmt == "csv":
-        _refuse_repeated_header(path)
+        _check_csv_header(path)
     names = [str(c) for c in df.columns]
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
@@ -88,18 +90,30 @@ def read_source(path: str | Path, fmt: str, *, nrows: int | None = None) -> pd.D
     return df
 
 
-def _refuse_repeated_header(path: Path) -> None:
-    """A DataError naming the columns a CSV header repeats: pandas reads a second ``age``
-    as ``age.1``, which would then be trained on as a column of its own."""
+def _one_line(exc: BaseException) -> str:
+    """A reader's error message on one line (pandas ends its parser errors with a newline)."""
+    return " ".join(str(exc).split())
+
+
+def _check_csv_header(path: Path) -> None:
+    """A DataError naming what pandas would read wrongly from a CSV file's header as
+    written: a repeated column name (a second ``age`` read as ``age.1``, then trained on
+    as a column of its own), or a first data row longer than the header (its leading
+    fields read as the index, so that every column holds its neighbour's values)."""
     import csv
 
     header: list[str] = []
+    first: list[str] = []
+    line = 0
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            for row in csv.reader(fh):
+            reader = csv.reader(fh)
+            for row in reader:
                 if any(cell.strip() for cell in row):  # pandas skips blank lines too
+                    if header:
+                        first, line = row, reader.line_num
+                        break
                     header = row
-                    break
     except (csv.Error, UnicodeDecodeError, OSError):
         return  # pandas read it; a header the csv module cannot is no repetition we can see
     positions: dict[str, list[int]] = {}
@@ -115,6 +129,13 @@ def _refuse_repeated_header(path: Path) -> None:
         raise DataError(
             f"{path}: repeated column name(s) in the header: {listed}; each column needs a "
             "name of its own"
+        )
+    if len(first) > len(header):
+        raise DataError(
+            f"{path}: line {line} has {len(first)} fields, the header {len(header)} column "
+            "names (a delimiter at the end of each line?); every column would be read "
+            "shifted onto its neighbour's values. Give each row as many fields as the "
+            "header has names"
         )
 
 
