@@ -32,12 +32,12 @@ from risk_assets.errors import ApprovalError, IntegrityError
 from risk_assets.registry._lineage import RunLineage, VersionTags
 from risk_assets.registry._mlflow import (
     CHAMPION,
-    _anchor,
     _compared_champion,
     _promote,
     candidates_name,
     find_champion,
     gate_records,
+    recorded_decision,
     verify_gate_evidence,
 )
 
@@ -338,6 +338,24 @@ def _promote_approved(
     mv, tags = c["mv"], c["tags"]
     names = ", ".join(f"{r.actor} ({r.reason})" for r in approvals)
     production = _production_name(c["cand"])
+    reason = f"approved by {names}"
+
+    def record(version: str, replaced: str) -> Any:
+        return audit.append(
+            "promotion",
+            actor=actor,
+            model=production,
+            version=version,
+            run_id=mv.run_id,
+            hashes=_hashes(c),
+            reason=reason,
+            details={
+                "from": f"{c['cand']}/{mv.version}",
+                "replaced": replaced,
+                "approvals": [r.seq for r in approvals],
+            },
+        )
+
     try:
         version, promoted, note = _promote(
             client,
@@ -348,8 +366,10 @@ def _promote_approved(
             mv.run_id,
             tags.model_sha256,
             compared_with=_compared_champion(c["policy"], gate_records(c["run"])),
-            reason=f"approved by {names}",
+            reason=reason,
             promoted_by=", ".join(r.actor for r in approvals),
+            audit=audit,
+            record=record,
         )
     except Exception as exc:
         denied = _permission_denied(exc)
@@ -363,23 +383,13 @@ def _promote_approved(
         ) from None
     if not promoted or version is None:
         raise ApprovalError(f"approved, but not promoted: {note}")
-    record = audit.append(
-        "promotion",
-        actor=actor,
-        model=production,
-        version=version,
-        run_id=mv.run_id,
-        hashes=_hashes(c),
-        reason=f"approved by {names}",
-        details={"from": f"{c['cand']}/{mv.version}", "approvals": [r.seq for r in approvals]},
-    )
-    _anchor(client, production, version, record)
+    promotion = recorded_decision(audit, "promotion", production, version)
     _republish(client, audit, c["cand"], str(mv.version))
     return Decision(
         "promotion",
         c["cand"],
         str(mv.version),
-        record.seq,
+        promotion.seq,
         len(approvals),
         required,
         production_version=f"{production}/{version}",
@@ -419,6 +429,26 @@ def reject(
     return Decision("rejection", cand, str(version), record.seq, message=f"rejected by {actor}")
 
 
+def _rollback_target(
+    client: MlflowClient, audit: Any, production: str, to_version: str | None
+) -> tuple[Any, str, Any]:
+    """(current champion, the version to roll back to, that version)."""
+    current = find_champion(client, production)
+    history = [
+        r.version
+        for r in _trusted(audit)
+        if r.model == production and r.action in ("promotion", "rollback")
+    ]
+    if to_version is None:
+        earlier = [v for v in history if current is None or v != str(current.version)]
+        if not earlier:
+            raise ApprovalError(f"{production} has no earlier champion in the audit trail")
+        to_version = earlier[-1]
+    if str(to_version) not in history:
+        raise ApprovalError(f"{production}/{to_version} was never promoted through the audit trail")
+    return current, str(to_version), client.get_model_version(production, str(to_version))
+
+
 def rollback(
     client: MlflowClient,
     audit: Any,
@@ -442,32 +472,20 @@ def rollback(
     if not reason.strip():
         raise ApprovalError("a rollback needs a reason")
     production = _production_name(model)
-    current = find_champion(client, production)
-    history = [
-        r.version
-        for r in _trusted(audit)
-        if r.model == production and r.action in ("promotion", "rollback")
-    ]
-    if to_version is None:
-        earlier = [v for v in history if current is None or v != str(current.version)]
-        if not earlier:
-            raise ApprovalError(f"{production} has no earlier champion in the audit trail")
-        to_version = earlier[-1]
-    if str(to_version) not in history:
-        raise ApprovalError(f"{production}/{to_version} was never promoted through the audit trail")
-    mv = client.get_model_version(production, str(to_version))
-    load_version_model(client, mv, audit)  # its artefact must still be the model it was
-    client.set_registered_model_alias(production, CHAMPION, str(to_version))
-    record = audit.append(
-        "rollback",
-        actor=actor,
-        model=production,
-        version=str(to_version),
-        run_id=mv.run_id,
-        hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
-        reason=reason,
-        details={"from": None if current is None else str(current.version)},
-    )
+    with audit.decisions():  # the record, then the alias, with no promotion in between
+        current, to_version, mv = _rollback_target(client, audit, production, to_version)
+        load_version_model(client, mv, audit)  # its artefact must still be the model it was
+        record = audit.append(
+            "rollback",
+            actor=actor,
+            model=production,
+            version=str(to_version),
+            run_id=mv.run_id,
+            hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
+            reason=reason,
+            details={"from": None if current is None else str(current.version)},
+        )
+        client.set_registered_model_alias(production, CHAMPION, str(to_version))
     return Decision(
         "rollback",
         production,

@@ -56,6 +56,7 @@ ACTIONS = (
     "rejection",
     "promotion",
     "rollback",
+    "recovery",
 )
 #: The ``prev_hash`` of the first record.
 GENESIS = "0" * 64
@@ -148,6 +149,20 @@ class AuditLog:
     def _locked(self) -> Iterator[Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield None
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def decisions(self) -> Iterator[None]:
+        """Held while a decision is recorded and carried out (a promotion: its record, then
+        the ``champion`` alias; a rollback; a recovery): one at a time across processes, so
+        the alias ends where the last record says. Apart from the lock of appends, which
+        is taken inside it; the kernel releases it when its holder dies."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".decisions.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield None
@@ -298,6 +313,7 @@ class PostgresAuditLog(AuditLog):
 
     TABLE = "risk_assets_audit"
     _LOCK = 72_657_001  # the advisory lock id of appends
+    _DECISIONS = 72_657_002  # the advisory lock id of decisions (see decisions())
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -349,6 +365,19 @@ class PostgresAuditLog(AuditLog):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK,))
                 yield cur
+
+    @contextmanager
+    def decisions(self) -> Iterator[None]:
+        """See :meth:`AuditLog.decisions`: a session advisory lock on a connection of its
+        own, released when the block ends or the connection drops."""
+        with self._connect() as conn:
+            self._ensure_schema(conn)
+            conn.autocommit = True
+            conn.execute("SELECT pg_advisory_lock(%s)", (self._DECISIONS,))
+            try:
+                yield None
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self._DECISIONS,))
 
     def _last(self, cur: Any = None) -> AuditRecord | None:
         cur.execute(f"SELECT record FROM {self.TABLE} ORDER BY seq DESC LIMIT 1")

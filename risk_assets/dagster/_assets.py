@@ -416,6 +416,28 @@ def _registered_model(b: _Build) -> dg.AssetsDefinition:
     return registered_model
 
 
+def _recover_dead_runs(context: Any, spec: Any, mlflow: Any, audit: Any) -> None:
+    """What runs that died left in the registry, finished or removed before this one
+    registers (see risk_assets.registry._recovery); a run the daemon launched has no CLI to
+    do it first."""
+    from risk_assets.registry._recovery import recover
+
+    def ended(dagster_run_id: str) -> str | None:
+        run = context.instance.get_run_by_id(dagster_run_id)
+        if run is None:
+            return "unknown"
+        return run.status.value if run.is_finished else None
+
+    for done in recover(
+        mlflow.get_client(),
+        audit,
+        experiment=spec.name,
+        model_name=spec.model_name,
+        ended=ended,
+    ):
+        context.log.warning(done.render())
+
+
 def register(
     context: Any, pipeline: Any, candidate_model: dict, mlflow: Any, audit: Any = None
 ) -> dg.Output:
@@ -424,6 +446,8 @@ def register(
     from risk_assets.registry._mlflow import register_candidate
 
     spec, lpolicy = pipeline.spec.spec, pipeline.policy
+    if audit is not None:
+        _recover_dead_runs(context, spec, mlflow, audit)
     try:
         reg = register_candidate(
             mlflow.get_client(),

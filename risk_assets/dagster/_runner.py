@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ _CONFIG_ERRORS = {"ConfigError", "SpecError", "PolicyError", "SuiteError", "Data
 #: The Dagster run's log, replayed after each run for whoever handles it (the CLI's log
 #: file): step failures with their stack traces, which the console no longer shows.
 _RUN_LOG = logging.getLogger("risk_assets.runs")
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class RunOutcome:
     partition: str | None = None
     #: earlier partitions of the window whose data was snapshotted and gated first
     prepared: list[str] = field(default_factory=list)
+    #: what dead runs had left behind, cleaned up before this run (see recover_dead_runs)
+    recovered: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,11 +93,13 @@ class RunOutcome:
             "error": self.error,
             "partition": self.partition,
             "prepared": self.prepared,
+            "recovered": self.recovered,
         }
 
     def render(self) -> str:
         where = f" partition {self.partition}" if self.partition else ""
         lines = [f"pipeline {self.pipeline}{where} (dagster run {self.dagster_run_id})"]
+        lines += [f"before this run: {line}" for line in self.recovered]
         if self.prepared:
             lines.append(f"window data snapshotted and gated first: {', '.join(self.prepared)}")
         lines.append("gates:")
@@ -175,6 +181,89 @@ def _instance() -> dg.DagsterInstance:
     return instance
 
 
+#: Run tag of a run executed in this process: ``host:pid:start`` (the process's start time
+#: in clock ticks since boot, so a reused pid is not taken for the same process).
+PROCESS_TAG = "risk_assets/process"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (field 22 of ``/proc/<pid>/stat``), or None when
+    there is no such process (or no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
+def _process_is_gone(tag: str) -> bool:
+    """Whether the process a :data:`PROCESS_TAG` names is known to have ended: only a
+    process of this host can be asked; one elsewhere is taken to be alive."""
+    host, _, rest = tag.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or not Path("/proc/self").exists():
+        return False
+    return _process_start(int(pid)) != start or not start
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs this host executed in a process that has since died (killed
+    mid-run): without a daemon's run monitoring they would stay STARTED for ever, and a
+    later run would wait on the gates they planned. Returns a line per run marked."""
+    in_progress = [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    marked = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=in_progress)):
+        tag = run.tags.get(PROCESS_TAG)
+        if tag and _process_is_gone(tag):
+            pid = tag.split(":")[1]
+            instance.report_run_failed(
+                run, message=f"the process that ran it (pid {pid}) ended without finishing it"
+            )
+            marked.append(f"Dagster run {run.run_id} marked failed: its process {pid} died")
+    return marked
+
+
+def recover_dead_runs(
+    pipeline: LoadedPipeline, instance: dg.DagsterInstance, resources: dict[str, Any] | None
+) -> list[str]:
+    """Before a run: mark dead runs failed (:func:`fail_dead_runs`), then finish or clean
+    up what they left in MLflow (:func:`risk_assets.registry._recovery.recover`). Returns
+    what was done, a line each; each is logged as a warning too."""
+    from risk_assets.registry._recovery import recover
+
+    done = fail_dead_runs(instance)
+    chosen = {**default_resources(), **(resources or {})}
+    spec = pipeline.spec.spec
+
+    def ended(dagster_run_id: str) -> str | None:
+        run = instance.get_run_by_id(dagster_run_id)
+        if run is None:
+            return "unknown"
+        return run.status.value if run.is_finished else None
+
+    done += [
+        r.render()
+        for r in recover(
+            chosen["mlflow"].get_client(),
+            chosen["audit"].get_log(),
+            experiment=spec.name,
+            model_name=spec.model_name,
+            ended=ended,
+        )
+    ]
+    for line in done:
+        _LOG.warning(line)
+    return done
+
+
 def _free_slots_of_finished_runs(instance: dg.DagsterInstance) -> None:
     """Pool slots still held by runs that have ended (a run whose process died mid-step,
     later marked failed): without a daemon nothing frees them, and the next registration
@@ -219,6 +308,7 @@ def run_pipeline(
     spec = pipeline.spec.spec
     defs = build_definitions([pipeline], resources=resources)
     inst = instance or _instance()
+    recovered = recover_dead_runs(pipeline, inst, resources)
     prepared = []
     if partition is not None:
         keys = partition_keys(pipeline.spec)
@@ -227,7 +317,7 @@ def run_pipeline(
             prepared.append(key)
     result = _execute(defs, job_name(spec.name), inst, partition, log_to_console, tags=tags)
     outcome = _training_outcome(pipeline, result)
-    outcome.partition, outcome.prepared = partition, prepared
+    outcome.partition, outcome.prepared, outcome.recovered = partition, prepared, recovered
     return outcome
 
 
@@ -247,7 +337,7 @@ def _execute(
         raise_on_error=False,
         run_config=run_config,
         partition_key=partition,
-        tags=tags,
+        tags={**(tags or {}), PROCESS_TAG: this_process()},
     )
     _replay_run_log(instance, result.run_id)
     return result

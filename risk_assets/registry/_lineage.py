@@ -307,8 +307,9 @@ class RunVerdict:
     ``<name>-candidates`` only, the ``challenger``), ``blocked`` (a blocking gate failed
     on the candidate: nothing was registered) and ``refused`` (a refusal run: a blocking
     data gate failed, so no model was trained; the run holds that data's lineage and gate
-    records). A run without the tag has no verdict yet (its gates are running, or the run
-    stopped before registration).
+    records) and ``abandoned`` (the run's process died before it was finished; what it
+    left was cleaned up). A run without the tag has no verdict yet (its gates are running,
+    or the run stopped before registration).
 
     A blocked or refused run is also given MLflow's ``FAILED`` status (:attr:`run_status`):
     MLflow's UI marks and filters runs by status, and a green "finished" on a model that
@@ -326,12 +327,15 @@ class RunVerdict:
     AWAITING_APPROVAL: ClassVar[str] = "awaiting approval"
     BLOCKED: ClassVar[str] = "blocked"
     REFUSED: ClassVar[str] = "refused"
+    #: the run's process died before it was finished (see risk_assets.registry._recovery)
+    ABANDONED: ClassVar[str] = "abandoned"
     #: Every verdict, and the MLflow run status it goes with.
     STATUS: ClassVar[Mapping[str, str]] = {
         "registered": "FINISHED",
         "awaiting approval": "FINISHED",
         "blocked": "FAILED",
         "refused": "FAILED",
+        "abandoned": "FAILED",
     }
 
     verdict: str | None = None

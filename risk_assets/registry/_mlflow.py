@@ -651,35 +651,60 @@ def _wait_ready(client: MlflowClient, name: str, version: str, timeout: float = 
         time.sleep(0.2)
 
 
-def _new_candidate_version(client: MlflowClient, cand: str, run: Any, evidence: Any) -> Any:
-    """A new version of ``cand`` made from the run's LoggedModel (so that MLflow links the
-    two; a run made before models were logged: from its ``model/``), with the evidence."""
+def _create_version(
+    client: MlflowClient,
+    name: str,
+    *,
+    source: str,
+    run_id: str,
+    model_id: str | None,
+    tags: Mapping[str, str],
+    description: str,
+) -> Any:
+    """A new version of ``name``, created with all its tags in one call (a version is never
+    seen half-tagged), and READY.
+
+    A registry store in this process resolves a ``models:/`` source with a client of the
+    process's tracking URI: it is made ours for the call. On leaving, MLflow restores a URI
+    this process never set by unsetting MLFLOW_TRACKING_URI: the variable is put back as
+    it was, or the next step a long-lived process runs (a celery worker's) would fall back
+    to the embedded SQLite store.
+    """
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    run_id = run.info.run_id
-    model_id = RunLineage.from_tags(run.data.tags).logged_model_id
-    # A registry store in this process resolves a ``models:/`` source with a client of the
-    # process's tracking URI: make it ours for the call. On leaving, MLflow restores a URI
-    # this process never set by unsetting MLFLOW_TRACKING_URI: the variable is put back as
-    # it was, or the next step a long-lived process runs (a celery worker's) would fall
-    # back to the embedded SQLite store.
     saved = os.environ.get(_TRACKING_URI_ENV)
     try:
         with _use_tracking_uri(client.tracking_uri):
             mv = client.create_model_version(
-                cand,
-                source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
+                name,
+                source=source,
                 run_id=run_id,
                 model_id=model_id,
-                tags=evidence.to_tags(),
-                description=f"Gated candidate from run {run_id}",
+                tags=dict(tags),
+                description=description,
             )
     finally:
         if saved is None:
             os.environ.pop(_TRACKING_URI_ENV, None)
         else:
             os.environ[_TRACKING_URI_ENV] = saved
-    mv = _wait_ready(client, cand, mv.version)
+    return _wait_ready(client, name, mv.version)
+
+
+def _new_candidate_version(client: MlflowClient, cand: str, run: Any, evidence: Any) -> Any:
+    """A new version of ``cand`` made from the run's LoggedModel (so that MLflow links the
+    two; a run made before models were logged: from its ``model/``), with the evidence."""
+    run_id = run.info.run_id
+    model_id = RunLineage.from_tags(run.data.tags).logged_model_id
+    mv = _create_version(
+        client,
+        cand,
+        source=f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/model",
+        run_id=run_id,
+        model_id=model_id,
+        tags=evidence.to_tags(),
+        description=f"Gated candidate from run {run_id}",
+    )
     _link_logged_model(client, run_id, cand, mv.version)
     return mv
 
@@ -698,11 +723,16 @@ def register_candidate(
 ) -> Registration:
     """Register a gated candidate, refusing it unless its gate evidence checks out.
 
-    Creates (or reuses) a version of ``<model_name>-candidates`` with the ``challenger``
-    alias; if the policy allows automatic promotion, copies it into ``<model_name>`` and
-    moves ``champion``, but only while the champion is still the one the champion gate
-    compared the candidate with. Registering the same run again returns the existing
-    versions and moves no alias of production.
+    Creates (or reuses) a version of ``<model_name>-candidates``, records it in the audit
+    trail, then gives it the ``challenger`` alias; if the policy allows automatic promotion,
+    copies it into ``<model_name>`` and moves ``champion``, but only while the champion is
+    still the one the champion gate compared the candidate with (see :func:`_promote`).
+
+    Idempotent and recoverable, keyed on (MLflow run, model SHA-256; the run names the
+    partition): registering the same run again, after a success or after a crash at any
+    point, completes what is missing and never makes a second version of either model.
+    A version is created with all its evidence tags at once, and an alias only ever moves
+    onto a version whose record is in the audit trail.
 
     Raises:
         GateEvidenceError, IntegrityError: see :func:`verify_gate_evidence`.
@@ -735,6 +765,12 @@ def register_candidate(
         window=run_lineage.window or None,
     )
     mv = existing[0] if existing else _new_candidate_version(client, cand, run, evidence)
+    hashes = _evidence_hashes(evidence)
+    details = {"gates_passed": list(evidence.gates_passed)}
+    if audit is not None:
+        _record_once(
+            audit, client, "registration", cand, str(mv.version), who, run_id, hashes, details
+        )
     client.set_registered_model_alias(cand, CHALLENGER, mv.version)
     for key, value in RunLineage.registration_tags(f"{cand}/{mv.version}").items():
         client.set_tag(run_id, key, value)
@@ -742,6 +778,20 @@ def register_candidate(
     aliases = [CHALLENGER]
     note = None
     if policy.promotion.auto_promote:
+        reason = f"automatic promotion: policy tier {policy.tier!r} allows it"
+
+        def record(pv: str, replaced: str) -> Any:
+            return audit.append(
+                "promotion",
+                actor=who,
+                model=model_name,
+                version=pv,
+                run_id=run_id,
+                hashes=hashes,
+                reason=reason,
+                details={**details, "from": f"{cand}/{mv.version}", "replaced": replaced},
+            )
+
         version, promoted, note = _promote(
             client,
             cand,
@@ -751,7 +801,9 @@ def register_candidate(
             run_id,
             model_sha,
             compared_with=_compared_champion(policy, records),
-            reason=f"automatic promotion: policy tier {policy.tier!r} allows it",
+            reason=reason,
+            audit=audit,
+            record=None if audit is None else record,
         )
         if promoted:
             aliases.append(CHAMPION)
@@ -765,8 +817,6 @@ def register_candidate(
         run_id=run_id,
         note=note,
     )
-    if audit is not None:
-        _audit_registration(audit, client, registration, evidence, who, policy.tier)
     try:
         _record_registration(client, run_id, registration)
     except Exception as exc:  # noqa: BLE001 - a label on a decision already made
@@ -801,47 +851,80 @@ def audit_anchors(client: MlflowClient) -> dict[int, str]:
     return anchors
 
 
-def _audit_registration(
-    audit: Any, client: MlflowClient, reg: Registration, evidence: Any, who: str, tier: str
-) -> None:
-    """The registration (and an automatic promotion) as records of the audit trail, each
-    anchored on its version; a version already anchored (the same run registered again)
-    adds no record."""
-    hashes = {
-        "model_sha256": reg.model_sha256,
+def _evidence_hashes(evidence: Any) -> dict[str, str]:
+    return {
+        "model_sha256": evidence.model_sha256,
         "snapshot_sha256": evidence.snapshot_sha256,
         "policy_sha256": evidence.policy_sha256,
         "suite_sha256": evidence.suite_sha256,
     }
-    steps = [("registration", reg.candidates_model, reg.candidate_version, None)]
-    if reg.version is not None and CHAMPION in reg.aliases:
-        reason = f"automatic promotion: policy tier {tier!r} allows it"
-        steps.append(("promotion", reg.model, reg.version, reason))
-    for action, name, version, reason in steps:
-        if client.get_model_version(name, version).tags.get(AUDIT_SEQ_TAG):
-            continue
-        record = audit.append(
+
+
+def recorded_decision(audit: Any, action: str, name: str, version: str) -> Any | None:
+    """The audit trail's ``action`` record of version ``name/version``, or None."""
+    found = [r for r in audit.records(model=name, version=version) if r.action == action]
+    return found[-1] if found else None
+
+
+def last_decision(audit: Any, model_name: str) -> Any | None:
+    """The latest promotion or rollback of ``model_name`` in the audit trail: the version
+    that should be its champion (None when there was none)."""
+    found = [r for r in audit.records(model=model_name) if r.action in ("promotion", "rollback")]
+    return found[-1] if found else None
+
+
+def _record_once(
+    audit: Any,
+    client: MlflowClient,
+    action: str,
+    name: str,
+    version: str,
+    who: str,
+    run_id: str,
+    hashes: Mapping[str, str],
+    details: Mapping[str, Any],
+    reason: str | None = None,
+) -> Any:
+    """The ``action`` record of a version in the audit trail, appended unless the trail
+    already has it (a registration repeated, or resumed after a crash), and anchored."""
+    rec = recorded_decision(audit, action, name, version)
+    if rec is None:
+        rec = audit.append(
             action,
             actor=who,
             model=name,
             version=version,
-            run_id=reg.run_id,
+            run_id=run_id,
             hashes=hashes,
             reason=reason,
-            details={"gates_passed": list(evidence.gates_passed), "aliases": reg.aliases},
+            details=details,
         )
-        _anchor(client, name, version, record)
+    mv = client.get_model_version(name, version)
+    if mv.tags.get(AUDIT_SEQ_TAG) != str(rec.seq):
+        _anchor(client, name, version, rec)
+    return rec
 
 
-def _versions_of(client: MlflowClient, name: str, run_id: str, model_sha: str) -> list[Any]:
-    """Versions of ``name`` already made from this run and this exact model."""
+def _versions_of(
+    client: MlflowClient, name: str, run_id: str, model_sha: str, source: str | None = None
+) -> list[Any]:
+    """Versions of ``name`` already made from this run and this exact model (or, with
+    ``source``, from that source: a production copy of one candidate version)."""
     from mlflow.exceptions import MlflowException
 
     try:
         found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     except MlflowException:
         return []
-    return [mv for mv in found if VersionTags.from_tags(mv.tags).model_sha256 == model_sha]
+    return sorted(
+        (
+            mv
+            for mv in found
+            if VersionTags.from_tags(mv.tags).model_sha256 == model_sha
+            or (source is not None and mv.source == source)
+        ),
+        key=lambda mv: int(mv.version),
+    )
 
 
 def _compared_champion(policy: Policy, records: Mapping[str, GateRecord]) -> str | None:
@@ -865,50 +948,93 @@ def _promote(
     compared_with,
     reason,
     promoted_by: str | None = None,
+    audit: Any = None,
+    record: Any = None,
 ) -> tuple[str | None, bool, str | None]:
     """Copy the candidate into production and move ``champion``; see register_candidate.
 
     ``evidence`` is the candidate version's :class:`VersionTags`; the production version
-    gets the same tags plus where it was promoted from, by whom and why."""
+    is created with the same tags plus where it was promoted from, by whom and why.
+    ``record(version, replaced)`` appends the promotion's audit record (``replaced``: the
+    champion it replaces, or "none"); it is written and anchored before the alias moves.
+    With ``audit``, the whole decision holds its :meth:`decisions` lock, so two promotions
+    of one model never interleave: the second sees the first's champion.
+
+    Resumes a promotion a crash interrupted: a production version of this candidate made
+    without its record is re-decided (and removed when it may no longer be promoted); one
+    whose record is the model's last decision gets the alias it was promised.
+    """
+    from contextlib import nullcontext
+
     _ensure_registered_model(client, model_name, f"Production model {model_name} (risk-assets)")
-    existing = _versions_of(client, model_name, run_id, model_sha)
-    current = find_champion(client, model_name)
-    if existing:
-        pv = existing[0]
-        is_champion = current is not None and str(current.version) == str(pv.version)
-        return str(pv.version), is_champion, None if is_champion else "already in production"
-    current_ref = "none" if current is None else f"{current.name}/{current.version}"
-    if compared_with is not None and compared_with != current_ref:
-        return (
-            None,
-            False,
-            (
-                f"not promoted: the champion gate compared with {compared_with}, "
-                f"but the champion is now {current_ref}; re-run the gates"
-            ),
+    source = f"models:/{cand}/{cand_version}"
+    with audit.decisions() if audit is not None else nullcontext():
+        current = find_champion(client, model_name)
+        current_ref = "none" if current is None else f"{current.name}/{current.version}"
+        existing = _versions_of(client, model_name, run_id, model_sha, source=source)
+        pv = existing[0] if existing else None
+        if pv is not None:
+            if current is not None and str(current.version) == str(pv.version):
+                return str(pv.version), True, None
+            done = audit is not None and recorded_decision(
+                audit, "promotion", model_name, str(pv.version)
+            )
+            if done or audit is None:
+                last = last_decision(audit, model_name) if audit is not None else None
+                if last is None or last.version != str(pv.version):
+                    return str(pv.version), False, "already in production"
+                _anchor(client, model_name, str(pv.version), done)
+                client.set_registered_model_alias(model_name, CHAMPION, pv.version)
+                return str(pv.version), True, "completed a promotion a crash interrupted"
+        if compared_with is not None and compared_with != current_ref:
+            if pv is not None:  # made by a promotion that never reached its record
+                client.delete_model_version(model_name, pv.version)
+            return (
+                None,
+                False,
+                (
+                    f"not promoted: the champion gate compared with {compared_with}, "
+                    f"but the champion is now {current_ref}; re-run the gates"
+                ),
+            )
+        promoted = replace(
+            evidence,
+            candidate_version=f"{cand}/{cand_version}",
+            promoted_by=promoted_by or current_user(),
+            promotion_reason=reason,
         )
-    pv = client.copy_model_version(f"models:/{cand}/{cand_version}", model_name)
-    pv = _wait_ready(client, model_name, pv.version)
+        if pv is None:
+            pv = _create_version(
+                client,
+                model_name,
+                source=source,
+                run_id=run_id,
+                model_id=getattr(client.get_model_version(cand, cand_version), "model_id", None),
+                tags=promoted.to_tags(),
+                description=f"Promoted from {cand}/{cand_version}",
+            )
+        else:
+            for key, value in promoted.to_tags().items():
+                if pv.tags.get(key) != value:
+                    client.set_model_version_tag(model_name, pv.version, key, value)
+        _list_on_logged_model(client, run_id, model_name, pv.version)
+        if record is not None:
+            _anchor(client, model_name, str(pv.version), record(str(pv.version), current_ref))
+        client.set_registered_model_alias(model_name, CHAMPION, pv.version)
+    return str(pv.version), True, None
+
+
+def _list_on_logged_model(client: MlflowClient, run_id: str, name: str, version: Any) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        _link_logged_model(client, run_id, model_name, pv.version)
+        _link_logged_model(client, run_id, name, version)
     except MlflowException as exc:
         # the listing MLflow's UI shows on the logged model: an approver may write the
         # production model without being allowed to write the pipeline's experiment
         logging.getLogger(__name__).warning(
-            f"{model_name}/{pv.version} not listed on its logged model ({exc.error_code})"
+            f"{name}/{version} not listed on its logged model ({exc.error_code})"
         )
-    promoted = replace(
-        evidence,
-        candidate_version=f"{cand}/{cand_version}",
-        promoted_by=promoted_by or current_user(),
-        promotion_reason=reason,
-    )
-    for key, value in promoted.to_tags().items():
-        client.set_model_version_tag(model_name, pv.version, key, value)
-    client.set_registered_model_alias(model_name, CHAMPION, pv.version)
-    return str(pv.version), True, None
 
 
 def find_champion(client: MlflowClient, model_name: str) -> Any | None:
