@@ -126,9 +126,10 @@ def _sorted_classes(values: Iterable[Any]) -> list[Any]:
     import pandas as pd
 
     s = pd.Series(list(values) if not hasattr(values, "dropna") else values)
-    uniq = s.dropna().unique()
+    # plain Python values, so that messages read 0 and 1, not np.int64(0)
+    uniq = [u.item() if isinstance(u, np.generic) else u for u in s.dropna().unique()]
     try:
-        return list(np.sort(uniq))
+        return sorted(uniq)
     except TypeError:  # mixed types: sort by text, as a person would read them
         return sorted(uniq, key=str)
 
@@ -301,7 +302,7 @@ def positive_scores(model: Any, frame: Any, spec: Any) -> Any:
     """
     from risk_assets.errors import DataError
 
-    classes = list(model.classes_)
+    classes = list(model.classes_.tolist())
     positive = spec.labels(classes, where="the champion's classes").positive
     if positive is None:
         raise DataError(f"a score needs a two-class model; the champion has classes {classes}")

@@ -16,12 +16,14 @@ when an advisory lists it, or when it lies in one of the advisory's ranges (from
 ``last_affected`` included). One line says which snapshot (commit and date) was used and
 why. ``--offline`` uses the snapshot without asking the service.
 
-The snapshot is the first of: the file named by ``RISK_ASSETS_ADVISORY_SNAPSHOT``;
-constraints/advisories/pypa-advisory-database.json; data/pypa-advisory-database.json in the
-project's shared folder beside the checkout (``../shared/``). A snapshot older than 180
-days is used with a warning to refresh it. A missing or corrupt snapshot means nothing was
-audited: said in one line on a developer's machine (exit 0), a failure in CI (``CI=true``).
-A pinned package that the snapshot was not built for is not audited, and fails.
+The snapshot is the file named by ``RISK_ASSETS_ADVISORY_SNAPSHOT``, else
+constraints/advisories/pypa-advisory-database.json (the repository ships none: build one
+with ``--refresh-snapshot``). A snapshot older than 180 days is used with a warning to
+refresh it. With neither the service nor a snapshot nothing is audited: one line on stderr
+says "vulnerability audit NOT RUN" and why, and the exit code is 0, unless
+``RISK_ASSETS_AUDIT_REQUIRED=1`` (set it where CI reaches the service or holds a snapshot)
+makes it a failure; a corrupt snapshot always fails. A pinned package that the snapshot was
+not built for is not audited, and fails.
 
 A pinned version with a known vulnerability fails (exit 1), whichever way it was found.
 
@@ -58,8 +60,8 @@ IGNORED = ROOT / "constraints" / "vulnerabilities-ignored.txt"
 PIN_FILES = (ROOT / "constraints" / "test.txt", ROOT / "constraints" / "alibi.txt")
 SNAPSHOT_NAME = "pypa-advisory-database.json"
 SNAPSHOT = ROOT / "constraints" / "advisories" / SNAPSHOT_NAME
-SHARED_SNAPSHOT = ROOT.parent / "shared" / "data" / SNAPSHOT_NAME
 SNAPSHOT_ENV = "RISK_ASSETS_ADVISORY_SNAPSHOT"
+REQUIRED_ENV = "RISK_ASSETS_AUDIT_REQUIRED"
 STALE_AFTER_DAYS = 180
 ADVISORY_DATABASE = "https://github.com/pypa/advisory-database"
 ATTRIBUTION = (
@@ -283,11 +285,10 @@ def load_snapshot(path: Path) -> dict:
 
 
 def snapshot_path() -> Path:
-    """Where the snapshot is: ``$RISK_ASSETS_ADVISORY_SNAPSHOT``, else the first of the
-    repository's and the shared folder's copies that exists (the repository's if none)."""
+    """Where the snapshot is: ``$RISK_ASSETS_ADVISORY_SNAPSHOT``, else the repository's."""
     if os.environ.get(SNAPSHOT_ENV):
         return Path(os.environ[SNAPSHOT_ENV])
-    return next((p for p in (SNAPSHOT, SHARED_SNAPSHOT) if p.is_file()), SNAPSHOT)
+    return SNAPSHOT
 
 
 def audit_snapshot(
@@ -472,19 +473,24 @@ def dump_snapshot(snapshot: dict) -> str:
 
 
 def _audit_with_snapshot(
-    files: list[Path], ignored: list[str], reason: str | None, in_ci: bool
+    files: list[Path], ignored: list[str], reason: str | None, required: bool
 ) -> int:
     path = snapshot_path()
+    if not path.is_file() and not required:
+        why = f"pip-audit's service cannot be asked ({reason}) and " if reason else ""
+        print(
+            f"vulnerability audit NOT RUN: {why}there is no advisory snapshot at {path} "
+            f"(build one with --refresh-snapshot, or set {REQUIRED_ENV}=1 to make this a "
+            "failure)",
+            file=sys.stderr,
+        )
+        return 0
     try:
         snapshot = load_snapshot(path)
     except SnapshotError as exc:
         why = f"pip-audit's service cannot be asked ({reason}) and " if reason else ""
-        what = f"vulnerability audit NOT RUN: {why}{exc}"
-        if in_ci:
-            print(f"{what}; in CI that is a failure", file=sys.stderr)
-            return 1
-        print(what, file=sys.stderr)
-        return 0
+        print(f"vulnerability audit failed: {why}{exc}", file=sys.stderr)
+        return 1
     pins = [pin for file in files for pin in read_pins(file)]
     checked, findings = audit_snapshot(pins, snapshot, ignored)
     for line in findings:
@@ -540,7 +546,7 @@ def main(argv: list[str]) -> int:
             f"{len(snapshot['advisories'])} advisories for {len(snapshot['packages'])} packages"
         )
         return 0
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    required = os.environ.get(REQUIRED_ENV, "") == "1"
     try:
         ignored = ignored_advisories()
         for file in files:
@@ -550,7 +556,7 @@ def main(argv: list[str]) -> int:
         return 1
     reason = None if args.offline else unreachable_reason()
     if args.offline or reason is not None:
-        return _audit_with_snapshot(files, ignored, reason, in_ci)
+        return _audit_with_snapshot(files, ignored, reason, required)
     failed = False
     for path in files:
         checked, findings = audit(path, ignored)

@@ -178,10 +178,6 @@ class Hostile:
     #: swapped it also rewrote the hashes); None when the skops file is the genuine one
     own_hash_refusal: str | None = None
 
-    @property
-    def mlmodel_only(self) -> bool:
-        return self.own_hash_refusal is None
-
 
 HOSTILE = [
     Hostile(
@@ -535,36 +531,20 @@ def test_rollback_refuses_a_swapped_earlier_champion(
     assert str(client.get_registered_model(MODEL).aliases["champion"]) == "2"
 
 
-APPROVE_GAP = (
-    "the evidence check (verify_gate_evidence) re-hashes the skops file only, not the "
-    "MLmodel: a challenger whose MLmodel was swapped is approved and promoted (the next load "
-    "refuses it); check_model_dir on the downloaded folder would refuse it"
-)
-
-
-@pytest.mark.parametrize(
-    "hostile",
-    [
-        pytest.param(h, marks=pytest.mark.xfail(strict=True, reason=APPROVE_GAP))
-        if h.mlmodel_only
-        else h
-        for h in HOSTILE
-    ],
-    ids=[h.id for h in HOSTILE],
-)
+@every_hostile
 def test_approve_refuses_a_swapped_challenger(registry, hostile, marker, tmp_path, monkeypatch):
-    """An approval verifies the evidence before anything else. Where that is known to let
-    a swapped MLmodel through (xfail), the maker asks, so that the refusal that follows
-    (maker-checker) leaves the scenario as it was; everywhere else an approver asks."""
+    """An approval verifies the evidence before anything else, on the whole model folder
+    as MLflow's loaders would follow it (its MLmodel too, not only the skops file's hash):
+    an approver's approval of a swapped challenger is refused, naming the file."""
     client = mlflow_client()
     before = _state(client)
-    _as(monkeypatch, "maker" if hostile.mlmodel_only else "alice")
+    _as(monkeypatch, "alice")
     with _swapped(client, CANDIDATES, "3", hostile, marker, tmp_path):
         code, out, _ = _cli("approve", MODEL, "3", "--reason", "looks fine")
     _nothing_happened(client, before, marker)
     assert code == 4 and out["status"] == "error", out
-    named = "MLmodel" if hostile.mlmodel_only else "model artefact SHA-256"
-    assert named in out["error"], out["error"]
+    assert re.search(hostile.refusal, out["error"]) and hostile.file in out["error"], out
+    assert f"model artefact: model/{hostile.file}:" in out["error"], out["error"]
 
 
 @every_hostile

@@ -35,7 +35,10 @@ def test_numeric_labels_match_across_types():
     # YAML writes 1; a target read with a gap is float; a model's classes are numpy ints
     assert resolve_labels(pd.Series([0.0, 1.0]), positive=1).positive == 1.0
     assert resolve_labels(np.array([0, 1]), favourable="1").favourable == 1
-    assert resolve_labels(pd.Series([True, False])).favourable is np.True_
+    # plain Python values, equal to the data's own (messages read 1, not np.int64(1))
+    assert resolve_labels(pd.Series([True, False])).favourable is True
+    labels = resolve_labels(np.array([0, 1], dtype=np.int64))
+    assert labels.classes == (0, 1) and type(labels.positive) is int
     assert suggest_labels(pd.Series(["no", "yes", "no"]), target="subscribed")[0] == "yes"
     assert suggest_labels(pd.Series(["approved", "denied"]))[0] == "approved"
     # a yes or a 1 that names an adverse event is not the favourable decision

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +19,6 @@ _spec = importlib.util.spec_from_file_location(
 audit = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = audit
 _spec.loader.exec_module(audit)
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def advisory(package="demo-pkg", ranges=(), versions=(), aliases=(), id="PYSEC-0000-1"):
@@ -177,11 +174,14 @@ def test_offline_audit_fails_on_a_finding_and_warns_when_stale(tmp_path, monkeyp
     out, err = capsys.readouterr()
     assert "no known vulnerabilities" in out and "WARNING" not in err
     monkeypatch.setenv(audit.SNAPSHOT_ENV, str(tmp_path / "missing.json"))
-    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv(audit.REQUIRED_ENV, "1")
     assert audit.main(["--offline", str(pins)]) == 1
-    monkeypatch.setenv("CI", "")
+    monkeypatch.setenv(audit.REQUIRED_ENV, "")
     assert audit.main(["--offline", str(pins)]) == 0
     assert "NOT RUN" in capsys.readouterr().err
+    (tmp_path / "corrupt.json").write_text("{", encoding="utf-8")
+    monkeypatch.setenv(audit.SNAPSHOT_ENV, str(tmp_path / "corrupt.json"))
+    assert audit.main(["--offline", str(pins)]) == 1
 
 
 def test_ignore_file_entries_have_reasons():
@@ -190,7 +190,7 @@ def test_ignore_file_entries_have_reasons():
 
 def test_the_snapshot_parses_and_covers_every_pin():
     path = audit.snapshot_path()
-    if not path.is_file() and not IN_CI:
+    if not path.is_file():
         pytest.skip(f"no advisory snapshot at {path} (see scripts/audit_dependencies.py)")
     snap = audit.load_snapshot(path)
     assert snap["source"] == audit.ADVISORY_DATABASE and len(snap["commit"]) == 40

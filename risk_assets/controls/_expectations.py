@@ -52,6 +52,10 @@ def load_suite(path: str | Path) -> dict[str, Any]:
         raise SuiteError(f"expectation suite file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{path}: cannot read the expectation suite: {exc}") from exc
+    except RecursionError:
+        raise SuiteError(
+            f"{path}: cannot read the expectation suite: its JSON is nested too deeply"
+        ) from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: expected a JSON object with 'name' and 'expectations'")
     expectations = raw.get("expectations")

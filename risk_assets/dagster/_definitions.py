@@ -238,14 +238,14 @@ def spec_files(folder: str | Path) -> Sequence[Path]:
     """Pipeline specs in a folder: each ``*.yaml`` or ``*.yml`` in it with a ``source`` key."""
     import yaml
 
-    from risk_assets._yaml import load_file_bounded
+    from risk_assets._yaml import load_file_bounded, yaml_problem
 
     out = []
     for path in sorted(Path(folder).glob("*.y*ml")):
         try:
             head = load_file_bounded(path)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+            raise SpecError(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
         if isinstance(head, dict) and "source" in head:
             out.append(path)
     return out

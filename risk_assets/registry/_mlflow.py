@@ -493,19 +493,27 @@ def download_model(client: MlflowClient, run_id: str, dst: str, path: str = "") 
 
 
 def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLineage) -> str:
-    """The model artefact's SHA-256, which must be the one the run records."""
-    from risk_assets.registry._models import MODEL_FILE, file_sha256
+    """The model artefact's SHA-256, which must be the one the run records. The whole
+    model folder is checked as a loader would follow it (its MLmodel's flavours, paths and
+    trusted types: :func:`check_model_dir`), not only the skops file's hash: a decision
+    must not pass a model that MLflow's own loaders would run differently."""
+    from risk_assets.registry._models import check_model_dir, file_sha256
 
     if not recorded.model_sha256:
         raise GateEvidenceError(
             f"run {run_id} records no model hash; it is not a risk-assets candidate"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        actual = file_sha256(download_model(client, run_id, tmp, MODEL_FILE))
-    if actual != recorded.model_sha256:
-        raise IntegrityError(
-            f"run {run_id}: model artefact SHA-256 {actual} != the recorded {recorded.model_sha256}"
-        )
+        local = download_model(client, run_id, tmp)
+        try:
+            model_file = check_model_dir(local, expected_sha256=recorded.model_sha256)
+        except IntegrityError as exc:
+            # the temporary download path means nothing to the reader: name the run
+            where = str(Path(local).resolve())
+            raise IntegrityError(
+                f"run {run_id}: model artefact: {str(exc).replace(where, 'model')}"
+            ) from None
+        actual = file_sha256(model_file)
     return actual
 
 
@@ -709,6 +717,25 @@ def _new_candidate_version(client: MlflowClient, cand: str, run: Any, evidence: 
     return mv
 
 
+def _version_tags(
+    run: Any, model_sha: str, policy: Policy, policy_sha256: str, records: dict, who: str
+) -> VersionTags:
+    """The evidence tags of a version registered from ``run``."""
+    run_lineage = RunLineage.from_tags(run.data.tags)
+    return VersionTags(
+        model_sha256=model_sha,
+        run_id=run.info.run_id,
+        policy_sha256=policy_sha256,
+        snapshot_sha256=run_lineage.snapshot_sha256 or "",
+        suite_sha256=run_lineage.suite_sha256 or "",
+        gates_passed=sorted(k for k, r in records.items() if r.passed),
+        registered_by=who,
+        policy_tier=policy.tier,
+        partition=run_lineage.partition or None,
+        window=run_lineage.window or None,
+    )
+
+
 def register_candidate(
     client: MlflowClient,
     run_id: str,
@@ -751,19 +778,7 @@ def register_candidate(
     _ensure_registered_model(client, cand, f"Gated candidates of {model_name} (risk-assets)")
     records = gate_records(run)
     existing = _versions_of(client, cand, run_id, model_sha)
-    run_lineage = RunLineage.from_tags(run.data.tags)
-    evidence = VersionTags(
-        model_sha256=model_sha,
-        run_id=run_id,
-        policy_sha256=policy_sha256,
-        snapshot_sha256=run_lineage.snapshot_sha256 or "",
-        suite_sha256=run_lineage.suite_sha256 or "",
-        gates_passed=sorted(k for k, r in records.items() if r.passed),
-        registered_by=who,
-        policy_tier=policy.tier,
-        partition=run_lineage.partition or None,
-        window=run_lineage.window or None,
-    )
+    evidence = _version_tags(run, model_sha, policy, policy_sha256, records, who)
     mv = existing[0] if existing else _new_candidate_version(client, cand, run, evidence)
     hashes = _evidence_hashes(evidence)
     details = {"gates_passed": list(evidence.gates_passed)}
