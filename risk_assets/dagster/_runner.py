@@ -227,6 +227,11 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
             instance.report_run_failed(
                 run, message=f"the process that ran it (pid {pid}) ended without finishing it"
             )
+            # the pool slots its steps held are not freed by a failure report (a daemon
+            # frees them later, if there is one): free them, or the next run of the
+            # pipeline waits for ever on the registry's pool
+            if instance.event_log_storage.supports_global_concurrency_limits:
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             marked.append(f"Dagster run {run.run_id} marked failed: its process {pid} died")
     return marked
 
@@ -246,7 +251,9 @@ def recover_dead_runs(
     def ended(dagster_run_id: str) -> str | None:
         run = instance.get_run_by_id(dagster_run_id)
         if run is None:
-            return "unknown"
+            # another Dagster instance's run (one MLflow shared by two deployments): only
+            # its own instance can tell whether it is still going, so it is left alone
+            return None
         return run.status.value if run.is_finished else None
 
     done += [

@@ -117,8 +117,8 @@ def recover(
         experiment: the pipeline's MLflow experiment.
         model_name: its production model (``<model_name>-candidates`` holds its candidates).
         ended: how the Dagster run of an id ended (its status's name, e.g. ``FAILURE``;
-            ``unknown`` when the instance has no such run), or None while it is in
-            progress.
+            or None while it is in progress or when the instance does not know the run
+            (another instance's run is left to that instance).
 
     Returns:
         What was done, one entry per dead run (and one for the champion alias); empty
