@@ -223,46 +223,50 @@ def approve(
     if not reason.strip():
         raise ApprovalError("an approval needs a reason")
     c = _checked(client, audit, model, str(version))
-    approvals, rejections = _decisions(_trusted(audit), c["cand"], str(version))
-    if rejections:
-        raise ApprovalError(f"{c['cand']}/{version} was rejected (record {rejections[-1].seq})")
-    if expect_evidence and expect_evidence != c["evidence"]:
-        raise ApprovalError(
-            f"the evidence changed since you saw it ({expect_evidence[:12]}... then, "
-            f"{c['evidence'][:12]}... now)"
-        )
-    for earlier in approvals:
-        if earlier.hashes.get("evidence_sha256") != c["evidence"]:
+    # the approvals so far counted, this one recorded and the promotion it completes made,
+    # one decision at a time: two approvers at once would each count the other's approval
+    # out (neither promoting), or a rejection slip in between
+    with audit.decisions():
+        approvals, rejections = _decisions(_trusted(audit), c["cand"], str(version))
+        if rejections:
+            raise ApprovalError(f"{c['cand']}/{version} was rejected (record {rejections[-1].seq})")
+        if expect_evidence and expect_evidence != c["evidence"]:
             raise ApprovalError(
-                f"the evidence changed since {earlier.actor} approved it (record {earlier.seq})"
+                f"the evidence changed since you saw it ({expect_evidence[:12]}... then, "
+                f"{c['evidence'][:12]}... now)"
             )
-    role = _may_approve(c["policy"], actor, c["maker"], approvals)
-    required = c["policy"].promotion.required_approvals(c["policy"].tier)
-    count = len(approvals) + 1
-    if count >= required:  # this approval promotes: MLflow must let the approver do it
-        _check_may_promote(client, _production_name(c["cand"]), actor)
-    record = audit.append(
-        "approval",
-        actor=actor,
-        model=c["cand"],
-        version=str(version),
-        run_id=c["mv"].run_id,
-        hashes=_hashes(c),
-        reason=reason,
-        details={"role": role, "approval": count, "required": required},
-    )
-    _republish(client, audit, c["cand"], str(version))
-    if count < required:
-        return Decision(
+        for earlier in approvals:
+            if earlier.hashes.get("evidence_sha256") != c["evidence"]:
+                raise ApprovalError(
+                    f"the evidence changed since {earlier.actor} approved it (record {earlier.seq})"
+                )
+        role = _may_approve(c["policy"], actor, c["maker"], approvals)
+        required = c["policy"].promotion.required_approvals(c["policy"].tier)
+        count = len(approvals) + 1
+        if count >= required:  # this approval promotes: MLflow must let the approver do it
+            _check_may_promote(client, _production_name(c["cand"]), actor)
+        record = audit.append(
             "approval",
-            c["cand"],
-            str(version),
-            record.seq,
-            count,
-            required,
-            message=f"approved by {actor}; {required - count} more approval(s) needed",
+            actor=actor,
+            model=c["cand"],
+            version=str(version),
+            run_id=c["mv"].run_id,
+            hashes=_hashes(c),
+            reason=reason,
+            details={"role": role, "approval": count, "required": required},
         )
-    return _promote_approved(client, audit, c, [*approvals, record], actor, required)
+        if count >= required:
+            return _promote_approved(client, audit, c, [*approvals, record], actor, required)
+    _republish(client, audit, c["cand"], str(version))
+    return Decision(
+        "approval",
+        c["cand"],
+        str(version),
+        record.seq,
+        count,
+        required,
+        message=f"approved by {actor}; {required - count} more approval(s) needed",
+    )
 
 
 #: A registered-model tag risk-assets never sets: deleting it changes nothing, and MLflow
@@ -411,20 +415,21 @@ def reject(
         raise ApprovalError("a rejection needs a reason")
     production = _production_name(model)
     cand = candidates_name(production)
-    if f"{cand}/{version}" in _promoted_from(_trusted(audit), production):
-        raise ApprovalError(
-            f"{cand}/{version} is in production already: roll {production} back instead"
+    with audit.decisions():  # not between an approval's count and its promotion
+        if f"{cand}/{version}" in _promoted_from(_trusted(audit), production):
+            raise ApprovalError(
+                f"{cand}/{version} is in production already: roll {production} back instead"
+            )
+        mv = client.get_model_version(cand, str(version))
+        record = audit.append(
+            "rejection",
+            actor=actor,
+            model=cand,
+            version=str(version),
+            run_id=mv.run_id,
+            hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
+            reason=reason,
         )
-    mv = client.get_model_version(cand, str(version))
-    record = audit.append(
-        "rejection",
-        actor=actor,
-        model=cand,
-        version=str(version),
-        run_id=mv.run_id,
-        hashes={"model_sha256": VersionTags.from_tags(mv.tags).model_sha256 or ""},
-        reason=reason,
-    )
     client.set_model_version_tag(cand, str(version), "risk_assets.rejected_by", actor)
     return Decision("rejection", cand, str(version), record.seq, message=f"rejected by {actor}")
 

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -155,12 +156,29 @@ class AuditLog:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    #: the thread holding :meth:`decisions` through this object, if one does
+    _decider: int | None = None
+
     @contextmanager
     def decisions(self) -> Iterator[None]:
-        """Held while a decision is recorded and carried out (a promotion: its record, then
+        """Held while a decision is recorded and carried out (an approval: the approvals
+        counted, its record, and the promotion it completes; a promotion: its record, then
         the ``champion`` alias; a rollback; a recovery): one at a time across processes, so
         the alias ends where the last record says. Apart from the lock of appends, which
-        is taken inside it; the kernel releases it when its holder dies."""
+        is taken inside it; the kernel releases it when its holder dies. Re-entrant in the
+        thread that holds it through this object (an approval that promotes)."""
+        if self._decider == threading.get_ident():
+            yield None
+            return
+        with self._hold_decisions():
+            self._decider = threading.get_ident()
+            try:
+                yield None
+            finally:
+                self._decider = None
+
+    @contextmanager
+    def _hold_decisions(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".decisions.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -367,7 +385,7 @@ class PostgresAuditLog(AuditLog):
                 yield cur
 
     @contextmanager
-    def decisions(self) -> Iterator[None]:
+    def _hold_decisions(self) -> Iterator[None]:
         """See :meth:`AuditLog.decisions`: a session advisory lock on a connection of its
         own, released when the block ends or the connection drops."""
         with self._connect() as conn:

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ __all__ = [
     "current_settings",
     "current_user",
     "ensure_embedded_dagster_home",
+    "store_creation_lock",
 ]
 
 STATE_ENV = "RISK_ASSETS_HOME"
@@ -131,6 +135,22 @@ def ensure_embedded_dagster_home(settings: Settings) -> Path:
         tmp.write_text(EMBEDDED_DAGSTER_YAML, encoding="utf-8")
         os.replace(tmp, config)
     return config
+
+
+@contextmanager
+def store_creation_lock(folder: Path) -> Iterator[None]:
+    """Held by a process while it opens the SQLite stores in ``folder`` (the embedded Dagster
+    instance, MLflow's SQLite store): their first opening creates the tables and stamps the
+    schema version, which two processes doing at once leave broken for good (a second
+    alembic head, a table created twice). An exclusive lock on ``folder/.store.lock``; the
+    kernel releases it when its holder dies."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".store.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def server_user(environ: dict[str, str] | None = None) -> str | None:

@@ -105,6 +105,38 @@ def _verdict(instance: Any, check_key: dg.AssetCheckKey, partition: str | None) 
     return records[0].event.dagster_event.event_specific_data
 
 
+def _judged_in_run(
+    instance: Any, key: dg.AssetKey, partition: str | None, run_id: str | None
+) -> dict[str, Any] | None:
+    """When run ``run_id`` materialised the asset (of one partition): the evaluations of its
+    checks made in that run, by check name (the last of each). None when it did not.
+
+    Runs of one pipeline at the same time each judge the value they made: Dagster records
+    as a check's target the asset's latest materialisation when the check started, which
+    may be another run's, and the latest verdict may be another run's too."""
+    if run_id is None:
+        return None
+    records = instance.get_records_for_run(
+        run_id,
+        of_type={
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
+            dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+        },
+    ).records
+    made, verdicts = False, {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            made = made or (record.asset_key == key and record.partition_key == partition)
+            continue
+        data = event.event_specific_data
+        if data.asset_key == key and getattr(data, "partition", None) in (None, partition):
+            verdicts[data.check_name] = data
+    return verdicts if made else None
+
+
 def _pending_in(
     instance: Any, check_key: dg.AssetCheckKey, partition: str | None, run_id: str | None
 ) -> str | None:
@@ -148,7 +180,8 @@ def blocked_by(
 ) -> list[str]:
     """Why the assets after ``asset`` must not be built: each blocking gate on ``asset``
     that failed, or has no verdict on the asset's current materialisation, per partition.
-    Empty when every blocking gate passed.
+    Empty when every blocking gate passed. When run ``run_id`` materialised ``asset`` (of a
+    partition), the current materialisation is its own, judged by the checks it ran.
 
     A gate without a verdict that another run in progress (not ``run_id``) has planned is
     waited for, up to ``wait_seconds`` (default ``$RISK_ASSETS_GATE_WAIT_SECONDS``, else
@@ -169,6 +202,18 @@ def blocked_by(
     while True:
         reasons, pending = [], []
         for partition in partitions:
+            own = _judged_in_run(instance, key, partition, run_id)
+            if own is not None:  # this run made the asset: its own checks judge it
+                found = [
+                    f"{c.name} [{c.risk.id}] "
+                    + (f"has no verdict on the current {asset}" if c.name not in own else "failed")
+                    for c in checks
+                    if c.name not in own or not own[c.name].passed
+                ]
+                if found:
+                    where = f" of {partition}" if partition is not None else ""
+                    reasons.append(f"{asset}{where}: {', '.join(found)}")
+                continue
             latest = _latest_materialisation(instance, key, partition)
             found = []
             for check in checks:

@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from risk_assets.dagster._production import check_production_stores
-from risk_assets.settings import current_settings
+from risk_assets.settings import current_settings, store_creation_lock
 
 __all__ = [
     "AuditResource",
@@ -95,12 +95,18 @@ class MlflowResource(dg.ConfigurableResource):
 
             settings = current_settings()
             tracking = self.tracking_uri or settings.tracking_uri
-            if tracking.startswith("sqlite:///"):
-                Path(tracking[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             default_registry = settings.registry_uri if self.tracking_uri is None else tracking
-            self._client = MlflowClient(
-                tracking_uri=tracking, registry_uri=self.registry_uri or default_registry
-            )
+            registry = self.registry_uri or default_registry
+            if not tracking.startswith("sqlite:///"):
+                self._client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+                return self._client
+            # runs started at once on a new state would each create the store's tables (the
+            # client opens the tracking store, the first registry call the registry's): the
+            # first to open them does, under a lock, while the others wait
+            with store_creation_lock(Path(tracking[len("sqlite:///") :]).parent):
+                client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+                client.search_registered_models(max_results=1)
+            self._client = client
         return self._client
 
     def ensure_experiment(self, name: str, description: str | None = None) -> str:
@@ -236,12 +242,30 @@ class WebhookAlertResource(dg.ConfigurableResource):
         return ok
 
 
+def _run_of(context: dg.OutputContext | None) -> str | None:
+    """The run that produced an output: for an input, the run in whose plan its value was
+    produced (this run, or the run a re-execution loads it from); None for an asset the
+    run loads from earlier runs (Dagster builds that context without a run)."""
+    if context is None:
+        return None
+    try:
+        return context.run_id
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
 class JsonIOManager(dg.ConfigurableIOManager):
     """Stores asset values as JSON (references and figures, never pickles), in a folder or
     an object store: ``<base>/<asset key>/<partition or __all__>.json``, through
     universal-pathlib as Dagster's ``UPathIOManager`` does. (Not a subclass of it: an input
     that spans partitions, a training window, is always a mapping of partition key to
-    value here, whatever its size, and the layout stays that of earlier versions.)"""
+    value here, whatever its size, and the layout stays that of earlier versions.)
+
+    Each value is also kept under the run that produced it
+    (``<base>/<asset key>/by_run/<run id>/<partition or __all__>.json``), and a step reads
+    the value its own run (or the run it re-executes) produced: runs of one pipeline at
+    the same time each register the model they trained, not the one written last. An
+    asset the run did not materialise is read from the shared path, as before."""
 
     base_dir: str | None = Field(
         default=None,
@@ -249,38 +273,54 @@ class JsonIOManager(dg.ConfigurableIOManager):
         "io, else $RISK_ASSETS_HOME/io",
     )
 
-    def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Any:
+    def _path(
+        self, asset_key: dg.AssetKey, partition: str | None, run_id: str | None = None
+    ) -> Any:
         from risk_assets.storage import as_path
 
-        base = as_path(self.base_dir or current_settings().io_location)
-        return base.joinpath(*asset_key.path) / f"{partition or '__all__'}.json"
+        base = as_path(self.base_dir or current_settings().io_location).joinpath(*asset_key.path)
+        if run_id is not None:
+            base = base / "by_run" / run_id
+        return base / f"{partition or '__all__'}.json"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         from risk_assets.storage import write_atomic
 
         if obj is None:
             return
-        path = self._path(
-            context.asset_key, context.partition_key if context.has_partition_key else None
-        )
+        partition = context.partition_key if context.has_partition_key else None
         data = json.dumps(obj, sort_keys=True, indent=1).encode("utf-8")
-        write_atomic(path, lambda out: out.write(data))
+        if (run_id := _run_of(context)) is not None:
+            write_atomic(
+                self._path(context.asset_key, partition, run_id), lambda out: out.write(data)
+            )
+        write_atomic(self._path(context.asset_key, partition), lambda out: out.write(data))
 
     def load_input(self, context: dg.InputContext) -> Any:
         """The upstream value; for an input that spans partitions (a training window), a
         mapping of partition key to value."""
+        run_id = _run_of(context.upstream_output)
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)
             if len(keys) != 1 or not context.has_partition_key or keys[0] != context.partition_key:
-                return {k: self._read(context.asset_key, k) for k in keys}
-            return self._read(context.asset_key, keys[0])
-        return self._read(context.asset_key, None)
+                mine = context.partition_key if context.has_partition_key else None
+                return {
+                    k: self._read(context.asset_key, k, run_id if k == mine else None) for k in keys
+                }
+            return self._read(context.asset_key, keys[0], run_id)
+        return self._read(context.asset_key, None, run_id)
 
-    def _read(self, asset_key: dg.AssetKey, partition: str | None) -> Any:
+    def _read(self, asset_key: dg.AssetKey, partition: str | None, run_id: str | None) -> Any:
+        """The value ``run_id`` produced, else (no such run, or a value written before
+        values were kept per run) the latest."""
         from risk_assets.storage import read_bytes
 
+        content = None
+        if run_id is not None:
+            content = read_bytes(self._path(asset_key, partition, run_id))
         path = self._path(asset_key, partition)
-        content = read_bytes(path)
+        if content is None:
+            content = read_bytes(path)
         if content is None:
             where = f" partition {partition}" if partition else ""
             raise dg.Failure(

@@ -167,15 +167,20 @@ def _partition_arg(pipeline: LoadedPipeline, partition: str | None) -> None:
 
 
 def _instance() -> dg.DagsterInstance:
-    from risk_assets.settings import current_settings, ensure_embedded_dagster_home
+    from risk_assets.settings import (
+        current_settings,
+        ensure_embedded_dagster_home,
+        store_creation_lock,
+    )
 
     settings = current_settings()
     if not os.environ.get("DAGSTER_HOME") or settings.is_embedded_dagster_home:
         # the embedded default: a project-local home, made (or brought up to date) on use
         ensure_embedded_dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    instance = dg.DagsterInstance.get()
+    # runs started at once on a new state would each create the instance's tables
+    with store_creation_lock(Path(os.environ["DAGSTER_HOME"])):
+        instance = dg.DagsterInstance.get()
     check_production_stores(instance, settings.tracking_uri, settings.registry_uri)
     _free_slots_of_finished_runs(instance)
     return instance
