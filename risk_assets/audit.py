@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -395,7 +396,23 @@ class PostgresAuditLog(AuditLog):
             try:
                 yield None
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (self._DECISIONS,))
+                self._unlock_decisions(conn)
+
+    def _unlock_decisions(self, conn: Any) -> None:
+        """Release the decisions lock; a connection that dropped meanwhile (the server
+        restarted) took the lock with it, and the decision made under it stands: failing
+        here would report a promotion that was recorded and carried out as failed."""
+        import psycopg
+
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._DECISIONS,))
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            logging.getLogger(__name__).warning(
+                f"{self.TABLE}: the connection holding the decisions lock dropped before the "
+                f"lock was released ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+            )
 
     def _last(self, cur: Any = None) -> AuditRecord | None:
         cur.execute(f"SELECT record FROM {self.TABLE} ORDER BY seq DESC LIMIT 1")

@@ -251,8 +251,27 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the contract: exit 1 (and one JSON object with --json)
-        return _fail(args, EXIT_UNEXPECTED, f"{type(exc).__name__}: {exc}", exc)
+        return _fail(args, EXIT_UNEXPECTED, _unexpected(exc), exc)
     return EXIT_UNEXPECTED
+
+
+def _unexpected(exc: BaseException) -> str:
+    """``Class: message``, and the first line of the error that caused it when it says
+    something more: a wrapper's message ("too many retries for DB connection") does not
+    name the server it could not reach; its cause does."""
+    text = f"{type(exc).__name__}: {exc}"
+    root, seen = exc, {id(exc)}
+    while (cause := _cause(root)) is not None and id(cause) not in seen:
+        root = cause
+        seen.add(id(cause))
+    first = next(iter(str(root).strip().splitlines()), "")
+    if root is not exc and first and first not in text:
+        text += f" ({type(root).__name__}: {first})"
+    return text
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
 
 
 def _cmd_governance(args: argparse.Namespace) -> int:
@@ -396,6 +415,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    from risk_assets.settings import bound_mlflow_retries
+
+    bound_mlflow_retries()
     import logging
     import warnings
 
@@ -423,6 +445,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.to_json(), indent=None))
     else:
         print(outcome.render())
+    if outcome.status == "error":
+        print(f"risk-assets: error: {outcome.error}", file=sys.stderr)
     return outcome.exit_code
 
 

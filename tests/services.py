@@ -4,6 +4,7 @@ test skips saying what is missing; in CI (``CI=true``) it fails."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -79,6 +80,17 @@ def postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _as_postgres() -> list[str]:
+    """The prefix that runs a PostgreSQL command as the ``postgres`` user when we are root
+    (the server refuses root)."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _cluster_options(root: Path, port: int) -> str:
+    """The server options of a cluster of :func:`postgres_cluster` (``pg_ctl -o``)."""
+    return f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+
 @contextmanager
 def postgres_cluster() -> Iterator[str]:
     """A PostgreSQL cluster on a loopback port for the duration; yields the URL of an empty
@@ -91,10 +103,9 @@ def postgres_cluster() -> Iterator[str]:
     except ImportError:
         missing("psycopg is not installed (the 'test' extra)")
     root = Path(tempfile.mkdtemp(prefix="risk-assets-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
+    as_user = _as_postgres()
+    if as_user:
         shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", free_port()
 
     def run(*cmd: str) -> None:
@@ -112,7 +123,7 @@ def postgres_cluster() -> Iterator[str]:
         "-E",
         "UTF8",
     )
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    opts = _cluster_options(root, port)
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
     try:
         admin = f"postgresql://risk@127.0.0.1:{port}/postgres"
@@ -136,6 +147,119 @@ def postgres_cluster() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+class PostgresControl:
+    """Stop, start and restart the server of a cluster :func:`postgres_cluster` made (an
+    outage of the database), with the options it was started with. ``command`` gives the
+    same as a command line, for another process to run at a point of its own."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            self.data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+        self.port = urlsplit(url).port
+        self._pg_ctl = str(postgres_bin() / "pg_ctl")
+
+    def command(self, action: str) -> list[str]:
+        """``pg_ctl`` for ``action``: ``stop`` (fast: sessions are disconnected), ``start``
+        or ``restart``; each waits until it is done. A server started here logs to the
+        cluster's log file: with its output on a pipe, whoever reads the pipe would wait for
+        the server to end."""
+        base = [*_as_postgres(), self._pg_ctl, "-D", str(self.data), "-w", "-m", "fast"]
+        if action == "stop":
+            return [*base, "stop"]
+        root = self.data.parent
+        return [*base, "-o", _cluster_options(root, self.port), "-l", str(root / "log"), action]
+
+    def _run(self, action: str) -> None:
+        subprocess.run(self.command(action), check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def start(self) -> None:
+        self._run("start")
+
+    def restart(self) -> None:
+        self._run("restart")
+
+
+class MlflowServer:
+    """``mlflow server`` on a loopback port with ``backend_store_uri`` and artefacts it
+    serves itself (``--serve-artifacts``) from ``artifacts_destination`` (default a folder
+    of ``root``; an ``s3://`` URL with ``MLFLOW_S3_ENDPOINT_URL`` set, in ``env`` or the
+    process's environment). The command runs the server in a child process, so it is
+    started in a process group of its own: :meth:`kill` kills the server as a crash would
+    (SIGKILL to the group), and :meth:`start` starts it again on the same port and stores."""
+
+    def __init__(
+        self,
+        backend_store_uri: str,
+        root: Path,
+        artifacts_destination: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = root
+        self.log = root / "mlflow-server.log"
+        root.mkdir(parents=True, exist_ok=True)
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--workers", "1"]
+        cmd += ["--backend-store-uri", backend_store_uri]
+        destination = artifacts_destination or str(root / "artifacts")
+        self._cmd = [*cmd, "--serve-artifacts", "--artifacts-destination", destination]
+        self._env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers (fail, with its log, if it does not)."""
+        import urllib.request
+
+        with self.log.open("a") as out:  # the child keeps its own descriptor
+            self.proc = proc = subprocess.Popen(
+                self._cmd,
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer: {self.log.read_text()[-3000:]}")
+            time.sleep(0.25)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its children (its process group)."""
+        import signal
+
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Stop it (the command passes SIGTERM on to the server); what is left of the group
+        is killed."""
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc)
+        self.kill()
+
+
 @contextmanager
 def mlflow_server(
     backend_store_uri: str,
@@ -143,40 +267,13 @@ def mlflow_server(
     artifacts_destination: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """``mlflow server`` on a loopback port with ``backend_store_uri`` and artefacts it
-    serves itself (``--serve-artifacts``) from ``artifacts_destination`` (default a folder
-    of ``root``; an ``s3://`` URL with ``MLFLOW_S3_ENDPOINT_URL`` set, in ``env`` or the
-    process's environment); yields its URL."""
-    import sys
-    import urllib.request
-
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--workers", "1", "--backend-store-uri", backend_store_uri]
-    destination = artifacts_destination or str(root / "artifacts")
-    cmd += ["--serve-artifacts", "--artifacts-destination", destination]
-    env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = root / "mlflow-server.log"
-    with log.open("w") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    """An :class:`MlflowServer` for the duration; yields its URL."""
+    server = MlflowServer(backend_store_uri, root, artifacts_destination, env)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: {log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer: {log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}"
+        server.start()
+        yield server.url
     finally:
-        stop_process(proc)
+        server.stop()
 
 
 def create_database(url: str, name: str) -> str:

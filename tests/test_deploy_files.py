@@ -295,7 +295,7 @@ def test_mlflow_server_is_configured_as_the_tests_run_it(rendered):
 
     import services as native
 
-    native_flags = set(re.findall(r'"(--[a-z-]+)"', inspect.getsource(native.mlflow_server)))
+    native_flags = set(re.findall(r'"(--[a-z-]+)"', inspect.getsource(native.MlflowServer)))
     command = rendered["mlflow"]["command"]
     assert command[:2] == ["mlflow", "server"]
     for flag in ("--backend-store-uri", "--serve-artifacts", "--artifacts-destination"):

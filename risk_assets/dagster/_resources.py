@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from risk_assets.dagster._production import check_production_stores
-from risk_assets.settings import current_settings, store_creation_lock
+from risk_assets.settings import bound_mlflow_retries, current_settings, store_creation_lock
 
 __all__ = [
     "AuditResource",
@@ -91,6 +91,8 @@ class MlflowResource(dg.ConfigurableResource):
             os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
             # progress bars of artefact downloads would fill the run logs
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            # a dead MLflow server fails a run in about a minute, not after eight
+            bound_mlflow_retries()
             from mlflow import MlflowClient
 
             settings = current_settings()

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -251,6 +252,10 @@ def recover_dead_runs(
 
     done = fail_dead_runs(instance)
     chosen = {**default_resources(), **(resources or {})}
+    # outside a run nothing resolves a field Dagster reads from the environment (an EnvVar
+    # is the variable's name until then: MLFLOW_TRACKING_URI would open a file store of
+    # that name): initialise the two resources as a run would
+    mlflow, audit = (chosen[k].process_config_and_initialize() for k in ("mlflow", "audit"))
     spec = pipeline.spec.spec
 
     def ended(dagster_run_id: str) -> str | None:
@@ -264,8 +269,8 @@ def recover_dead_runs(
     done += [
         r.render()
         for r in recover(
-            chosen["mlflow"].get_client(),
-            chosen["audit"].get_log(),
+            mlflow.get_client(),
+            audit.get_log(),
             experiment=spec.name,
             model_name=spec.model_name,
             ended=ended,
@@ -419,6 +424,22 @@ def _message(error: Any) -> str:
     return rest if sep and (not head or head.endswith(".")) else text
 
 
+#: How MLflow's client names the server a request failed on.
+_MLFLOW_REQUEST = re.compile(r"API request to (https?://[^/\s]+)\S* failed")
+
+
+def _root_error(error: Any) -> str:
+    """The innermost error's message; for a request to an MLflow server that failed (the
+    server is down, or answered errors), naming that server, which the innermost error
+    (``[Errno 111] Connection refused``) does not."""
+    chain = list(_error_chain(error))
+    root = chain[-1].message.strip()
+    for e in chain:
+        if found := _MLFLOW_REQUEST.search(e.message):
+            return f"the MLflow server at {found.group(1)} failed: {root}"
+    return root
+
+
 def _config_error(result: Any) -> str | None:
     """The message of the first spec, policy, suite or data error a step failed with."""
     for ev in result.all_events:
@@ -458,8 +479,7 @@ def _training_outcome(pipeline: LoadedPipeline, result: Any) -> RunOutcome:
             e = next(e for e in _error_chain(err) if e.cls_name == "GateEvidenceError")
             evidence_error = evidence_error or e.message.strip()
         elif not blocked_by:
-            root = list(_error_chain(err))[-1]
-            other_error = other_error or f"{ev.step_key}: {root.message.strip()}"
+            other_error = other_error or f"{ev.step_key}: {_root_error(err)}"
 
     base = {"pipeline": spec.name, "gates": gates, "dagster_run_id": result.run_id}
     if registration is not None:
