@@ -258,7 +258,20 @@ class AuditLog:
     def _lines(self) -> list[str]:
         if not self.path.exists():
             return []
-        return [line for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+        text = self.path.read_text(encoding="utf-8")
+        # every append ends its line with a newline: a last line without one is an append
+        # another process is writing as this reads it, not yet a record
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        return [line for line in text.splitlines() if line]
+
+    def _all_lines(self) -> list[str]:
+        """Every line, a last one without its newline too: read under the append lock, so
+        no append is in progress and such a line is a cut record."""
+        if not self.path.exists():
+            return []
+        with self._locked():
+            return [x for x in self.path.read_text(encoding="utf-8").splitlines() if x]
 
     def records(
         self,
@@ -289,7 +302,7 @@ class AuditLog:
         the hash of the record before it and hash to its own ``hash``; each anchor
         (sequence number -> hash kept elsewhere) must be a record of the chain."""
         prev, seen = GENESIS, {}
-        lines = self._lines()
+        lines = self._all_lines()
         for n, line in enumerate(lines, start=1):
             try:
                 r = AuditRecord.from_json(line)
@@ -424,6 +437,9 @@ class PostgresAuditLog(AuditLog):
             f"INSERT INTO {self.TABLE} (seq, record, hash) VALUES (%s, %s, %s)",
             (record.seq, record.to_json(), record.hash),
         )
+
+    def _all_lines(self) -> list[str]:
+        return self._lines()
 
     def _lines(self) -> list[str]:
         with self._connect() as conn:

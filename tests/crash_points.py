@@ -109,7 +109,8 @@ def register(spec_path: str, run_id: str) -> Any:
     pipeline = load_pipeline(spec_path)
     spec = pipeline.spec.spec
     return register_candidate(
-        default_resources()["mlflow"].get_client(),
+        # resolved as a run resolves it (MLFLOW_TRACKING_URI read from the environment)
+        default_resources()["mlflow"].process_config_and_initialize().get_client(),
         run_id,
         model_name=spec.model_name,
         policy=pipeline.policy.policy,

@@ -115,6 +115,20 @@ def test_garbage_is_named(tmp_path):
     assert log.verify().first_bad == 4
 
 
+def test_a_line_being_appended_is_not_read_as_a_record_but_a_cut_one_is_named(tmp_path):
+    """A reader that meets the last line without its newline (an append in progress in
+    another process) leaves it out; verify, which reads under the append lock, names it:
+    with no append in progress, such a line is a record cut short."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for version in ("1", "2"):
+        log.append("registration", actor="a", model="m", version=version)
+    text = log.path.read_text(encoding="utf-8")
+    log.path.write_text(text[:-30], encoding="utf-8")
+    assert [r.version for r in log.records()] == ["1"]
+    result = log.verify()
+    assert (result.first_bad, result.problem) == (2, "not a record (JSONDecodeError)")
+
+
 def test_unknown_actions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown audit action 'deploy'"):
         AuditLog(tmp_path / "a.jsonl").append("deploy", actor="x")
