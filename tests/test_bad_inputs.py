@@ -157,7 +157,12 @@ def assert_nothing_kept(state: Path, *, early: bool) -> None:
         assert not state.exists(), f"refused before any run, yet the state holds {kept}"
         return
     files = [p for p in state.rglob("*") if p.is_file()]
-    temporary = [p for p in files if p.name.endswith(".tmp") or p.name.startswith(".")]
+    # a store's creation lock (an empty file kept for the next opening) is not a write
+    temporary = [
+        p
+        for p in files
+        if p.name.endswith(".tmp") or (p.name.startswith(".") and p.name != ".store.lock")
+    ]
     assert not temporary, f"temporary files left: {temporary}"
 
     from risk_assets.data import frame_sha256
