@@ -190,6 +190,7 @@ def test_a_gate_plot_is_shown_in_dagster_from_the_mlflow_artefact(blocked, brows
     dismiss_dagster_welcome(page)
     row = page.locator("tr", has_text="risk/plot_image").first
     row.wait_for(timeout=30_000)
+    dismiss_dagster_welcome(page)  # on a loaded machine it opens after the page has drawn
     row.get_by_text("Show Markdown").click()
     image = page.locator(f"img[src^='{blocked['mlflow']}/get-artifact']").first
     image.wait_for(timeout=30_000)
