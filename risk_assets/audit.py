@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from risk_assets.errors import ConfigError
-from risk_assets.settings import current_settings
+from risk_assets.settings import current_settings, exclusive_file_lock
 
 __all__ = [
     "ACTIONS",
@@ -149,13 +148,8 @@ class AuditLog:
 
     @contextmanager
     def _locked(self) -> Iterator[Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield None
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive_file_lock(self.path.with_name(self.path.name + ".lock")):
+            yield None
 
     #: the thread holding :meth:`decisions` through this object, if one does
     _decider: int | None = None
@@ -180,13 +174,8 @@ class AuditLog:
 
     @contextmanager
     def _hold_decisions(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".decisions.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield None
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive_file_lock(self.path.with_name(self.path.name + ".decisions.lock")):
+            yield None
 
     def _write(self, cur: Any, record: AuditRecord) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

@@ -162,8 +162,16 @@ def store_creation_lock(folder: Path) -> Iterator[None]:
     schema version, which two processes doing at once leave broken for good (a second
     alembic head, a table created twice). An exclusive lock on ``folder/.store.lock``; the
     kernel releases it when its holder dies."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".store.lock", "a") as lock:
+    with exclusive_file_lock(folder / ".store.lock"):
+        yield
+
+
+@contextmanager
+def exclusive_file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (made, with its folder, if missing) while the
+    block runs; the kernel releases it when its holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -416,25 +416,26 @@ def _registered_model(b: _Build) -> dg.AssetsDefinition:
     return registered_model
 
 
-def _recover_dead_runs(context: Any, spec: Any, mlflow: Any, audit: Any) -> None:
-    """What runs that died left in the registry, finished or removed before this one
-    registers (see risk_assets.registry._recovery); a run the daemon launched has no CLI to
-    do it first."""
+def recover_left_behind(instance: dg.DagsterInstance, client: Any, audit: Any, spec: Any) -> list:
+    """What runs of ``spec`` that ended without a verdict left in the registry, finished or
+    removed (:func:`risk_assets.registry._recovery.recover`), asking ``instance`` how each
+    Dagster run ended. A run the instance does not know belongs to another deployment
+    sharing the MLflow server: only its own instance can tell whether it is still going,
+    so it is left alone."""
     from risk_assets.registry._recovery import recover
 
     def ended(dagster_run_id: str) -> str | None:
-        run = context.instance.get_run_by_id(dagster_run_id)
+        run = instance.get_run_by_id(dagster_run_id)
         if run is None:
-            return "unknown"
+            return None
         return run.status.value if run.is_finished else None
 
-    for done in recover(
-        mlflow.get_client(),
-        audit,
-        experiment=spec.name,
-        model_name=spec.model_name,
-        ended=ended,
-    ):
+    return recover(client, audit, experiment=spec.name, model_name=spec.model_name, ended=ended)
+
+
+def _recover_dead_runs(context: Any, spec: Any, mlflow: Any, audit: Any) -> None:
+    """Before this run registers (a run the daemon launched has no CLI to do it first)."""
+    for done in recover_left_behind(context.instance, mlflow.get_client(), audit, spec):
         context.log.warning(done.render())
 
 

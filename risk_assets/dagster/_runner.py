@@ -248,7 +248,7 @@ def recover_dead_runs(
     """Before a run: mark dead runs failed (:func:`fail_dead_runs`), then finish or clean
     up what they left in MLflow (:func:`risk_assets.registry._recovery.recover`). Returns
     what was done, a line each; each is logged as a warning too."""
-    from risk_assets.registry._recovery import recover
+    from risk_assets.dagster._assets import recover_left_behind
 
     done = fail_dead_runs(instance)
     chosen = {**default_resources(), **(resources or {})}
@@ -256,26 +256,8 @@ def recover_dead_runs(
     # is the variable's name until then: MLFLOW_TRACKING_URI would open a file store of
     # that name): initialise the two resources as a run would
     mlflow, audit = (chosen[k].process_config_and_initialize() for k in ("mlflow", "audit"))
-    spec = pipeline.spec.spec
-
-    def ended(dagster_run_id: str) -> str | None:
-        run = instance.get_run_by_id(dagster_run_id)
-        if run is None:
-            # another Dagster instance's run (one MLflow shared by two deployments): only
-            # its own instance can tell whether it is still going, so it is left alone
-            return None
-        return run.status.value if run.is_finished else None
-
-    done += [
-        r.render()
-        for r in recover(
-            mlflow.get_client(),
-            audit.get_log(),
-            experiment=spec.name,
-            model_name=spec.model_name,
-            ended=ended,
-        )
-    ]
+    left = recover_left_behind(instance, mlflow.get_client(), audit.get_log(), pipeline.spec.spec)
+    done += [r.render() for r in left]
     for line in done:
         _LOG.warning(line)
     return done

@@ -497,7 +497,7 @@ def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLinea
     model folder is checked as a loader would follow it (its MLmodel's flavours, paths and
     trusted types: :func:`check_model_dir`), not only the skops file's hash: a decision
     must not pass a model that MLflow's own loaders would run differently."""
-    from risk_assets.registry._models import check_model_dir, file_sha256
+    from risk_assets.registry._models import check_model_dir
 
     if not recorded.model_sha256:
         raise GateEvidenceError(
@@ -505,16 +505,15 @@ def _verified_model_sha256(client: MlflowClient, run_id: str, recorded: RunLinea
         )
     with tempfile.TemporaryDirectory() as tmp:
         local = download_model(client, run_id, tmp)
-        try:
-            model_file = check_model_dir(local, expected_sha256=recorded.model_sha256)
+        try:  # hashes the skops file: it is the recorded one when this returns
+            check_model_dir(local, expected_sha256=recorded.model_sha256)
         except IntegrityError as exc:
             # the temporary download path means nothing to the reader: name the run
             where = str(Path(local).resolve())
             raise IntegrityError(
                 f"run {run_id}: model artefact: {str(exc).replace(where, 'model')}"
             ) from None
-        actual = file_sha256(model_file)
-    return actual
+    return recorded.model_sha256
 
 
 def _window_problems(
