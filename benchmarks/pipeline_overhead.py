@@ -1,16 +1,30 @@
 """Overhead of the gated pipeline over the bare `read + fit + predict` of the same estimator.
 
 Builds a data set of N rows by resampling the German credit data (numeric columns
-jittered so rows are not copies), then times in one process, one after the other:
+jittered so rows are not copies), then measures, each in a fresh process so that its peak
+memory is its own:
 
 - bare: pandas.read_csv, the same sklearn Pipeline fit on 75 %, predict on 25 %;
 - gated: `risk-assets run` on the same file with the shipped credit_risk register (every
   data and model gate, each bounded by its policy's sample size; snapshot + hash, split,
-  fit, evaluation, MLflow logging, registration), in-process.
+  fit, evaluation, MLflow logging, registration), in-process, after an untimed warm-up
+  run on the same state (imports, store creation, a first champion: the timed run then
+  scores the champion, as every retraining does).
 
-Ratios are what to compare (the machine is noisy). Usage, from the repository root:
+The gated run's time is split, from the Dagster run's own records, into:
 
-    .venv/bin/python benchmarks/pipeline_overhead.py 100000 1000000
+- start-up: before the Dagster run starts and after it ends (spec, preflight, the
+  definitions, the recovery of dead runs, the instance) plus the run's time outside any
+  step (Dagster's orchestration);
+- registration: the step that registers the candidate (MLflow model version, audit trail,
+  aliases);
+- steps: every other step, each with its seconds (the data assets, training, every gate).
+
+"fixed" is start-up + registration, which do not grow with rows; the ratio "gated - fixed"
+over bare is the issue's target (at most 1.3x at 1M rows, 2x at 100k). Ratios are what to
+compare: the machine is noisy. Usage, from the repository root:
+
+    .venv/bin/python benchmarks/pipeline_overhead.py 10000 100000 1000000
 """
 
 from __future__ import annotations
@@ -19,7 +33,9 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +46,7 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+REGISTRATION_STEP = "registered_model"
 
 
 def make_data(n: int, path: Path) -> None:
@@ -42,7 +59,11 @@ def make_data(n: int, path: Path) -> None:
     df.to_csv(path, index=False)
 
 
-def bare(path: Path, spec: dict) -> float:
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bare(path: Path, spec: dict) -> dict:
     from sklearn.model_selection import train_test_split
 
     from risk_assets.estimator import build_pipeline, categorical_columns
@@ -60,10 +81,29 @@ def bare(path: Path, spec: dict) -> float:
     )
     model.fit(train[feats], train[spec["target"]])
     model.predict_proba(test[feats])
-    return time.perf_counter() - t0
+    return {"seconds": time.perf_counter() - t0, "peak_mib": _peak_mib()}
 
 
-def gated(spec_path: Path, state: Path, gate_seconds: dict | None = None) -> float:
+def _run_split(run_id: str, wall: float) -> dict:
+    """The run's time from Dagster's records: start-up, registration, every other step."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    record = instance.get_run_record_by_id(run_id)
+    steps = {
+        s.step_key: (s.end_time or 0.0) - (s.start_time or 0.0)
+        for s in instance.get_run_step_stats(run_id)
+    }
+    in_run = (record.end_time or 0.0) - (record.start_time or 0.0)
+    registration = sum(v for k, v in steps.items() if REGISTRATION_STEP in k)
+    return {
+        "startup": (wall - in_run) + (in_run - sum(steps.values())),
+        "registration": registration,
+        "steps": {k: v for k, v in steps.items() if REGISTRATION_STEP not in k},
+    }
+
+
+def gated(spec_path: Path, state: Path, *, timed: bool = True) -> dict:
     from risk_assets.dagster._runner import run_pipeline
 
     os.environ["RISK_ASSETS_HOME"] = str(state)
@@ -74,54 +114,142 @@ def gated(spec_path: Path, state: Path, gate_seconds: dict | None = None) -> flo
     secs = time.perf_counter() - t0
     if outcome.status != "registered":
         raise SystemExit(f"gated run did not register: {json.dumps(outcome.to_json())}")
-    if gate_seconds is not None:
-        gate_seconds.update({g.name: g.seconds for g in outcome.gates})
-    return secs
+    if not timed:
+        return {}
+    return {
+        "seconds": secs,
+        "peak_mib": _peak_mib(),
+        "gates": {g.name: g.seconds for g in outcome.gates},
+        **_run_split(outcome.dagster_run_id, secs),
+    }
+
+
+def _child(argv: list[str]) -> None:
+    """``--child bare DATA SPEC`` or ``--child gated SPEC STATE``: one measurement, as JSON."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    kind, a, b = argv
+    if kind == "bare":
+        out = bare(Path(a), yaml.safe_load(Path(b).read_text()))
+    else:
+        gated(Path(a), Path(b), timed=False)
+        out = gated(Path(a), Path(b))
+    print("RESULT " + json.dumps(out))
+
+
+def _measure(*args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(
+            f"measurement {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def _one_size(n: int, spec: dict) -> tuple[dict, dict]:
+    work = Path(tempfile.mkdtemp(prefix="ra-bench-"))
+    try:
+        data = work / "data.csv"
+        make_data(n, data)
+        s = dict(
+            spec,
+            source={"path": str(data)},
+            serving_source={"path": str(ROOT / "pipelines" / "data" / "german_credit_serving.csv")},
+            expectations=str(ROOT / "expectations" / "credit_risk.json"),
+            policy=str(ROOT / "pipelines" / "policies" / "credit_risk.yaml"),
+        )
+        spec_path = work / "credit_risk.yaml"
+        spec_path.write_text(yaml.safe_dump(s))
+        return _measure("bare", str(data), str(spec_path)), _measure(
+            "gated", str(spec_path), str(work / "state")
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _table(title: str, rows: dict[str, list[float]], sizes: list[int]) -> None:
+    print(f"\n{title}")
+    print(f"{'':<44}" + "".join(f"{n:>10}" for n in sizes))
+    for name, values in rows.items():
+        print(f"{name:<44}" + "".join(f"{v:>10.2f}" for v in values))
 
 
 def main(sizes: list[int]) -> None:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     spec = yaml.safe_load((ROOT / "pipelines" / "credit_risk.yaml").read_text())
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
     )
-    print(f"{'rows':>9} {'bare s':>8} {'gated s':>8} {'ratio':>6}")
-    per_gate: list[tuple[int, dict]] = []
+    head = (
+        "rows",
+        "bare s",
+        "gated s",
+        "fixed s",
+        "ratio",
+        "-fixed",
+        "bare MiB",
+        "gated MiB",
+        "mem x",
+    )
+    print("".join(f"{h:>10}" for h in head))
+    results = []
     for n in sizes:
-        work = Path(tempfile.mkdtemp(prefix="ra-bench-"))
-        try:
-            data = work / "data.csv"
-            make_data(n, data)
-            s = dict(
-                spec,
-                source={"path": str(data)},
-                serving_source={
-                    "path": str(ROOT / "pipelines" / "data" / "german_credit_serving.csv")
-                },
-                expectations=str(ROOT / "expectations" / "credit_risk.json"),
-                policy=str(ROOT / "pipelines" / "policies" / "credit_risk.yaml"),
-            )
-            spec_path = work / "credit_risk.yaml"
-            spec_path.write_text(yaml.safe_dump(s))
-            # a warm-up (imports, MLflow store creation, a first champion), not timed; the
-            # timed run then also scores the champion, as every retraining does
-            gated(spec_path, work / "state")
-            b = bare(data, s)
-            seconds: dict = {}
-            g = gated(spec_path, work / "state", seconds)
-            print(f"{n:>9} {b:>8.2f} {g:>8.2f} {g / b:>6.2f}", flush=True)
-            per_gate.append((n, seconds))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    print("\nseconds per gate (the control alone, from the check metadata):")
-    print(f"{'check':<36}" + "".join(f"{n:>10}" for n, _ in per_gate))
-    for check in per_gate[0][1] if per_gate else []:
-        print(
-            f"{check:<36}"
-            + "".join(f"{(secs.get(check) or float('nan')):>10.2f}" for _, secs in per_gate)
+        b, g = _one_size(n, spec)
+        fixed = g["startup"] + g["registration"]
+        results.append((n, b, g))
+        cells = (
+            n,
+            b["seconds"],
+            g["seconds"],
+            fixed,
+            g["seconds"] / b["seconds"],
+            (g["seconds"] - fixed) / b["seconds"],
+            b["peak_mib"],
+            g["peak_mib"],
+            g["peak_mib"] / b["peak_mib"],
         )
+        print(f"{cells[0]:>10}" + "".join(f"{c:>10.2f}" for c in cells[1:]), flush=True)
+    if len(results) > 1:
+        print("\ngrowth between consecutive sizes (time at the larger over time at the smaller):")
+        for (n0, b0, g0), (n1, b1, g1) in zip(results, results[1:], strict=False):
+            f0, f1 = (g0["startup"] + g0["registration"]), (g1["startup"] + g1["registration"])
+            print(
+                f"  {n0} -> {n1} rows ({n1 / n0:.0f}x): bare {b1['seconds'] / b0['seconds']:.2f}x,"
+                f" gated {g1['seconds'] / g0['seconds']:.2f}x,"
+                f" gated - fixed {(g1['seconds'] - f1) / (g0['seconds'] - f0):.2f}x"
+            )
+    _table(
+        "fixed seconds:",
+        {
+            "start-up and orchestration": [g["startup"] for _, _, g in results],
+            "registration step": [g["registration"] for _, _, g in results],
+        },
+        sizes,
+    )
+    steps = results[0][2]["steps"]
+    _table(
+        "seconds per step (Dagster's step records; a gate's step includes loading its inputs):",
+        {k: [g["steps"].get(k, float("nan")) for _, _, g in results] for k in steps},
+        sizes,
+    )
+    _table(
+        "seconds per gate (the control alone, from the check metadata):",
+        {
+            k: [g["gates"].get(k) or float("nan") for _, _, g in results]
+            for k in results[0][2]["gates"]
+        },
+        sizes,
+    )
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [100_000])
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2:])
+    else:
+        main([int(a) for a in sys.argv[1:]] or [10_000, 100_000, 1_000_000])

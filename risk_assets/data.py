@@ -164,13 +164,14 @@ def numbers_mixed_with_text(df: pd.DataFrame, columns: list[str]) -> dict[str, l
         if present.empty:
             continue
         # as text, a Python bool reads "True"/"False", not a number (pd.to_numeric would
-        # read the bool True itself as 1)
-        text = present.astype(str).str.strip()
-        numbers = pd.to_numeric(text, errors="coerce")
-        is_number = numbers.notna().to_numpy()
-        if is_number.mean() < MOSTLY_NUMERIC:
+        # read the bool True itself as 1); each distinct text is parsed once, weighted by
+        # its rows
+        counts = present.astype(str).str.strip().value_counts(sort=False)
+        texts = pd.Series(counts.index.to_numpy(dtype=object))
+        is_number = pd.to_numeric(texts, errors="coerce").notna().to_numpy()
+        if counts.to_numpy()[is_number].sum() < MOSTLY_NUMERIC * len(present):
             continue
-        others = pd.unique(text[~is_number])
+        others = texts[~is_number].to_numpy()
         if len(others) >= 2 or any(str(v).lower() in ("true", "false") for v in others):
             found[col] = [str(v) for v in sorted(others, key=str)[:5]]
     return found

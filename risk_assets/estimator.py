@@ -170,9 +170,9 @@ class PlainColumns:
             if self.kind == "numeric":
                 out[col] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
             else:
-                from risk_assets.controls._result import as_groups
+                from risk_assets.controls._result import group_labels
 
-                text = as_groups(s).to_numpy(dtype=object)
+                text = group_labels(s)
                 text[s.isna().to_numpy()] = np.nan
                 out[col] = text
         return pd.DataFrame(out, index=frame.index, columns=frame.columns)

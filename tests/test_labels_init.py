@@ -194,8 +194,17 @@ def forests(credit):
         sub = frame.sample(frac=0.9, random_state=seed)
         split = split_frame(sub, target="risk", test_size=0.25, seed=42, stratify=True)
         runs.append((split, fit(split.train)))
-    noise = np.random.default_rng(0).permutation(runs[0][0].train["risk"].to_numpy())
-    return {"base": base, "champion": champion, "runs": runs, "junk": fit(runs[0][0].train, noise)}
+    labels = runs[0][0].train["risk"].to_numpy()
+    noise = np.random.default_rng(0).permutation(labels)
+    return {
+        "base": base,
+        "champion": champion,
+        "runs": runs,
+        "junk": fit(runs[0][0].train, noise),
+        # trained on the opposite labels: worse than the champion beyond doubt, on the few
+        # rows (under a hundred) a 90 % re-sample leaves unseen by both models
+        "inverted": fit(runs[0][0].train, 1 - labels),
+    }
 
 
 def _compare(forests, split, candidate, **kw):
@@ -241,7 +250,7 @@ def test_champion_comparison_uses_rows_neither_model_trained_on(forests):
 
 def test_a_worse_candidate_is_blocked_and_too_few_rows_fail_closed(forests):
     split, _ = forests["runs"][0]
-    worse = _compare(forests, split, forests["junk"])
+    worse = _compare(forests, split, forests["inverted"])
     assert not worse.passed and "beyond tolerance and significant" in worse.summary
     assert worse.value < -0.02 and worse.figures["delta_upper"] < 0
     few = _compare(forests, split, forests["junk"], min_rows=10_000)

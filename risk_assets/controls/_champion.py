@@ -24,23 +24,29 @@ if TYPE_CHECKING:
 
 __all__ = ["compare_on_unseen_rows", "row_keys"]
 
+_MISSING = "\x00missing"
+
 
 def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """A 64-bit content key per row over ``columns``, equal for equal values whatever the
     dtype (numbers as float64, everything else as text; missing values alike)."""
     import pandas as pd
 
-    parts = {}
+    keys = np.zeros(len(df), dtype=np.uint64)
     for col in columns:
         s = df[col]
-        if pd.api.types.is_bool_dtype(s.dtype):
-            parts[col] = s.astype("float64")
-        elif pd.api.types.is_numeric_dtype(s.dtype):
-            parts[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+            values: Any = pd.to_numeric(s, errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan
+            )
+        elif pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
+            values = s.to_numpy(dtype=object, na_value=_MISSING)
         else:
-            parts[col] = s.astype(object).where(s.notna(), "\x00missing").map(str)
-    frame = pd.DataFrame(parts, index=range(len(df)))
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+            values = np.frompyfunc(str, 1, 1)(s.to_numpy(dtype=object))
+            values[s.isna().to_numpy(dtype=bool)] = _MISSING
+        # column hashes combined in order, as pandas combines a frame's columns
+        keys = keys * np.uint64(1_000_003) ^ pd.util.hash_array(np.asarray(values))
+    return keys
 
 
 def _auc(positive: np.ndarray, score: np.ndarray | None) -> float:

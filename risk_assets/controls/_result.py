@@ -12,6 +12,7 @@ __all__ = [
     "MAX_MAGNITUDE",
     "ControlResult",
     "as_groups",
+    "group_labels",
     "extreme_columns",
     "extreme_counts",
     "lost_columns",
@@ -101,13 +102,38 @@ def as_groups(values: Any) -> Any:
     without a decimal point, so 2 and 2.0 (an integer column with a gap) are one group."""
     import pandas as pd
 
+    index = getattr(values, "index", None)
+    return pd.Series(group_labels(values), index=index, name=getattr(values, "name", None))
+
+
+def group_labels(values: Any) -> Any:
+    """:func:`as_groups` as an object array of ``str``, without the Series: each value's
+    ``str()``, computed once per distinct value where the type is one (numbers, booleans),
+    since a column of a million rows holds a few dozen groups."""
+    import numpy as np
+    import pandas as pd
+
     s = pd.Series(values)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         whole = s.dropna()
-        if len(whole) and (whole == whole.round()).all():
+        # whole numbers an integer holds exactly (beyond 2**53 a float is no count)
+        if len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
             s = s.astype("Int64")
-    out = s.astype(object).where(s.notna(), "missing").map(str)
-    return out
+    missing = s.isna().to_numpy(dtype=bool)
+    dtype = s.dtype
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        text = s.to_numpy(dtype=object, na_value="missing")
+    elif pd.api.types.is_object_dtype(dtype):
+        # mixed Python values: str() of each (factorising would merge True, 1 and 1.0)
+        text = np.frompyfunc(str, 1, 1)(s.to_numpy(dtype=object))
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        text = np.array([str(u) for u in uniques] + ["missing"], dtype=object)[codes]
+    else:  # datetimes, categories, ...: str() of each value as it is
+        text = s.astype(object).map(str).to_numpy(dtype=object)
+    text = np.array(text, dtype=object)
+    text[missing] = "missing"
+    return text
 
 
 def lost_columns(before: Any, after: Any, columns: Sequence[str]) -> list[str]:

@@ -18,6 +18,9 @@ from risk_assets.registry import RunLineage, VersionTags
 
 __all__ = ["GateInputs", "MonitorInputs"]
 
+#: The candidate's test decisions, by (model hash, test snapshot hash, features).
+_PREDICTIONS: dict[tuple, Any] = {}
+
 
 @dataclass
 class _Inputs:
@@ -143,7 +146,13 @@ class GateInputs(_Inputs):
 
     @cached_property
     def test_predictions(self) -> Any:
-        return self.model.predict(self.test[self.features])
+        """The candidate's decisions on its test rows: computed once per process for a
+        model hash and a test snapshot (each gate of a run asks for them)."""
+        key = (self.candidate["model_sha256"], self.candidate["test"]["sha256"], *self.features)
+        if key not in _PREDICTIONS:
+            _PREDICTIONS.clear()  # one model's at a time: a run judges one candidate
+            _PREDICTIONS[key] = self.model.predict(self.test[self.features])
+        return _PREDICTIONS[key].copy()
 
     def serving(self) -> Any:
         from risk_assets.data import read_source

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,37 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["SnapshotRef", "SnapshotStore"]
+
+
+class _VerifiedFrames:
+    """The frames this process has read and verified, by file (path, inode, size and
+    modification time: a file rewritten since is read and verified again), least recently
+    used first out beyond :data:`VERIFIED_CACHE_BYTES`. The gates of a run read the same
+    test and training snapshots; this reads and hashes each once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: OrderedDict[tuple, tuple[pd.DataFrame, int]] = OrderedDict()
+
+    def get(self, key: tuple) -> pd.DataFrame | None:
+        hit = self._frames.get(key)
+        if hit is None:
+            return None
+        self._frames.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: tuple, df: pd.DataFrame) -> None:
+        size = int(df.memory_usage(index=False).sum())
+        if size > self.limit:
+            return
+        self._frames[key] = (df, size)
+        while sum(s for _, s in self._frames.values()) > self.limit:
+            self._frames.popitem(last=False)
+
+
+#: At most this many bytes of verified frames are kept in a process (see _VerifiedFrames).
+VERIFIED_CACHE_BYTES = 1 << 30
+_VERIFIED = _VerifiedFrames(VERIFIED_CACHE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,11 @@ class SnapshotStore:
         if is_local(path):
             if not path.is_file():
                 raise IntegrityError(f"snapshot {digest} not found in {self.root}")
+            stat = path.stat()
+            key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            cached = _VERIFIED.get(key)
+            if cached is not None:
+                return cached.copy(deep=False)  # copy-on-write: the cached frame stays as read
             df = pd.read_parquet(path)
         else:
             content = read_bytes(path)
@@ -80,6 +117,9 @@ class SnapshotStore:
             raise IntegrityError(
                 f"snapshot {path} changed: content hash {actual} != recorded {digest}"
             )
+        if is_local(path):
+            _VERIFIED.put(key, df)
+            return df.copy(deep=False)
         return df
 
     def _evidence_path(self, subject_sha256: str, check: str) -> Any:

@@ -1,0 +1,221 @@
+"""The vectorised figures give what the row-by-row code they replaced gave.
+
+Group labels (what every categorical column becomes in the estimator and in the gates'
+groups), the mixed-types scan of validation, and the content keys of the champion gate
+were each a Python call per row; they are now computed once per distinct value or in
+NumPy. A registered model's predictions depend on the first, so each is checked against
+the row-by-row reference, kept here, on values of every kind a column can hold.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from risk_assets.controls._champion import row_keys
+from risk_assets.controls._result import as_groups, group_labels
+from risk_assets.data import MOSTLY_NUMERIC, numbers_mixed_with_text
+from risk_assets.estimator import PlainColumns
+
+PROPERTY = settings(max_examples=60, deadline=None, database=None)
+
+
+def reference_as_groups(values):
+    s = pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        whole = s.dropna()
+        # (beyond 2**53 the cast below warned and overflowed; both now keep the float)
+        if len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
+            s = s.astype("Int64")
+    return s.astype(object).where(s.notna(), "missing").map(str)
+
+
+def reference_mixed(df, columns):
+    found = {}
+    for col in columns:
+        series = df[col]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            continue
+        if not (
+            pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+        ):
+            continue
+        present = series.dropna()
+        if present.empty:
+            continue
+        text = present.astype(str).str.strip()
+        is_number = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+        if is_number.mean() < MOSTLY_NUMERIC:
+            continue
+        others = pd.unique(text[~is_number])
+        if len(others) >= 2 or any(str(v).lower() in ("true", "false") for v in others):
+            found[col] = [str(v) for v in sorted(others, key=str)[:5]]
+    return found
+
+
+def reference_row_keys(df, columns):
+    # (re-indexes to 0..n-1: wrong on any other index, see the last test)
+    parts = {}
+    for col in columns:
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            parts[col] = s.astype("float64")
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            parts[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        else:
+            parts[col] = s.astype(object).where(s.notna(), "\x00missing").map(str)
+    frame = pd.DataFrame(parts, index=range(len(df)))
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+#: Columns of every kind a source or a snapshot gives: text (Python and Arrow), numbers
+#: whole and not, nullable integers, booleans, Python objects of mixed types (True, 1 and
+#: 1.0 are equal in Python, and must stay three groups), bytes, decimals, dates,
+#: datetimes and categories, each with gaps.
+COLUMNS = [
+    pd.Series(["a", None, "b", "a"]),
+    pd.Series(["a", np.nan, "b", " a "], dtype="str"),
+    pd.Series([pd.NA, "a", "a"], dtype="string"),
+    pd.Series([1, 2, 2]),
+    pd.Series([1.0, 2.0, np.nan]),
+    pd.Series([1.5, 2.0, np.nan, -0.0, 1e16, np.inf]),
+    pd.Series([np.float32(0.5), np.float32(0.1)]),
+    pd.Series([1, pd.NA, 3], dtype="Int64"),
+    pd.Series([True, False, True]),
+    pd.Series([True, None, False], dtype="boolean"),
+    pd.Series([True, 1, "1", 1.0, None, np.nan, "True"]),
+    pd.Series([b"ab", "ab", None]),
+    pd.Series([decimal.Decimal("1.10"), 2, "x"]),
+    pd.Series(pd.to_datetime(["2020-01-01 00:00", None, "2020-01-01 10:00"])),
+    pd.Series([datetime.date(2020, 1, 2), "x", None]),
+    pd.Series(pd.Categorical(["x", "y", None, "x"])),
+    pd.Series([], dtype=object),
+    pd.Series([], dtype="float64"),
+]
+
+
+@pytest.mark.parametrize(
+    "column", COLUMNS, ids=lambda s: str(s.dtype) + ":" + repr(s.tolist())[:40]
+)
+def test_group_labels_are_the_row_by_row_labels(column: pd.Series) -> None:
+    expected = reference_as_groups(column)
+    got = as_groups(column)
+    assert got.tolist() == expected.tolist()
+    assert got.dtype == expected.dtype
+    assert got.index.equals(expected.index)
+    assert list(group_labels(column)) == expected.tolist()
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-5, 5),
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.text(alphabet="ab1. -", max_size=4),
+        ),
+        max_size=30,
+    )
+)
+def test_group_labels_on_any_mixture(values: list) -> None:
+    for column in (pd.Series(values, dtype=object), pd.Series(values)):
+        assert as_groups(column).tolist() == reference_as_groups(column).tolist()
+
+
+def test_the_estimator_encodes_categories_as_before() -> None:
+    """A model registered before the change predicts the same: the encoder's input is the
+    same text, with missing values as NaN for the imputer."""
+    frame = pd.DataFrame(
+        {
+            c: pd.Series(s.tolist()[:3] + [None] * (3 - len(s.tolist()[:3])))
+            for c, s in zip("abcdefghijklmnop", COLUMNS[:16], strict=True)
+        }
+    )
+    out = PlainColumns("categorical").fit(frame).transform(frame)
+    for col in frame.columns:
+        expected = reference_as_groups(frame[col]).to_numpy(dtype=object)
+        expected[frame[col].isna().to_numpy()] = np.nan
+        got = out[col].to_numpy(dtype=object)
+        assert [x if isinstance(x, str) else "NaN" for x in got] == [
+            x if isinstance(x, str) else "NaN" for x in expected
+        ]
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-3, 3),
+            st.sampled_from(["1", " 2 ", "x", "unknown", "True", "n/a", "3.5"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_mixed_types_scan_finds_what_the_row_by_row_scan_found(values: list) -> None:
+    frame = pd.DataFrame({"obj": pd.Series(values, dtype=object)})
+    frame["text"] = frame["obj"].map(lambda v: None if v is None else str(v)).astype("str")
+    assert numbers_mixed_with_text(frame, ["obj", "text"]) == reference_mixed(
+        frame, ["obj", "text"]
+    )
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", None]),
+            st.one_of(st.none(), st.integers(0, 2)),
+            st.sampled_from([1.5, 2.0, np.nan]),
+            st.sampled_from([True, "1", 1, None]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_content_keys_match_rows_as_the_row_by_row_keys_did(rows: list) -> None:
+    """The keys may differ in value; which rows share a key may not."""
+    frame = pd.DataFrame(rows, columns=["t", "i", "f", "o"])
+    frame["t"] = frame["t"].astype("str")
+    cols = list(frame.columns)
+    new, old = row_keys(frame, cols), reference_row_keys(frame, cols)
+    same_new = new[:, None] == new[None, :]
+    same_old = old[:, None] == old[None, :]
+    assert (same_new == same_old).all()
+
+
+def test_content_keys_agree_across_dtypes_of_one_value() -> None:
+    """A row read back with another dtype (an integer column with a gap comes back as
+    float; text as Arrow or Python strings) keeps its key."""
+    a = pd.DataFrame({"n": [1, 2], "t": pd.Series(["x", "y"], dtype="str")})
+    b = pd.DataFrame({"n": [1.0, 2.0], "t": pd.Series(["x", "y"], dtype=object)})
+    assert (row_keys(a, ["n", "t"]) == row_keys(b, ["n", "t"])).all()
+    c = pd.DataFrame({"n": [1.0, 3.0], "t": pd.Series(["x", "y"], dtype=object)})
+    assert list(row_keys(a, ["n", "t"]) == row_keys(c, ["n", "t"])) == [True, False]
+
+
+def test_content_keys_follow_the_rows_whatever_the_index(credit) -> None:
+    """The row-by-row keys were built on a frame re-indexed 0..n-1, so on a split or a
+    filtered frame (any other index) they paired a row with another row's text or with
+    nothing: the champion gate then missed most rows its models had trained on, and scored
+    them as unseen. A key is now the row's own, wherever the row sits."""
+    cols = list(credit.columns)
+    shuffled = credit.sample(frac=1.0, random_state=0)  # index: a permutation of 0..n-1
+    subset = credit.iloc[::3]  # index: 0, 3, 6, ...
+    for frame in (shuffled, subset):
+        assert (row_keys(frame, cols) == row_keys(frame.reset_index(drop=True), cols)).all()
+    # the old keys did not: most rows of a shuffled frame lost their text
+    old = reference_row_keys(shuffled, cols)
+    assert (old != reference_row_keys(shuffled.reset_index(drop=True), cols)).mean() > 0.5
+    # every training row of a split is found in the frame it came from
+    assert np.isin(row_keys(subset, cols), row_keys(shuffled, cols)).all()
