@@ -124,6 +124,32 @@ def gated(spec_path: Path, state: Path, *, timed: bool = True) -> dict:
     }
 
 
+def suite_full_vs_sampled(path: Path) -> dict:
+    """The expectation suite on every row against the policy's sample, on the clean data
+    and with 0.1 % of the rows given a category the suite does not allow: seconds and
+    verdicts."""
+    from risk_assets.controls._expectations import load_suite, run_expectation_suite
+    from risk_assets.policy import load_policy
+
+    policy = load_policy(ROOT / "pipelines" / "policies" / "credit_risk.yaml").policy
+    sample = next(
+        r.control.params.sample_size
+        for r in policy.risks
+        if r.control is not None and r.control.name == "expectations"
+    )
+    suite = load_suite(ROOT / "expectations" / "credit_risk.json")
+    clean = pd.read_csv(path)
+    faulty = clean.copy()
+    faulty.loc[faulty.sample(frac=0.001, random_state=3).index, "housing"] = "castle"
+    out: dict = {"sample_size": sample}
+    for name, frame in (("clean", clean), ("0.1% faulty", faulty)):
+        for mode, size in (("every row", None), ("sampled", sample)):
+            t0 = time.perf_counter()
+            result = run_expectation_suite(frame, suite, sample_size=size, seed=0)
+            out[f"{name}, {mode}"] = [time.perf_counter() - t0, result.passed]
+    return out
+
+
 def _child(argv: list[str]) -> None:
     """``--child bare DATA SPEC`` or ``--child gated SPEC STATE``: one measurement, as JSON."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -131,6 +157,8 @@ def _child(argv: list[str]) -> None:
     kind, a, b = argv
     if kind == "bare":
         out = bare(Path(a), yaml.safe_load(Path(b).read_text()))
+    elif kind == "suite":
+        out = suite_full_vs_sampled(Path(a))
     else:
         gated(Path(a), Path(b), timed=False)
         out = gated(Path(a), Path(b))
@@ -153,7 +181,7 @@ def _measure(*args: str) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _one_size(n: int, spec: dict) -> tuple[dict, dict]:
+def _one_size(n: int, spec: dict, *, suite: bool = False) -> tuple[dict, dict, dict | None]:
     work = Path(tempfile.mkdtemp(prefix="ra-bench-"))
     try:
         data = work / "data.csv"
@@ -167,8 +195,10 @@ def _one_size(n: int, spec: dict) -> tuple[dict, dict]:
         )
         spec_path = work / "credit_risk.yaml"
         spec_path.write_text(yaml.safe_dump(s))
-        return _measure("bare", str(data), str(spec_path)), _measure(
-            "gated", str(spec_path), str(work / "state")
+        return (
+            _measure("bare", str(data), str(spec_path)),
+            _measure("gated", str(spec_path), str(work / "state")),
+            _measure("suite", str(data), "-") if suite else None,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -199,8 +229,10 @@ def main(sizes: list[int]) -> None:
     )
     print("".join(f"{h:>10}" for h in head))
     results = []
+    suite = None
     for n in sizes:
-        b, g = _one_size(n, spec)
+        b, g, compared = _one_size(n, spec, suite=n == max(sizes))
+        suite = compared or suite
         fixed = g["startup"] + g["registration"]
         results.append((n, b, g))
         cells = (
@@ -238,6 +270,13 @@ def main(sizes: list[int]) -> None:
         {k: [g["steps"].get(k, float("nan")) for _, _, g in results] for k in steps},
         sizes,
     )
+    if suite:
+        print(
+            f"\nthe expectation suite at {max(sizes)} rows, every row against the policy's "
+            f"sample of {suite.pop('sample_size')} rows (seconds, passed):"
+        )
+        for name, (secs, passed) in suite.items():
+            print(f"  {name:<28}{secs:>8.2f}  {'passed' if passed else 'blocked'}")
     _table(
         "seconds per gate (the control alone, from the check metadata):",
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import CREDIT_SUITE
@@ -62,6 +63,46 @@ def test_results_carry_counts_not_values(credit, suite, monkeypatch):
     assert all(
         "partial_unexpected_list" not in r and "observed_value" not in r for r in result.table
     )
+
+
+def test_a_sampled_suite_judges_values_on_the_sample_and_the_table_on_every_row(credit, suite):
+    """A policy's sample_size: the row-wise expectations see a seeded sample, the rest
+    every row; a fault in 2 % of rows is found (3 / 2,000 = 0.15 % is the stated floor),
+    a clean re-sample passes, and the evidence names the rows each expectation saw."""
+    big = credit.sample(n=20_000, replace=True, random_state=1).reset_index(drop=True)
+    clean = run_expectation_suite(big, suite, sample_size=2_000, seed=0)
+    assert clean.passed, clean.summary
+    assert clean.sample_size == 2_000 and clean.figures["detectable_share_95"] == 3 / 2_000
+    assert "seeded sample of 2,000 of 20,000 rows" in clean.summary
+    seen = {r["expectation"]: r["rows"] for r in clean.table}
+    assert seen["expect_table_row_count_to_be_between"] == 20_000
+    assert seen["expect_table_columns_to_match_set"] == 20_000
+    assert seen["expect_column_values_to_be_in_set"] == 2_000
+    bad = big.copy()
+    bad.loc[bad.sample(frac=0.02, random_state=2).index, "housing"] = "castle"
+    blocked = run_expectation_suite(bad, suite, sample_size=2_000, seed=0)
+    assert not blocked.passed
+    assert [(r["expectation"], r.get("column")) for r in blocked.table if not r["success"]] == [
+        ("expect_column_values_to_be_in_set", "housing")
+    ]
+    # uniqueness needs every row: a duplicate the sample would likely miss still fails
+    unique = {
+        "name": "ids",
+        "expectations": [
+            {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "row"}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "row"}},
+        ],
+    }
+    ids = pd.DataFrame({"row": np.r_[np.arange(19_999), 5]})
+    dup = run_expectation_suite(ids, unique, sample_size=1_000)
+    assert not dup.passed
+    assert {r["expectation"]: r["rows"] for r in dup.table} == {
+        "expect_column_values_to_be_unique": 20_000,
+        "expect_column_values_to_not_be_null": 1_000,
+    }
+    # fewer rows than the sample size: every row, as without one
+    small = run_expectation_suite(credit, suite, sample_size=5_000)
+    assert small.sample_size == len(credit) and "detectable_share_95" not in small.figures
 
 
 def test_empty_suite_is_not_a_pass(credit):

@@ -248,6 +248,21 @@ def test_champion_comparison_uses_rows_neither_model_trained_on(forests):
         assert _compare(forests, split, candidate).to_dict() == result.to_dict()  # seeded
 
 
+def test_the_champion_comparison_scores_a_stated_sample_of_the_unseen_rows(forests):
+    """At most ``eval_size`` unseen rows are scored (seeded); the evidence says how many
+    of how many, and the verdict on an inverted model does not change."""
+    split, candidate = forests["runs"][0]
+    full = _compare(forests, split, candidate)
+    unseen = int(full.figures["unseen_rows"])
+    part = _compare(forests, split, candidate, eval_size=unseen - 20)
+    assert part.figures["evaluation_rows"] == unseen - 20
+    assert part.figures["unseen_rows"] == unseen == full.figures["evaluation_rows"]
+    assert f"on {unseen - 20} (a seeded sample) of {unseen} rows" in part.summary
+    assert part.to_dict() == _compare(forests, split, candidate, eval_size=unseen - 20).to_dict()
+    worse = _compare(forests, split, forests["inverted"], eval_size=unseen - 20)
+    assert not worse.passed
+
+
 def test_a_worse_candidate_is_blocked_and_too_few_rows_fail_closed(forests):
     split, _ = forests["runs"][0]
     worse = _compare(forests, split, forests["inverted"])

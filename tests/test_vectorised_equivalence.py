@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from risk_assets.controls._champion import row_keys
-from risk_assets.controls._result import as_groups, group_labels
+from risk_assets.controls._result import as_groups, group_counts, group_labels
 from risk_assets.data import MOSTLY_NUMERIC, numbers_mixed_with_text
 from risk_assets.estimator import PlainColumns
 
@@ -128,6 +128,31 @@ def test_group_labels_are_the_row_by_row_labels(column: pd.Series) -> None:
 def test_group_labels_on_any_mixture(values: list) -> None:
     for column in (pd.Series(values, dtype=object), pd.Series(values)):
         assert as_groups(column).tolist() == reference_as_groups(column).tolist()
+
+
+@pytest.mark.parametrize(
+    "column", COLUMNS, ids=lambda s: str(s.dtype) + ":" + repr(s.tolist())[:40]
+)
+def test_group_counts_are_the_counts_of_the_row_by_row_labels(column: pd.Series) -> None:
+    expected = reference_as_groups(column).value_counts()
+    got = group_counts(column)
+    assert got.sort_index().to_dict() == expected.sort_index().to_dict()
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(-3, 3), st.sampled_from([0.5, 2.0, np.nan])),
+        max_size=30,
+    ),
+    st.sampled_from(["float64", "Int64", "category"]),
+)
+def test_group_counts_on_any_column(values: list, dtype: str) -> None:
+    if dtype == "Int64":
+        values = [v if v is None or float(v).is_integer() else None for v in values]
+    column = pd.Series([np.nan if v is None else v for v in values], dtype="float64").astype(dtype)
+    expected = reference_as_groups(column).value_counts()
+    assert group_counts(column).sort_index().to_dict() == expected.sort_index().to_dict()
 
 
 def test_the_estimator_encodes_categories_as_before() -> None:

@@ -19,7 +19,13 @@ def _expectations(check: Check, inp: Any) -> ControlResult:
     path = inp.suite_path
     inp.suite_sha256 = file_sha256(path) if path.is_file() else None
     inp.extra["risk/suite_sha256"] = inp.suite_sha256 or "unreadable"
-    return run_expectation_suite(inp.frame, load_suite(path), source=str(path))
+    return run_expectation_suite(
+        inp.frame,
+        load_suite(path),
+        source=str(path),
+        sample_size=check.params.sample_size,
+        seed=inp.spec.split.seed,
+    )
 
 
 def _pii(check: Check, inp: Any) -> ControlResult:

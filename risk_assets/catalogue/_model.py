@@ -70,6 +70,7 @@ def _champion_challenger(check: Check, inp: Any) -> ControlResult:
         positive_label=inp.labels.positive,
         champion_ref=champion.ref,
         seed=inp.spec.split.seed,
+        eval_size=check.params.sample_size,
     )
 
 

@@ -89,7 +89,13 @@ def _batch_expectations(check: Check, inp: Any) -> ControlResult:
     id_column = inp.spec.source.id_column
     if id_column in frame.columns:
         frame = frame.drop(columns=[id_column])
-    return run_expectation_suite(frame, suite, source=f"{path} (batch expectations)")
+    return run_expectation_suite(
+        frame,
+        suite,
+        source=f"{path} (batch expectations)",
+        sample_size=check.params.sample_size,
+        seed=inp.spec.split.seed,
+    )
 
 
 def _outcome_performance(check: Check, inp: Any) -> ControlResult:

@@ -38,7 +38,17 @@ class _Strict(BaseModel):
 
 
 class ExpectationsParams(_Strict):
-    """The expectation suite named by the spec runs; no parameters."""
+    """The expectation suite named by the spec runs on every row, unless ``sample_size``."""
+
+    sample_size: int | None = Field(
+        default=None,
+        ge=1_000,
+        description=(
+            "judge the row-wise expectations (values in a set, a range, not null, a pattern) "
+            "on a seeded sample of this many rows; table-level ones, aggregates and "
+            "uniqueness always see every row; unset: every row"
+        ),
+    )
 
 
 class PiiParams(_Strict):
@@ -258,3 +268,8 @@ class OutcomePerformanceParams(MetricThresholdsParams):
 class ChampionChallengerParams(_Strict):
     metric: Literal[METRICS] = "roc_auc"  # type: ignore[valid-type]
     tolerance: float = Field(ge=0.0, le=1.0, description="largest allowed drop below the champion")
+    sample_size: int = Field(
+        default=50_000,
+        ge=1_000,
+        description="unseen rows both models are scored on, at most (seeded sample)",
+    )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["compare_on_unseen_rows", "row_keys"]
 
 _MISSING = "\x00missing"
+_MIX = np.uint64(1_000_003)
 
 
 def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -40,12 +41,16 @@ def row_keys(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
                 dtype="float64", na_value=np.nan
             )
         elif pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
-            values = s.to_numpy(dtype=object, na_value=_MISSING)
+            # text: each distinct string hashed once (the hash of a row is its string's)
+            codes, uniques = pd.factorize(s, use_na_sentinel=True)
+            hashed = pd.util.hash_array(np.array([*uniques, _MISSING], dtype=object))
+            keys = keys * _MIX ^ hashed[codes]  # code -1 (missing): the last
+            continue
         else:
             values = np.frompyfunc(str, 1, 1)(s.to_numpy(dtype=object))
             values[s.isna().to_numpy(dtype=bool)] = _MISSING
         # column hashes combined in order, as pandas combines a frame's columns
-        keys = keys * np.uint64(1_000_003) ^ pd.util.hash_array(np.asarray(values))
+        keys = keys * _MIX ^ pd.util.hash_array(np.asarray(values))
     return keys
 
 
@@ -220,6 +225,7 @@ def compare_on_unseen_rows(
     n_boot: int = 400,
     sample_size: int = 5000,
     seed: int = 0,
+    eval_size: int | None = None,
 ) -> ControlResult:
     """Candidate vs champion on the candidate's test rows that neither model trained on.
 
@@ -235,6 +241,8 @@ def compare_on_unseen_rows(
         min_rows: fewer unseen rows than this cannot decide (fails closed).
         confidence / n_boot / sample_size: the paired bootstrap of the difference, on at
             most ``sample_size`` seeded rows of the evaluation set.
+        eval_size: both models are scored on at most this many of the unseen rows (a
+            seeded sample; the evidence gives the count); None scores them all.
 
     Returns:
         Passed unless the drop is beyond ``tolerance`` and the bootstrap's upper bound of
@@ -247,11 +255,14 @@ def compare_on_unseen_rows(
     test = _held_out(test, also_held_out, cols)
     seen = _seen_in_training(test, trained_on, cols)
     unseen = test.loc[~seen]
-    n = len(unseen)
+    n_unseen = n = len(unseen)
     if n < min_rows:
         return ControlResult.undecided(
             f"only {n} of {len(test)} held-out rows were unseen by both models (need {min_rows})"
         )
+    if eval_size is not None and n > eval_size:
+        unseen = unseen.sample(n=eval_size, random_state=seed)
+        n = eval_size
     y = unseen[target].to_numpy()
     X = unseen[list(features)]
     cand_outputs = _outputs(candidate, X, positive_label)
@@ -278,8 +289,9 @@ def compare_on_unseen_rows(
         return ControlResult.undecided(f"the bootstrap of {metric} failed on the unseen rows")
     lower, upper = bounds
     passed, verdict = _verdict(delta, tolerance, upper)
+    scored = f"{n} rows" if n == n_unseen else f"{n} (a seeded sample) of {n_unseen} rows"
     summary = (
-        f"candidate {metric} {cand:.4f} vs champion {champion_ref} {champ:.4f} on {n} rows "
+        f"candidate {metric} {cand:.4f} vs champion {champion_ref} {champ:.4f} on {scored} "
         f"neither trained on (of {len(test)} held-out rows of both test splits): "
         f"difference {delta:+.4f}, allowed "
         f"drop {tolerance:.4f}, {confidence:.0%} bootstrap bound {upper:+.4f}: {verdict}"
@@ -296,6 +308,7 @@ def compare_on_unseen_rows(
             "delta_upper": upper,
             "delta_lower": lower,
             "evaluation_rows": n,
+            "unseen_rows": n_unseen,
             "test_rows": n_candidate_test,
             "held_out_rows": len(test),
             "rows_seen_in_training": int(seen.sum()),

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_MAGNITUDE",
     "extreme_counts",
     "load_suite",
+    "is_row_wise",
     "profile_suite",
     "run_expectation_suite",
 ]
@@ -89,16 +90,56 @@ def _build_suite(suite: dict[str, Any], source: str) -> Any:
         ) from exc
 
 
+def is_row_wise(expectation_type: str) -> bool:
+    """Whether an expectation judges each value on its own (a value in a set, in a range,
+    not null, matching a pattern), so that a seeded sample of rows estimates its verdict;
+    table-level ones (row count, columns), aggregates (mean, quantiles, distinct values)
+    and uniqueness need every row."""
+    return expectation_type.startswith("expect_column_values_to_") and (
+        "unique" not in expectation_type
+    )
+
+
 def run_expectation_suite(
-    df: pd.DataFrame, suite: dict[str, Any], *, source: str = "suite"
+    df: pd.DataFrame,
+    suite: dict[str, Any],
+    *,
+    source: str = "suite",
+    sample_size: int | None = None,
+    seed: int = 0,
 ) -> ControlResult:
     """Validate a DataFrame against a suite in an ephemeral GX context.
 
     The context is ephemeral on purpose: GX Cloud credentials in the environment must
     never redirect where results go. Zero expectations is a failure, not a pass.
+
+    With ``sample_size`` (a policy's choice) and more rows than that, the row-wise
+    expectations (:func:`is_row_wise`) are judged on a seeded sample of ``sample_size``
+    rows and every other one on all rows; the evidence says which rows each saw, and the
+    smallest share of faulty rows the sample finds with 95 % probability (3 / n).
     """
     if not suite.get("expectations"):
         return ControlResult.undecided("the suite has no expectations")
+    sampled = sample_size is not None and len(df) > sample_size
+    if not sampled:
+        success, rows = _validate(df, suite, source)
+        for row in rows:
+            row["rows"] = len(df)
+    else:
+        part = [e for e in suite["expectations"] if is_row_wise(e["type"])]
+        rest = [e for e in suite["expectations"] if not is_row_wise(e["type"])]
+        sample = df.sample(n=sample_size, random_state=seed)
+        success, rows = True, []
+        for frame, exps in ((sample, part), (df, rest)):
+            if exps:
+                ok, found = _validate(frame, dict(suite, expectations=exps), source)
+                success = success and ok
+                rows += [dict(r, rows=len(frame)) for r in found]
+    return _suite_result(success, rows, len(df), sample_size if sampled else None)
+
+
+def _validate(df: pd.DataFrame, suite: dict[str, Any], source: str) -> tuple[bool, list[dict]]:
+    """GX's verdict on ``df`` and one evidence row per expectation (counts, no values)."""
     import great_expectations as gx
 
     gx_suite = _build_suite(suite, source)
@@ -120,29 +161,36 @@ def run_expectation_suite(
             "exclude_unexpected_values": True,
         },
     )
-    rows = []
-    for r in result.results:
-        cfg = r.expectation_config
-        kwargs = dict(cfg.kwargs or {})
-        res = r.result or {}
-        row: dict[str, Any] = {"expectation": cfg.type}
-        for key in _KWARG_KEYS:
-            if key in kwargs and kwargs[key] is not None and _is_scalar(kwargs[key]):
-                row[key] = kwargs[key]
-        if "value_set" in kwargs:
-            row["value_set_size"] = len(kwargs["value_set"] or [])
-        row["success"] = bool(r.success)
-        for key in _SAFE_RESULT_KEYS:
-            if key in res and res[key] is not None:
-                row[key] = res[key]
-        # GX 1.x keys exception_info by metric id; the messages may quote data values,
-        # so only the fact that a metric raised is kept.
-        infos = r.exception_info or {}
-        infos = [infos] if "raised_exception" in infos else list(infos.values())
-        if any(isinstance(i, dict) and i.get("raised_exception") for i in infos):
-            row["success"] = False
-            row["error"] = "a metric of this expectation raised an error"
-        rows.append(row)
+    return bool(result.success), [_evidence_row(r) for r in result.results]
+
+
+def _evidence_row(r: Any) -> dict[str, Any]:
+    cfg = r.expectation_config
+    kwargs = dict(cfg.kwargs or {})
+    res = r.result or {}
+    row: dict[str, Any] = {"expectation": cfg.type}
+    for key in _KWARG_KEYS:
+        if key in kwargs and kwargs[key] is not None and _is_scalar(kwargs[key]):
+            row[key] = kwargs[key]
+    if "value_set" in kwargs:
+        row["value_set_size"] = len(kwargs["value_set"] or [])
+    row["success"] = bool(r.success)
+    for key in _SAFE_RESULT_KEYS:
+        if key in res and res[key] is not None:
+            row[key] = res[key]
+    # GX 1.x keys exception_info by metric id; the messages may quote data values,
+    # so only the fact that a metric raised is kept.
+    infos = r.exception_info or {}
+    infos = [infos] if "raised_exception" in infos else list(infos.values())
+    if any(isinstance(i, dict) and i.get("raised_exception") for i in infos):
+        row["success"] = False
+        row["error"] = "a metric of this expectation raised an error"
+    return row
+
+
+def _suite_result(
+    success: bool, rows: list[dict[str, Any]], n_rows: int, sample_size: int | None
+) -> ControlResult:
     total = len(rows)
     passed_n = sum(1 for r in rows if r["success"])
     if total == 0:
@@ -155,18 +203,26 @@ def run_expectation_suite(
         + ", ".join(f"{r['expectation']}({r.get('column', '')})" for r in failed[:5])
         + (" ..." if len(failed) > 5 else "")
     )
+    figures: dict[str, float] = {
+        "expectations_total": total,
+        "expectations_failed": len(failed),
+        "success_share": passed_n / total,
+    }
+    if sample_size is not None:
+        summary += (
+            f" (values judged on a seeded sample of {sample_size:,} of {n_rows:,} rows: a "
+            f"fault in {3 / sample_size:.3%} of rows or more is found with 95 % probability;"
+            " table-level expectations on every row)"
+        )
+        figures["detectable_share_95"] = 3 / sample_size
     return ControlResult(
-        passed=bool(result.success) and not failed,
+        passed=success and not failed,
         value=passed_n / total,
         threshold=1.0,
         summary=summary,
-        figures={
-            "expectations_total": total,
-            "expectations_failed": len(failed),
-            "success_share": passed_n / total,
-        },
+        figures=figures,
         table=rows,
-        sample_size=len(df),
+        sample_size=sample_size if sample_size is not None else n_rows,
     )
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "MAX_MAGNITUDE",
     "ControlResult",
     "as_groups",
+    "group_counts",
     "group_labels",
     "extreme_columns",
     "extreme_counts",
@@ -129,11 +130,30 @@ def group_labels(values: Any) -> Any:
     elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
         text = np.array([str(u) for u in uniques] + ["missing"], dtype=object)[codes]
-    else:  # datetimes, categories, ...: str() of each value as it is
+    elif isinstance(dtype, pd.CategoricalDtype):  # str() of each category, once
+        names = [str(c) for c in s.cat.categories] + ["missing"]
+        text = np.array(names, dtype=object)[s.cat.codes.to_numpy()]
+    else:  # datetimes, ...: str() of each value as it is
         text = s.astype(object).map(str).to_numpy(dtype=object)
     text = np.array(text, dtype=object)
     text[missing] = "missing"
     return text
+
+
+def group_counts(values: Any) -> Any:
+    """Rows per :func:`as_groups` label (a Series, label -> count), counting each distinct
+    value once and labelling the distinct values only, where a column's type makes equal
+    values equal labels (Python objects of mixed types are labelled row by row)."""
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(values)
+    if pd.api.types.is_object_dtype(s.dtype):
+        return pd.Series(group_labels(s)).value_counts(sort=False)
+    codes, uniques = pd.factorize(s, use_na_sentinel=False)
+    counts = np.bincount(codes, minlength=len(uniques))
+    labels = group_labels(pd.Series(uniques, dtype=s.dtype))
+    return pd.Series(counts, index=labels).groupby(level=0, sort=False).sum()
 
 
 def lost_columns(before: Any, after: Any, columns: Sequence[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from risk_assets.controls._result import ControlResult, as_groups, names_extreme_columns
+from risk_assets.controls._result import ControlResult, group_counts, names_extreme_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,11 +65,14 @@ def training_serving_skew(
             if share > max_out_of_range_share:
                 problems.append(f"{col}: {share:.1%} of serving values outside the training range")
             continue
-        tg, sg = as_groups(t), as_groups(s)
-        train_share = tg.value_counts(normalize=True)
-        unseen = float((~sg.isin(train_share.index)).mean())
+        # rows per category on each side (every row counted, each category labelled once)
+        train_counts, served_counts = group_counts(t), group_counts(s)
+        train_share = train_counts / train_counts.sum()
+        unseen = float(served_counts[~served_counts.index.isin(train_share.index)].sum() / len(s))
         vanished = [
-            c for c, p in train_share.items() if p * len(sg) >= min_expected and not (sg == c).any()
+            c
+            for c, p in train_share.items()
+            if p * len(s) >= min_expected and c not in served_counts.index
         ]
         rows.append(
             {
