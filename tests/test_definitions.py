@@ -258,3 +258,31 @@ def test_resources_show_where_state_lives(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.other:5000")
     with dg.build_resources({"mlflow": served["mlflow"]}) as built:
         assert built.mlflow.resolved_tracking_uri() == "http://mlflow.other:5000"
+
+
+def test_a_sampled_gate_states_what_its_sample_can_show():
+    """Every gate that looked at a sample names its size and its power: the margin of a
+    share measured on it, and the smallest fault share it finds with 95 % probability."""
+    import math
+
+    from risk_assets.catalogue import Check, entry
+    from risk_assets.controls import ControlResult
+    from risk_assets.controls._result import sampling_power
+    from risk_assets.dagster._checks import check_metadata
+    from risk_assets.policy import Risk
+
+    risk = Risk.model_validate(
+        {"id": "P-1", "title": "t", "category": "data_privacy", "control": {"name": "pii"}}
+    )
+    check = Check("pii_free", risk, entry("pii"), risk.control.params)
+    result = ControlResult(passed=True, value=0.0, threshold=0.0, summary="s", sample_size=10_000)
+    md = check_metadata(check, result, extra={})
+    assert md["risk/sample_size"].value == 10_000
+    assert md["risk/sample_power"] == (
+        "10,000 rows: a share measured on them is within ±1.0% (95 %, worst case); a fault in "
+        "0.03% of rows or more is among them with 95 % probability"
+    )
+    power = sampling_power(10_000)
+    # the detection floor: (1 - p) ** n = 0.05 at that share
+    assert math.isclose((1 - power["detectable_share_95"]) ** 10_000, 0.05)
+    assert sampling_power(0) == {}

@@ -19,6 +19,7 @@ __all__ = [
     "lost_columns",
     "markdown_table",
     "names_extreme_columns",
+    "sampling_power",
     "tabular_encoder",
 ]
 
@@ -74,6 +75,15 @@ class ControlResult:
     def undecided(cls, reason: str) -> ControlResult:
         """The fail-closed verdict of a control that could not decide."""
         return cls(passed=False, value=None, threshold=None, summary=f"could not decide: {reason}")
+
+
+def sampling_power(n: int) -> dict[str, float]:
+    """What ``n`` rows can show, whatever the control: the 95 % margin of error of a share
+    measured on them (worst case, a share of one half) and the smallest share of rows an
+    event must have to be among them with 95 % probability (1 - 0.05 ** (1 / n))."""
+    if n <= 0:
+        return {}
+    return {"margin_95": 1.96 * math.sqrt(0.25 / n), "detectable_share_95": 1 - 0.05 ** (1 / n)}
 
 
 def _finite_or_none(v: float | None) -> float | None:

@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 
 from risk_assets.catalogue import Check
-from risk_assets.controls._result import ControlResult, markdown_table
+from risk_assets.controls._result import ControlResult, markdown_table, sampling_power
 from risk_assets.dagster._blocking import failed_evaluation
 from risk_assets.dagster._inputs import GateInputs, MonitorInputs
 from risk_assets.dagster._names import asset_key
@@ -60,7 +60,15 @@ def check_metadata(
     for name, val in result.figures.items():
         md[f"risk/figures/{name}"] = dg.MetadataValue.float(float(val))
     if result.sample_size is not None:
-        md["risk/sample_size"] = dg.MetadataValue.int(int(result.sample_size))
+        n = int(result.sample_size)
+        md["risk/sample_size"] = dg.MetadataValue.int(n)
+        power = sampling_power(n)
+        if power:
+            md["risk/sample_power"] = (
+                f"{n:,} rows: a share measured on them is within ±{power['margin_95']:.1%} "
+                f"(95 %, worst case); a fault in {power['detectable_share_95']:.2%} of rows or "
+                "more is among them with 95 % probability"
+            )
     if result.table:
         md["risk/evidence"] = dg.MetadataValue.md(markdown_table(result.table))
         md["risk/evidence_table"] = evidence_table(result.table)
