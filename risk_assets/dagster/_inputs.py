@@ -20,6 +20,8 @@ __all__ = ["GateInputs", "MonitorInputs"]
 
 #: The candidate's test decisions, by (model hash, test snapshot hash, features).
 _PREDICTIONS: dict[tuple, Any] = {}
+#: The candidate model, loaded and verified, by (tracking URI, MLflow run, model hash).
+_MODELS: dict[tuple, Any] = {}
 
 
 @dataclass
@@ -118,15 +120,27 @@ class GateInputs(_Inputs):
 
     @cached_property
     def model(self) -> Any:
-        """The candidate model from its MLflow run, loaded safely, hash verified."""
+        """The candidate model from its MLflow run, loaded safely, hash verified. Every gate
+        downloads and checks the folder again (a file swapped since is refused); the skops
+        archive is loaded once per process for a run and a model hash (no control changes
+        a model it is given)."""
         import tempfile
 
         from risk_assets.registry._mlflow import download_model
-        from risk_assets.registry._models import load_model_dir
+        from risk_assets.registry._models import check_model_dir, load_model_dir
 
+        uri = self.mlflow.resolved_tracking_uri() if self.mlflow is not None else None
+        sha = self.candidate["model_sha256"]
+        key = (uri, self.candidate["run_id"], sha)
         with tempfile.TemporaryDirectory() as tmp:
             local = download_model(self.client, self.candidate["run_id"], tmp)
-            return load_model_dir(local, expected_sha256=self.candidate["model_sha256"])
+            if key in _MODELS:
+                check_model_dir(local, expected_sha256=sha)
+                return _MODELS[key]
+            loaded = load_model_dir(local, expected_sha256=sha)
+        _MODELS.clear()  # one candidate at a time: a run judges one
+        _MODELS[key] = loaded
+        return loaded
 
     @cached_property
     def reference(self) -> Any:
