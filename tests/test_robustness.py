@@ -85,6 +85,43 @@ def test_stress_scenarios(credit):
     assert bad.value == 2.0
 
 
+def test_stress_asks_the_model_once_for_all_scenarios(credit):
+    """The scenarios are stacked into one predict and one predict_proba call, with the
+    verdict of the calls one by one; a model that gives invalid outputs in one scenario
+    is caught there, by name."""
+    from risk_assets.controls._robustness import _problem
+
+    model, split = _fit(credit, "sklearn.linear_model.LogisticRegression", {"max_iter": 1000})
+    ranges = {c: (split.train[c].min(), split.train[c].max()) for c in NUMERIC}
+    calls: list[int] = []
+
+    class Counting:
+        classes_ = model.classes_
+
+        def predict(self, X):
+            calls.append(len(X))
+            return model.predict(X)
+
+        def predict_proba(self, X):
+            proba = model.predict_proba(X)
+            beyond = (X["duration"] > 2 * ranges["duration"][1]).to_numpy()
+            proba[beyond] = np.nan  # broken far beyond the training range
+            return proba
+
+    X = split.test[FEATURES]
+    result = stress_scenarios(
+        Counting(), X, numeric=NUMERIC, categorical=CATEGORICAL, train_ranges=ranges
+    )
+    assert len(calls) == 1 and calls[0] == result.sample_size * result.figures["scenarios"]
+    assert [r["scenario"] for r in result.table if not r["valid"]] == ["duration:beyond_max"]
+    lo, hi = ranges["duration"]
+    # the same verdict as the scenario's own calls
+    assert _problem(Counting(), X.assign(duration=hi + 10 * (hi - lo))) == (
+        next(r["problem"] for r in result.table if r["scenario"] == "duration:beyond_max")
+    )
+    assert _problem(Counting(), X.assign(duration=hi)) is None
+
+
 def _fit_mixed(frame, features):
     """Fit the spec's kind of model on ``features`` of ``frame`` as the pipeline does:
     categorical columns are the declared ones plus every non-numeric one."""

@@ -96,12 +96,60 @@ def perturbation_flip_rate(
 
 def _valid_outputs(model: Any, X: pd.DataFrame) -> str | None:
     """None if predictions are valid, else what is wrong."""
-    pred = model.predict(X)
+    pred = np.asarray(model.predict(X))
     classes = set(np.asarray(getattr(model, "classes_", np.unique(pred))).tolist())
-    if len(pred) != len(X) or not set(np.asarray(pred).tolist()) <= classes:
+    if len(pred) != len(X):
         return "predictions outside the known classes"
-    if hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(X), dtype=float)
+    proba = (
+        np.asarray(model.predict_proba(X), dtype=float) if hasattr(model, "predict_proba") else None
+    )
+    return _judge(pred, proba, classes)
+
+
+def _problem(model: Any, frame: pd.DataFrame) -> str | None:
+    try:
+        return _valid_outputs(model, frame)
+    except Exception as exc:  # noqa: BLE001 - a crash is the finding, recorded by type
+        return f"raised {type(exc).__name__}"
+
+
+def _problems_at_once(model: Any, scenarios: Mapping[str, pd.DataFrame]) -> dict | None:
+    """Each scenario's problem from one call of ``predict`` and one of ``predict_proba``
+    on all of them stacked (a call on a few rows costs as much as on thousands); None when
+    that cannot stand for the calls one by one: a categorical column (stacking would turn
+    it to text) or the stacked call raised (which scenario did is then found one by one)."""
+    import pandas as pd
+
+    frames = list(scenarios.values())
+    if not frames or any(isinstance(t, pd.CategoricalDtype) for f in frames for t in f.dtypes):
+        return None
+    sizes = [len(f) for f in frames]
+    stacked = pd.concat(frames, ignore_index=True)
+    try:
+        pred = np.asarray(model.predict(stacked))
+        proba = (
+            np.asarray(model.predict_proba(stacked), dtype=float)
+            if hasattr(model, "predict_proba")
+            else None
+        )
+    except Exception:  # noqa: BLE001 - attributed scenario by scenario
+        return None
+    if len(pred) != len(stacked) or (proba is not None and len(proba) != len(stacked)):
+        return None
+    classes = set(np.asarray(getattr(model, "classes_", np.unique(pred))).tolist())
+    out: dict[str, str | None] = {}
+    start = 0
+    for name, size in zip(scenarios, sizes, strict=True):
+        part = slice(start, start + size)
+        start += size
+        out[name] = _judge(pred[part], None if proba is None else proba[part], classes)
+    return out
+
+
+def _judge(pred: np.ndarray, proba: np.ndarray | None, classes: set) -> str | None:
+    if not set(pred.tolist()) <= classes:
+        return "predictions outside the known classes"
+    if proba is not None:
         if not np.isfinite(proba).all():
             return "non-finite probabilities"
         if (proba < 0).any() or (proba > 1).any() or not np.allclose(proba.sum(axis=1), 1.0):
@@ -202,13 +250,13 @@ def stress_scenarios(
         scenarios[f"{col}:missing"] = _with(sample, col, sample[col].where(none))
     for col in categorical:
         scenarios[f"{col}:unseen_category"] = _with(sample, col, _unseen(sample[col]))
-    rows = []
-    for name, frame in scenarios.items():
-        try:
-            problem = _valid_outputs(model, frame)
-        except Exception as exc:  # a crash is the finding, recorded by type
-            problem = f"raised {type(exc).__name__}"
-        rows.append({"scenario": name, "valid": problem is None, "problem": problem or ""})
+    problems = _problems_at_once(model, scenarios)
+    if problems is None:  # the model raised on them all at once: one scenario at a time
+        problems = {name: _problem(model, frame) for name, frame in scenarios.items()}
+    rows = [
+        {"scenario": name, "valid": problem is None, "problem": problem or ""}
+        for name, problem in problems.items()
+    ]
     failed = [r for r in rows if not r["valid"]]
     skipped = (
         f" (no values in training, so no range scenarios, for {_names(unranged)})"
