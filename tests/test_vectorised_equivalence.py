@@ -244,3 +244,38 @@ def test_content_keys_follow_the_rows_whatever_the_index(credit) -> None:
     assert (old != reference_row_keys(shuffled.reset_index(drop=True), cols)).mean() > 0.5
     # every training row of a split is found in the frame it came from
     assert np.isin(row_keys(subset, cols), row_keys(shuffled, cols)).all()
+
+
+@pytest.mark.parametrize(
+    "class_path, params",
+    [
+        ("sklearn.linear_model.LogisticRegression", {"max_iter": 1000}),
+        ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30, "random_state": 0}),
+    ],
+)
+def test_permutation_importance_is_scikit_learns(credit, class_path, params) -> None:
+    """The explainability gate's permutation importance, its permuted copies stacked into
+    few model calls, gives scikit-learn's figures exactly (same permutations, accuracy)."""
+    from sklearn.inspection import permutation_importance as sklearn_importance
+
+    from risk_assets.controls._explain import permutation_importance
+    from risk_assets.data import split_frame
+    from risk_assets.estimator import build_pipeline, categorical_columns
+
+    features = [c for c in credit.columns if c != "risk"]
+    categorical = categorical_columns(credit, features, None)
+    split = split_frame(credit, target="risk", test_size=0.25, seed=42, stratify=True)
+    model = build_pipeline(
+        class_path=class_path,
+        params=params,
+        numeric=[c for c in features if c not in categorical],
+        categorical=categorical,
+    ).fit(split.train[features], split.train["risk"])
+    X = split.test[features].iloc[::-1]  # an index that is not 0..n-1
+    y = split.test["risk"].iloc[::-1]
+    for seed in (0, 7):
+        ours = permutation_importance(model, X, y, n_repeats=4, seed=seed)
+        theirs = sklearn_importance(model, X, y, n_repeats=4, random_state=seed)
+        assert np.array_equal(ours.importances, theirs.importances)
+        assert np.array_equal(ours.importances_mean, theirs.importances_mean)
+        assert np.array_equal(ours.importances_std, theirs.importances_std)

@@ -19,7 +19,7 @@ from risk_assets.controls._result import ControlResult, as_groups
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["association", "protected_among_top_features"]
+__all__ = ["association", "permutation_importance", "protected_among_top_features"]
 
 
 def _is_numeric(s: pd.Series) -> bool:
@@ -58,6 +58,52 @@ def association(a: pd.Series, b: pd.Series) -> float:
     return float(np.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
 
 
+#: Rows per model call when the permuted copies are stacked.
+_STACKED_ROWS = 200_000
+
+
+def permutation_importance(model: Any, X: pd.DataFrame, y: Any, *, n_repeats: int, seed: int):
+    """scikit-learn's ``permutation_importance`` scored by accuracy (a classifier's default
+    score, which the pipeline's estimators keep), the same permutations and the same figures, with the permuted
+    copies stacked into few ``predict`` calls instead of one per feature and repeat (a
+    call on a thousand rows costs about as much as on ten thousand).
+
+    Returns an object with ``importances_mean``, ``importances_std`` and ``importances``
+    (features x repeats), as scikit-learn's does.
+    """
+    import pandas as pd
+    from sklearn.utils import Bunch
+
+    y = np.asarray(y)
+    n = len(X)
+    # as scikit-learn draws them: one seed for every column, its shuffles cumulative
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    copies: list[pd.DataFrame] = [X]
+    for col_idx in range(X.shape[1]):
+        rng = np.random.RandomState(column_seed)
+        permuted = X.copy()
+        order = np.arange(n)
+        for _ in range(n_repeats):
+            rng.shuffle(order)
+            col = permuted.iloc[order, col_idx]
+            col.index = permuted.index
+            permuted[permuted.columns[col_idx]] = col
+            copies.append(permuted.copy())
+    per_call = max(1, _STACKED_ROWS // max(n, 1))
+    scores = []
+    for start in range(0, len(copies), per_call):
+        chunk = copies[start : start + per_call]
+        pred = np.asarray(model.predict(pd.concat(chunk, ignore_index=True)))
+        scores += [float(np.mean(block == y)) for block in np.split(pred, len(chunk))]
+    baseline, permuted_scores = scores[0], np.array(scores[1:]).reshape(X.shape[1], n_repeats)
+    importances = baseline - permuted_scores
+    return Bunch(
+        importances_mean=np.mean(importances, axis=1),
+        importances_std=np.std(importances, axis=1),
+        importances=importances,
+    )
+
+
 def protected_among_top_features(
     model: Any,
     X: pd.DataFrame,
@@ -73,8 +119,6 @@ def protected_among_top_features(
 ) -> ControlResult:
     """Permutation importance of each feature; flag protected attributes or their proxies
     among the ``top_k`` most important."""
-    from sklearn.inspection import permutation_importance
-
     if len(X) == 0:
         return ControlResult.undecided("no rows to measure importance on")
     unknown = [c for c in protected.columns if protected[c].isna().all()]
@@ -90,7 +134,7 @@ def protected_among_top_features(
     )
     Xs, ys, Ps = X.iloc[pos], np.asarray(y)[pos], protected.iloc[pos]
     categorical = set(categorical)
-    imp = permutation_importance(model, Xs, ys, n_repeats=n_repeats, random_state=seed)
+    imp = permutation_importance(model, Xs, ys, n_repeats=n_repeats, seed=seed)
     order = np.argsort(-imp.importances_mean)
     # a feature without values is one constant to the model (it imputes it): it cannot
     # drive a decision here, and must not push a feature that can out of the top
