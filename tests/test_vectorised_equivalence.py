@@ -279,3 +279,30 @@ def test_permutation_importance_is_scikit_learns(credit, class_path, params) -> 
         assert np.array_equal(ours.importances, theirs.importances)
         assert np.array_equal(ours.importances_mean, theirs.importances_mean)
         assert np.array_equal(ours.importances_std, theirs.importances_std)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy", "f1"])
+def test_the_champion_bootstrap_bounds_are_those_of_one_resample_at_a_time(metric) -> None:
+    """The paired bootstrap computes every resample at once (AUC from ranks over a
+    matrix); its bounds are those of the loop over resamples it replaced."""
+    from risk_assets.controls._champion import _bootstrap, _metric
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 700)
+    scores = [np.clip(y * w + rng.random(700) * 0.8, 0, 1) for w in (0.3, 0.2)]
+    candidate, champion = (((s > 0.5).astype(int), s) for s in scores)
+    kw = {"positive_label": 1, "n_boot": 120, "sample_size": 500, "seed": 3, "confidence": 0.95}
+    idx, bounds = _bootstrap(metric, y, candidate, champion, **kw)
+    # the loop it replaced
+    loop = np.random.default_rng(3)
+    idx_all = loop.choice(700, size=500, replace=False)
+    deltas = []
+    for _ in range(120):
+        i = loop.choice(idx_all, size=500, replace=True)
+        a = _metric(metric, y[i], candidate[0][i], candidate[1][i], 1)
+        b = _metric(metric, y[i], champion[0][i], champion[1][i], 1)
+        deltas.append(a - b)
+    assert np.array_equal(idx, idx_all)
+    assert bounds == pytest.approx(
+        (np.quantile(deltas, 0.05), np.quantile(deltas, 0.95)), rel=1e-12, abs=1e-12
+    )

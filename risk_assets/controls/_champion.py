@@ -152,17 +152,54 @@ def _bootstrap(
     def on(i: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> float:
         return _metric(metric, y[i], pred[i], None if score is None else score[i], positive_label)
 
-    deltas = []
-    for _ in range(n_boot):
-        i = rng.choice(idx_all, size=len(idx_all), replace=True)
-        a, b = on(i, *candidate), on(i, *champion)
-        if np.isfinite(a) and np.isfinite(b):
-            deltas.append(a - b)
+    # every resample drawn at once: the same draws, in the same order, as one at a time
+    draws = rng.choice(idx_all, size=(n_boot, len(idx_all)), replace=True)
+    at_once = _metric_per_resample(metric, y, draws, candidate, champion, positive_label)
+    if at_once is not None:
+        a_all, b_all = at_once
+        both = np.isfinite(a_all) & np.isfinite(b_all)
+        deltas = list((a_all - b_all)[both])
+    else:
+        deltas = []
+        for i in draws:
+            a, b = on(i, *candidate), on(i, *champion)
+            if np.isfinite(a) and np.isfinite(b):
+                deltas.append(a - b)
     if len(deltas) < n_boot // 2:
         return idx_all, None
     upper = float(np.quantile(deltas, confidence))
     lower = float(np.quantile(deltas, 1 - confidence))
     return idx_all, (lower, upper)
+
+
+def _metric_per_resample(
+    metric: str,
+    y: np.ndarray,
+    draws: np.ndarray,
+    candidate: tuple[np.ndarray, np.ndarray | None],
+    champion: tuple[np.ndarray, np.ndarray | None],
+    pos: Any,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``metric`` of both models on each resample (a row of ``draws``) as arrays, for the
+    metrics with a closed form over a matrix (ROC AUC from ranks, accuracy); None for the
+    others, which are then computed one resample at a time."""
+    from scipy.stats import rankdata
+
+    truth = y[draws]
+    if metric == "accuracy":
+        return tuple(np.mean(truth == m[0][draws], axis=1) for m in (candidate, champion))
+    if metric != "roc_auc" or candidate[1] is None or champion[1] is None:
+        return None
+    positive = truth == pos
+    n1 = positive.sum(axis=1)
+    n0 = positive.shape[1] - n1
+    out = []
+    for _, score in (candidate, champion):
+        ranks = rankdata(score[draws], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = ((ranks * positive).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        out.append(np.where((n1 == 0) | (n0 == 0), np.nan, auc))
+    return out[0], out[1]
 
 
 def _verdict(delta: float, tolerance: float, upper: float) -> tuple[bool, str]:

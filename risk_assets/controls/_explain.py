@@ -64,9 +64,10 @@ _STACKED_ROWS = 200_000
 
 def permutation_importance(model: Any, X: pd.DataFrame, y: Any, *, n_repeats: int, seed: int):
     """scikit-learn's ``permutation_importance`` scored by accuracy (a classifier's default
-    score, which the pipeline's estimators keep), the same permutations and the same figures, with the permuted
-    copies stacked into few ``predict`` calls instead of one per feature and repeat (a
-    call on a thousand rows costs about as much as on ten thousand).
+    score, which the pipeline's estimators keep): the same permutations and the same
+    figures, with the permuted copies stacked into few ``predict`` calls instead of one
+    per feature and repeat (a call on a thousand rows costs about as much as on ten
+    thousand).
 
     Returns an object with ``importances_mean``, ``importances_std`` and ``importances``
     (features x repeats), as scikit-learn's does.
