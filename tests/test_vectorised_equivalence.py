@@ -306,3 +306,20 @@ def test_the_champion_bootstrap_bounds_are_those_of_one_resample_at_a_time(metri
     assert bounds == pytest.approx(
         (np.quantile(deltas, 0.05), np.quantile(deltas, 0.95)), rel=1e-12, abs=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    "kind", ["email", "payment_card", "iban", "phone", "person_name", "ip_address"]
+)
+def test_the_pii_scan_judges_each_distinct_value_as_it_judged_each_row(kind) -> None:
+    """A column of repeated values is scanned once per distinct value: the same rows."""
+    from risk_assets.controls._pii import _PATTERNS, _matches, _value_matches
+
+    assert kind in _PATTERNS
+    values = [
+        "radio/TV", "jane.doe@example.org", "4111 1111 1111 1111", "order 1234567890123",
+        "GB82 WEST 1234 5698 7654 32", "call +44 20 7946 0958", "Maria Garcia", "10.0.0.1",
+        "Mary Land", "car", "", "1234 5678 9012 3456",
+    ]  # fmt: skip
+    text = pd.Series(values * 7 + ["radio/TV"] * 30, dtype="str")
+    assert (_matches(text, kind) == _value_matches(text, kind)).all()

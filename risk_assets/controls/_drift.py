@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from risk_assets.controls._result import ControlResult, as_groups, names_extreme_columns
+from risk_assets.controls._result import (
+    ControlResult,
+    as_groups,
+    group_counts,
+    names_extreme_columns,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,10 +130,10 @@ def _labels(values: pd.Series) -> np.ndarray:
 def _categorical(ref: pd.Series, cur: pd.Series) -> dict[str, Any]:
     from scipy import stats
 
-    ref, cur = as_groups(ref), as_groups(cur)
-    cats = sorted(set(ref) | set(cur))
-    r = ref.value_counts().reindex(cats, fill_value=0).to_numpy()
-    c = cur.value_counts().reindex(cats, fill_value=0).to_numpy()
+    ref_counts, cur_counts = group_counts(ref), group_counts(cur)
+    cats = sorted(set(ref_counts.index) | set(cur_counts.index))
+    r = ref_counts.reindex(cats, fill_value=0).to_numpy()
+    c = cur_counts.reindex(cats, fill_value=0).to_numpy()
     test = "chi2"
     if len(cats) < 2:
         p = 1.0

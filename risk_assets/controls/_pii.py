@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -196,7 +196,7 @@ def _person_name_share(text: pd.Series) -> float:
     Islands", "Ivory Coast") does not block it, while a name inside a longer text does.
     """
     text = text.reset_index(drop=True)
-    hits = _name_rows(text)
+    hits = _per_distinct(text, _name_rows)
     if not hits.any():
         return 0.0
     is_category = text.nunique() <= _CATEGORY_MAX_DISTINCT_SHARE * len(text)
@@ -207,8 +207,24 @@ def _person_name_share(text: pd.Series) -> float:
     return float(hits.mean())
 
 
+def _per_distinct(text: pd.Series, rows: Any) -> np.ndarray:
+    """``rows(text)`` (a verdict per row that depends on the row's value alone) computed
+    once per distinct value when values repeat, as in a column of categories."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    if len(uniques) > len(text) // 2:
+        return rows(text)
+    per_value = np.append(rows(pd.Series(uniques, dtype=text.dtype)), False)
+    return per_value[codes]  # code -1 (a missing value): no match
+
+
 def _matches(text: pd.Series, kind: str) -> np.ndarray:
     """Rows holding PII of ``kind`` anywhere in the text (names: see _person_name_share)."""
+    return _per_distinct(text, lambda values: _value_matches(values, kind))
+
+
+def _value_matches(text: pd.Series, kind: str) -> np.ndarray:
     pattern = _PATTERNS[kind]
     if kind == "person_name":
         return _name_rows(text)
