@@ -254,9 +254,12 @@ def recover_dead_runs(
     chosen = {**default_resources(), **(resources or {})}
     # outside a run nothing resolves a field Dagster reads from the environment (an EnvVar
     # is the variable's name until then: MLFLOW_TRACKING_URI would open a file store of
-    # that name): initialise the two resources as a run would
-    mlflow, audit = (chosen[k].process_config_and_initialize() for k in ("mlflow", "audit"))
-    left = recover_left_behind(instance, mlflow.get_client(), audit.get_log(), pipeline.spec.spec)
+    # that name): initialise the two resources as a run would, on this instance (without
+    # one, Dagster makes an ephemeral instance per resource: half a second)
+    with dg.build_resources({k: chosen[k] for k in ("mlflow", "audit")}, instance=instance) as res:
+        left = recover_left_behind(
+            instance, res.mlflow.get_client(), res.audit.get_log(), pipeline.spec.spec
+        )
     done += [r.render() for r in left]
     for line in done:
         _LOG.warning(line)
