@@ -46,6 +46,42 @@ def test_snapshot_store_verifies_on_read(credit, tmp_path):
         store.get(ref)
 
 
+def test_a_verified_snapshot_is_read_once_per_process_and_stays_as_read(
+    credit, tmp_path, monkeypatch
+):
+    """The gates of a run read the same snapshots: the second read comes from memory (no
+    parquet read, no hash), a copy a gate may change without changing the next gate's; a
+    file rewritten since is read and verified again; RISK_ASSETS_SNAPSHOT_CACHE_MB=0 keeps
+    none, and a value that is no size is an error naming the variable."""
+    from risk_assets.errors import ConfigError
+    from risk_assets.registry import _snapshots
+
+    reads = []
+    real = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: reads.append(a) or real(*a, **k))
+    store = SnapshotStore(tmp_path)
+    ref = store.put(credit)
+    first = store.get(ref)
+    first.loc[0, "credit_amount"] = -1  # a gate changing its copy
+    second = store.get(ref)
+    assert len(reads) == 1
+    pd.testing.assert_frame_equal(second, credit, check_dtype=False)
+    tampered = credit.copy()
+    tampered.loc[0, "credit_amount"] = 1
+    tampered.to_parquet(ref.path, index=False)
+    with pytest.raises(IntegrityError, match="changed"):
+        store.get(ref)
+    assert len(reads) == 2
+    credit.to_parquet(ref.path, index=False)
+    monkeypatch.setenv(_snapshots.CACHE_ENV, "0")
+    store.get(ref)
+    store.get(ref)
+    assert len(reads) == 4
+    monkeypatch.setenv(_snapshots.CACHE_ENV, "lots")
+    with pytest.raises(ConfigError, match="RISK_ASSETS_SNAPSHOT_CACHE_MB='lots'"):
+        store.get(ref)
+
+
 def test_split_is_seeded_and_stratified(credit):
     a = split_frame(credit, target="risk", test_size=0.25, seed=7, stratify=True)
     b = split_frame(credit, target="risk", test_size=0.25, seed=7, stratify=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from risk_assets.data import FRAME_HASH_SCHEME, frame_sha256
-from risk_assets.errors import IntegrityError
+from risk_assets.errors import ConfigError, IntegrityError
 from risk_assets.storage import as_path, is_local, read_bytes, remove, write_atomic
 
 if TYPE_CHECKING:
@@ -20,10 +22,22 @@ if TYPE_CHECKING:
 __all__ = ["SnapshotRef", "SnapshotStore"]
 
 
+def _cache_limit() -> int:
+    """Bytes of verified frames a process keeps: ``RISK_ASSETS_SNAPSHOT_CACHE_MB`` MiB."""
+    raw = os.environ.get(CACHE_ENV, "").strip() or "1024"
+    try:
+        mib = float(raw)
+    except ValueError:
+        raise ConfigError(f"{CACHE_ENV}={raw!r}: expected a number of MiB (0 keeps none)") from None
+    if not (math.isfinite(mib) and mib >= 0):
+        raise ConfigError(f"{CACHE_ENV}={raw!r}: expected a number of MiB (0 keeps none)")
+    return int(mib * 2**20)
+
+
 class _VerifiedFrames:
     """The frames this process has read and verified, by file (path, inode, size and
     modification time: a file rewritten since is read and verified again), least recently
-    used first out beyond :data:`VERIFIED_CACHE_BYTES`. The gates of a run read the same
+    used first out beyond ``RISK_ASSETS_SNAPSHOT_CACHE_MB``. The gates of a run read the same
     test and training snapshots; this reads and hashes each once."""
 
     def __init__(self, limit: int) -> None:
@@ -38,17 +52,20 @@ class _VerifiedFrames:
         return hit[0]
 
     def put(self, key: tuple, df: pd.DataFrame) -> None:
+        self.limit = _cache_limit()
         size = int(df.memory_usage(index=False).sum())
         if size > self.limit:
+            if self.limit == 0:
+                self._frames.clear()
             return
         self._frames[key] = (df, size)
         while sum(s for _, s in self._frames.values()) > self.limit:
             self._frames.popitem(last=False)
 
 
-#: At most this many bytes of verified frames are kept in a process (see _VerifiedFrames).
-VERIFIED_CACHE_BYTES = 1 << 30
-_VERIFIED = _VerifiedFrames(VERIFIED_CACHE_BYTES)
+#: At most this many MiB of verified frames are kept in a process (see _VerifiedFrames).
+CACHE_ENV = "RISK_ASSETS_SNAPSHOT_CACHE_MB"
+_VERIFIED = _VerifiedFrames(0)
 
 
 @dataclass(frozen=True)
