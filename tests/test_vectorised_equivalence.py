@@ -155,6 +155,19 @@ def test_group_counts_on_any_column(values: list, dtype: str) -> None:
     assert group_counts(column).sort_index().to_dict() == expected.sort_index().to_dict()
 
 
+@pytest.mark.parametrize(
+    "values",
+    [["female", "male", None], np.array([1.0, 2.5]), pd.Index(["a", "b"], name="g"), (3, 3)],
+    ids=["list", "array", "index", "tuple"],
+)
+def test_group_labels_of_plain_sequences(values) -> None:
+    """Controls pass lists and arrays too (a training group column given as a list)."""
+    expected = reference_as_groups(values)
+    got = as_groups(values)
+    assert got.tolist() == expected.tolist()
+    assert got.index.equals(expected.index) and got.name == expected.name
+
+
 def test_the_estimator_encodes_categories_as_before() -> None:
     """A model registered before the change predicts the same: the encoder's input is the
     same text, with missing values as NaN for the imputer."""

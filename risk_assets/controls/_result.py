@@ -113,8 +113,8 @@ def as_groups(values: Any) -> Any:
     without a decimal point, so 2 and 2.0 (an integer column with a gap) are one group."""
     import pandas as pd
 
-    index = getattr(values, "index", None)
-    return pd.Series(group_labels(values), index=index, name=getattr(values, "name", None))
+    s = pd.Series(values)  # a list, an array, an Index or a Series: as before
+    return pd.Series(group_labels(s), index=s.index, name=s.name)
 
 
 def group_labels(values: Any) -> Any:
