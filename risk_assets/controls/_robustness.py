@@ -100,10 +100,10 @@ def _valid_outputs(model: Any, X: pd.DataFrame) -> str | None:
     classes = set(np.asarray(getattr(model, "classes_", np.unique(pred))).tolist())
     if len(pred) != len(X):
         return "predictions outside the known classes"
-    proba = (
-        np.asarray(model.predict_proba(X), dtype=float) if hasattr(model, "predict_proba") else None
-    )
-    return _judge(pred, proba, classes)
+    problem = _judge(pred, None, classes)
+    if problem is not None or not hasattr(model, "predict_proba"):
+        return problem  # probabilities are asked for only of valid decisions, as before
+    return _judge(pred, np.asarray(model.predict_proba(X), dtype=float), classes)
 
 
 def _problem(model: Any, frame: pd.DataFrame) -> str | None:

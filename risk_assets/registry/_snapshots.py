@@ -45,6 +45,9 @@ class _VerifiedFrames:
         self._frames: OrderedDict[tuple, tuple[pd.DataFrame, int]] = OrderedDict()
 
     def get(self, key: tuple) -> pd.DataFrame | None:
+        if _cache_limit() == 0:
+            self._frames.clear()
+            return None
         hit = self._frames.get(key)
         if hit is None:
             return None
