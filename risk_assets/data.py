@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from risk_assets.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 __all__ = [
@@ -247,6 +247,7 @@ def frame_sha256(df: pd.DataFrame) -> str:
     floats as float64 (-0.0 as 0.0), booleans as uint8, datetimes as int64 nanoseconds
     and everything else as UTF-8 text, each with its null mask. Row order matters.
     """
+    import numpy as np
     import pandas as pd
 
     h = hashlib.sha256(FRAME_HASH_SCHEME.encode())
@@ -279,6 +280,7 @@ def frame_sha256(df: pd.DataFrame) -> str:
 
 def _text_payload(col: pd.Series, nulls: np.ndarray) -> list[bytes]:
     """UTF-8 bytes of a column as text plus their offsets (from 0), nulls as empty text."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -314,7 +316,7 @@ def split_frame(
     from sklearn.model_selection import train_test_split
 
     counts = df[target].value_counts()
-    n_test = int(np.ceil(test_size * len(df)))
+    n_test = int(math.ceil(test_size * len(df)))
     can_stratify = stratify and counts.min() >= 2 and n_test >= len(counts)
     if len(df) - n_test < 2 or n_test < 1:
         raise DataError(f"{len(df)} rows are too few for a test share of {test_size}")
