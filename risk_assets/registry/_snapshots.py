@@ -66,6 +66,17 @@ class _VerifiedFrames:
             self._frames.popitem(last=False)
 
 
+def _own_copy(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a kept frame that its reader may change without changing the kept one:
+    shallow where pandas copies on write (pandas 3, or the option set), deep otherwise
+    (pandas 2, which the ``alibi`` extra resolves)."""
+    import pandas as pd
+
+    major = int(pd.__version__.split(".", 1)[0])
+    cow = major >= 3 or pd.get_option("mode.copy_on_write") is True
+    return df.copy(deep=not cow)
+
+
 #: At most this many MiB of verified frames are kept in a process (see _VerifiedFrames).
 CACHE_ENV = "RISK_ASSETS_SNAPSHOT_CACHE_MB"
 _VERIFIED = _VerifiedFrames(0)
@@ -125,7 +136,7 @@ class SnapshotStore:
             key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
             cached = _VERIFIED.get(key)
             if cached is not None:
-                return cached.copy(deep=False)  # copy-on-write: the cached frame stays as read
+                return _own_copy(cached)
             df = pd.read_parquet(path)
         else:
             content = read_bytes(path)
@@ -139,7 +150,7 @@ class SnapshotStore:
             )
         if is_local(path):
             _VERIFIED.put(key, df)
-            return df.copy(deep=False)
+            return _own_copy(df)
         return df
 
     def _evidence_path(self, subject_sha256: str, check: str) -> Any:
