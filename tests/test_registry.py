@@ -187,3 +187,41 @@ def test_settings_follow_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert current_settings().tracking_uri == "http://127.0.0.1:5000"
     assert current_settings().registry_uri == "http://127.0.0.1:5000"
+
+
+def test_runs_logging_the_same_snapshot_at_once_all_record_it(tmp_path):
+    """MLflow's store inserts a new dataset without a lock: of eight runs logging the same
+    snapshot at once on a real store, all but one failed on the unique key (a concurrent
+    run on production stores crashed on it). Each run now records it, as one dataset."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from risk_assets.registry._mlflow import log_dataset_inputs, snapshot_dataset_input
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("race")
+    runs = [client.create_run(experiment).info.run_id for _ in range(8)]
+    ref = SnapshotStore(tmp_path / "snapshots").put(pd.DataFrame({"a": [1, 2, 3]}))
+    dataset = snapshot_dataset_input(ref, name="race-train", context="training", origin="x.csv")
+    start, errors = threading.Barrier(len(runs)), []
+
+    def log(run_id: str) -> None:
+        own = MlflowClient(uri)
+        start.wait()
+        try:
+            log_dataset_inputs(own, run_id, [dataset])
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    digests = {
+        tuple(d.dataset.digest for d in client.get_run(r).inputs.dataset_inputs) for r in runs
+    }
+    assert digests == {(ref.sha256[:36],)}

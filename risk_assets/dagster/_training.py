@@ -138,7 +138,11 @@ def _log_run_content(
     """Params, metrics and the data snapshots as MLflow dataset inputs."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from risk_assets.registry._mlflow import iter_param_items, snapshot_dataset_input
+    from risk_assets.registry._mlflow import (
+        iter_param_items,
+        log_dataset_inputs,
+        snapshot_dataset_input,
+    )
 
     spec = pipeline.spec.spec
     now = int(time.time() * 1000)
@@ -169,9 +173,10 @@ def _log_run_content(
     )
     validated_ref = _validated_ref(validated)
     origin = validated["source"]
-    client.log_inputs(
+    log_dataset_inputs(
+        client,
         run_id,
-        datasets=[
+        [
             snapshot_dataset_input(
                 validated_ref, name=f"{spec.name}-validated", context="source", origin=origin
             ),
@@ -463,11 +468,12 @@ def record_refusal(
 
 def _log_refused_snapshot(client: Any, run_id: str, name: str, validated: dict) -> None:
     """The refused snapshot as the refusal run's dataset input (MLflow shows its schema)."""
-    from risk_assets.registry._mlflow import snapshot_dataset_input
+    from risk_assets.registry._mlflow import log_dataset_inputs, snapshot_dataset_input
 
-    client.log_inputs(
+    log_dataset_inputs(
+        client,
         run_id,
-        datasets=[
+        [
             snapshot_dataset_input(
                 _validated_ref(validated),
                 name=f"{name}-validated",

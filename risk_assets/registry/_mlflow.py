@@ -1455,6 +1455,33 @@ def snapshot_dataset_input(ref: SnapshotRef, *, name: str, context: str, origin:
     )
 
 
+#: What MLflow's store says when another run inserted the same dataset first.
+_DATASET_RACE = ("UNIQUE constraint failed: datasets.", "UniqueViolation", "duplicate key value")
+
+
+def log_dataset_inputs(client: MlflowClient, run_id: str, datasets: Sequence[Any]) -> None:
+    """``client.log_inputs(run_id, datasets=...)``, safe when runs log the same snapshot at
+    once. MLflow's SQL store looks a dataset up and inserts it if absent in one transaction
+    but without a lock, so the second of two runs inserting the same (experiment, name,
+    digest) fails on the unique key and its transaction is rolled back; the dataset then
+    exists, and logging again links it. Retried at most ``attempts`` times on that error
+    only; any other error, or the race still lost after them, is raised."""
+    from mlflow.exceptions import MlflowException
+
+    attempts = 5
+    for attempt in range(1, attempts + 1):
+        try:
+            client.log_inputs(run_id, datasets=list(datasets))
+            return
+        except MlflowException as exc:
+            text = str(exc)
+            if attempt == attempts or not (
+                any(m in text for m in _DATASET_RACE) and "datasets" in text
+            ):
+                raise
+            time.sleep(0.05 * attempt)
+
+
 def iter_param_items(prefix: str, params: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
     for key, value in sorted(params.items()):
         text = json.dumps(value) if not isinstance(value, str) else value
