@@ -94,3 +94,26 @@ def test_the_readme_tables_follow_the_catalogue():
         check, asset = rows[name]
         expected = found.check.replace("{attribute}", "<attribute>")
         assert check.startswith(f"`{expected}`") and asset == found.asset, name
+
+
+def test_the_lazy_controls_namespace_names_each_control_once_and_right():
+    """``risk_assets.controls`` imports its names on first use: the type-checking imports
+    (what editors and type checkers see) and the map used at run time must agree, and
+    each name must resolve to the module the map gives."""
+    import importlib
+
+    import risk_assets.controls as controls
+
+    tree = ast.parse((PACKAGE / "controls" / "__init__.py").read_text())
+    typed: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom)
+                for alias in imp.names:
+                    typed[alias.name] = imp.module.rsplit(".", 1)[-1]
+    assert typed == controls._WHERE
+    assert controls.__all__ == sorted(controls._WHERE)
+    for name, module in controls._WHERE.items():
+        value = getattr(controls, name)
+        assert value is getattr(importlib.import_module(f"risk_assets.controls.{module}"), name)
