@@ -14,7 +14,7 @@ import pytest
 import yaml
 from test_bad_inputs import billion_laughs
 
-from conftest import make_pipeline
+from conftest import ROOT, make_pipeline
 from risk_assets.errors import DataError, SpecError
 
 
@@ -51,6 +51,80 @@ def test_a_yaml_syntax_error_is_one_line_naming_file_line_and_column(tmp_path):
     assert "\n" not in message and "<unicode string>" not in message
     assert message.startswith(f"{spec}: not valid YAML: line 3, column 1: ")
     assert "while parsing a flow sequence: expected ',' or ']'" in message
+
+
+def _outcome(load, text: str) -> tuple[str, object]:
+    """What loading ``text`` gives: the value, or the kind and text of the error."""
+    try:
+        return ("value", load(text))
+    except RecursionError:
+        return ("RecursionError", "")
+    except yaml.YAMLError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def _counting(text: str):
+    from risk_assets import _yaml
+
+    loader = _yaml._BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for pattern in (
+            "pipelines/**/*.yaml",
+            "risk_assets/**/*.yaml",
+            "docker/**/*.yaml",
+            "*.yaml",
+        )
+        for p in ROOT.glob(pattern)
+    ),
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
+def test_libyaml_and_the_counting_loader_read_every_shipped_file_alike(path):
+    """A document without aliases is parsed by libyaml (fast); it must give exactly what
+    the counting (pure Python) loader gives."""
+    from risk_assets import _yaml
+
+    assert _yaml._FAST_LOADER is not None, "PyYAML without libyaml: the fast path is untested"
+    text = path.read_text(encoding="utf-8")
+    assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_counting, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: x\ntarget: [unclosed\n",
+        "a: 1\n  b: 2\n",
+        "a: 1\na: 2\n",
+        "[" * 2000 + "]" * 2000,
+        "".join("  " * i + f"k{i}:\n" for i in range(1500)) + "  " * 1500 + "v: 1\n",
+        "key: !!python/object:os.system 'true'\n",
+        "one: 1\n---\ntwo: 2\n",
+    ],
+    ids=[
+        "unclosed",
+        "bad_indent",
+        "repeated_key",
+        "deep_flow",
+        "deep_block",
+        "python_tag",
+        "two_documents",
+    ],
+)
+def test_a_document_libyaml_refuses_gets_the_counting_loaders_answer(text):
+    """Errors read the same whichever parser met them first: the counting loader has the
+    last word (a deep document is its RecursionError, which the callers turn into
+    "nested too deeply")."""
+    from risk_assets import _yaml
+
+    assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_counting, text)
 
 
 def test_which_columns_count_as_numbers_mixed_with_text():
