@@ -42,6 +42,32 @@ EXPENSIVE_RISKS = ("ROB-003",)
 
 _STATE_VARS = ("RISK_ASSETS_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
+#: The modules that take minutes (their fixtures start services and run whole pipelines;
+#: see the suite's durations in benchmarks/README.md), longest first. They are collected
+#: before the rest, so that the parallel workers of scripts/test (pytest-xdist, a module
+#: to a worker, in collection order) start on them and the short modules fill in after.
+SLOW_MODULES = (
+    "test_production_dagster.py",
+    "test_concurrency.py",
+    "test_crash_recovery.py",
+    "test_service_failures.py",
+    "test_retraining.py",
+    "test_fault_corpus_smoke.py",
+    "test_celery_executor.py",
+    "test_object_store.py",
+    "test_daemon_backfill.py",
+    "test_production_stores.py",
+    "test_quiet_errors.py",
+    "test_compliance.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow modules first (see :data:`SLOW_MODULES`); the order within a module and
+    of the other modules is kept."""
+    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 def policy_params(risk_id: str) -> dict:
     """The control parameters of one risk in the shipped credit_risk register."""

@@ -4,12 +4,12 @@
 events and schedules in a PostgreSQL database; MLflow's ``mlflow server`` keeps its store
 in another database of the same cluster (both have a ``runs`` table), and the audit trail
 is a table in a third. A gRPC user-code server (``dagster api grpc``) serves a copy of the
-monthly pipeline over six months, the last of which carries an undeclared e-mail column;
+monthly pipeline over four months, the last of which carries an undeclared e-mail column;
 a real ``dagster-daemon run`` and ``dagster-webserver`` load it from there. Every process
 has ``RISK_ASSETS_EXECUTOR=multiprocess`` (a process per step) and
 ``RISK_ASSETS_PRODUCTION=1`` (SQLite refused).
 
-An asset backfill of the five training assets over the six months is launched as the UI
+An asset backfill of the five training assets over the four months is launched as the UI
 launches one (GraphQL ``launchPartitionBackfill``, no tags) and left to the daemon: the
 backfill daemon requests one run per month for the data and, once a window's data is
 materialised, one per month for its split, candidate and registration; the run queue
@@ -63,10 +63,10 @@ TRAINING_ASSETS = (
     "registered_model",
 )
 DATA_ASSETS = TRAINING_ASSETS[:2]
-MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"]
+MONTHS = ["2025-01", "2025-02", "2025-03", "2025-04"]
 #: the last month carries an undeclared e-mail column, so its PII gate blocks it; being
 #: the last, it is in no other month's training window
-BLOCKED = "2025-06"
+BLOCKED = "2025-04"
 #: the registration step of every run of the pipeline is in this pool (one slot)
 REGISTRY_POOL = f"risk_assets/registry/{PIPELINE}"
 REGISTRATION_STEP = f"{PIPELINE}__registered_model"

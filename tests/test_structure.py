@@ -117,3 +117,11 @@ def test_the_lazy_controls_namespace_names_each_control_once_and_right():
     for name, module in controls._WHERE.items():
         value = getattr(controls, name)
         assert value is getattr(importlib.import_module(f"risk_assets.controls.{module}"), name)
+
+
+def test_every_module_the_workers_start_with_exists():
+    """A renamed slow module would silently lose its place at the front of the queue."""
+    from conftest import SLOW_MODULES
+
+    missing = [name for name in SLOW_MODULES if not (ROOT / "tests" / name).is_file()]
+    assert not missing, missing
