@@ -1,9 +1,11 @@
 """YAML loading and pydantic error formatting shared by the spec and policy loaders.
 
 YAML from users is read with bounds: a file larger than :data:`MAX_YAML_BYTES` is refused
-before it is parsed, and a document whose aliases would expand to more than
+before it is parsed, a document whose aliases would expand to more than
 :data:`MAX_ALIAS_NODES` nodes (a "billion laughs" document: a few hundred bytes that
-expand to billions of values once validated or printed) is refused while it is composed.
+expand to billions of values once validated or printed) is refused while it is composed,
+and so is one nested more than :data:`MAX_NESTING` levels deep. A value the YAML cannot
+be turned into (``2020-13-45`` as a date, ``!!int`` with nothing) is a YAML error too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 
 __all__ = [
     "MAX_ALIAS_NODES",
+    "MAX_NESTING",
     "MAX_YAML_BYTES",
     "YamlBoundError",
     "format_validation_error",
@@ -29,14 +32,57 @@ MAX_YAML_BYTES = 1 << 20
 #: Most nodes that the aliases of one document may stand for, counted as if each alias
 #: were written out in full; a policy that reuses a few anchored blocks stays far below.
 MAX_ALIAS_NODES = 10_000
+#: Deepest nesting of lists and mappings in a document (the shipped files nest fewer than
+#: ten levels); deeper documents are refused with the line and column where it is passed.
+MAX_NESTING = 100
+#: What PyYAML's safe constructor raises, besides its own errors, on a value it cannot
+#: build (a date with month 13, a tag without a value, an integer past Python's limit).
+_CONSTRUCTION_ERRORS = (ValueError, TypeError, IndexError, AttributeError, OverflowError)
 
 
 class YamlBoundError(yaml.YAMLError):
     """A YAML document exceeds a bound (size or alias expansion) and is not parsed."""
 
 
-#: PyYAML's safe loader on libyaml's parser, where the wheel has libyaml.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+def _limits_nesting(loader: Any) -> bool:
+    """Whether ``loader`` refuses a document nested 1,001 levels deep with a YAML error.
+    libyaml does from 0.2.6 on (the PyYAML wheels since 6.0.3); an older libyaml
+    recurses without a limit, so a deep enough document overflows the C stack."""
+    probe = "[" * 1001 + "]" * 1001
+    try:
+        yaml.load(probe, Loader=loader)
+    except yaml.YAMLError:
+        return True
+    except RecursionError:
+        return False
+    return False
+
+
+def _fast_loader() -> Any:
+    loader = getattr(yaml, "CSafeLoader", None)
+    return loader if loader is not None and _limits_nesting(loader) else None
+
+
+#: PyYAML's safe loader on libyaml's parser, where PyYAML has a libyaml that limits
+#: nesting; otherwise None and every document is read by the counting loader.
+_FAST_LOADER = _fast_loader()
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists, tuples, sets and mappings more than ``limit`` deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple, set)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -55,6 +101,12 @@ class _BoundedLoader(yaml.SafeLoader):
         return self._composing(super().compose_mapping_node, anchor)
 
     def _composing(self, compose: Any, anchor: Any) -> Any:
+        if len(self._open) >= MAX_NESTING:
+            mark = self.peek_event().start_mark
+            raise YamlBoundError(
+                f"nested too deeply: more than {MAX_NESTING} levels of lists and mappings "
+                f"(MAX_NESTING) at line {mark.line + 1}, column {mark.column + 1}"
+            )
         self._open.append(anchor)
         try:
             return compose(anchor)
@@ -100,21 +152,32 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def safe_load_bounded(text: str) -> Any:
     """``yaml.safe_load`` that refuses documents whose aliases expand past
-    :data:`MAX_ALIAS_NODES` nodes (raises :class:`YamlBoundError`, a ``yaml.YAMLError``).
-    The caller bounds the size of ``text``.
+    :data:`MAX_ALIAS_NODES` nodes or that nest more than :data:`MAX_NESTING` levels
+    (raises :class:`YamlBoundError`, a ``yaml.YAMLError``), and turns a value the safe
+    constructor cannot build into a ``yaml.YAMLError``. The caller bounds the size of
+    ``text``.
 
     A document without a ``*`` has no alias, so nothing to count: it is parsed by libyaml
-    where PyYAML has it (several times faster, and libyaml refuses nesting deeper than
-    1,000 levels). A document libyaml refuses is read again by the counting loader, so
-    every error reads the same whichever parser found it."""
+    where PyYAML has one that limits nesting (several times faster). A document libyaml
+    refuses, or that nests too deeply, is read again by the counting loader, which has
+    the last word on every error. On a few malformed documents libyaml is more lenient
+    than PyYAML's own scanner (a tab inside a plain scalar; a bare ``!`` tag reads as
+    ``''`` there and as ``None`` here); a spec or policy is then validated either way."""
     if _FAST_LOADER is not None and "*" not in text:
         try:
-            return yaml.load(text, Loader=_FAST_LOADER)
-        except yaml.YAMLError:
+            value = yaml.load(text, Loader=_FAST_LOADER)
+        except (yaml.YAMLError, *_CONSTRUCTION_ERRORS):
             pass
+        else:
+            if not _deeper_than(value, MAX_NESTING):
+                return value
     loader = _BoundedLoader(text)
     try:
         return loader.get_single_data()
+    except _CONSTRUCTION_ERRORS as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a value cannot be read: {exc}", None
+        ) from exc
     finally:
         loader.dispose()
 

@@ -92,7 +92,7 @@ def test_libyaml_and_the_counting_loader_read_every_shipped_file_alike(path):
     the counting (pure Python) loader gives."""
     from risk_assets import _yaml
 
-    assert _yaml._FAST_LOADER is not None, "PyYAML without libyaml: the fast path is untested"
+    assert _yaml._FAST_LOADER is yaml.CSafeLoader, "the fast path is off: it is untested"
     text = path.read_text(encoding="utf-8")
     assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_counting, text)
 
@@ -106,7 +106,15 @@ def test_libyaml_and_the_counting_loader_read_every_shipped_file_alike(path):
         "[" * 2000 + "]" * 2000,
         "".join("  " * i + f"k{i}:\n" for i in range(1500)) + "  " * 1500 + "v: 1\n",
         "key: !!python/object:os.system 'true'\n",
+        "key: !!python/name:os.system\n",
+        "key: !!python/tuple [1]\n",
         "one: 1\n---\ntwo: 2\n",
+        "a: " + "[" * 300 + "]" * 300,
+        "a: " + "[" * 999 + "]" * 999,
+        "a: " + "[" * 99 + "]" * 99,
+        "when: 2020-13-45\n",
+        "count: !!int\n",
+        "at: !!timestamp x\n",
     ],
     ids=[
         "unclosed",
@@ -115,16 +123,78 @@ def test_libyaml_and_the_counting_loader_read_every_shipped_file_alike(path):
         "deep_flow",
         "deep_block",
         "python_tag",
+        "python_name",
+        "python_tuple",
         "two_documents",
+        "nested_300",
+        "nested_999",
+        "nested_100_allowed",
+        "bad_date",
+        "empty_int",
+        "bad_timestamp",
     ],
 )
 def test_a_document_libyaml_refuses_gets_the_counting_loaders_answer(text):
     """Errors read the same whichever parser met them first: the counting loader has the
-    last word (a deep document is its RecursionError, which the callers turn into
-    "nested too deeply")."""
+    last word, and each of these is an error or value of its own (never a RecursionError
+    or a bare ValueError)."""
     from risk_assets import _yaml
 
-    assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_counting, text)
+    fast, counted = _outcome(_yaml.safe_load_bounded, text), _outcome(_counting_errors, text)
+    assert fast == counted
+    assert fast[0] in {
+        "value",
+        "YamlBoundError",
+        "ConstructorError",
+        "ScannerError",
+        "ParserError",
+        "ComposerError",
+    }, fast
+
+
+def _counting_errors(text: str):
+    """The counting loader alone, with construction errors turned into YAML errors as
+    :func:`risk_assets._yaml.safe_load_bounded` does."""
+    from risk_assets import _yaml
+
+    loader = _yaml._BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _yaml._CONSTRUCTION_ERRORS as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a value cannot be read: {exc}", None
+        ) from exc
+    finally:
+        loader.dispose()
+
+
+def test_deep_documents_are_refused_at_the_bound_with_where():
+    from risk_assets._yaml import MAX_NESTING, YamlBoundError, safe_load_bounded
+
+    assert safe_load_bounded("a: " + "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1))
+    for text in (
+        "a: " + "[" * MAX_NESTING + "]" * MAX_NESTING,  # libyaml reads it: caught after
+        "a: " + "[" * 5000 + "]" * 5000,  # libyaml refuses it: caught by the counting loader
+    ):
+        with pytest.raises(YamlBoundError, match=f"more than {MAX_NESTING} levels .* column"):
+            safe_load_bounded(text)
+
+
+def test_a_libyaml_without_a_nesting_limit_is_not_used():
+    """PyYAML built on libyaml before 0.2.6 recurses without a limit, so a deep enough
+    document would overflow the C stack: such a loader fails the probe. PyYAML's own
+    Python loader, given the stack to do it, is one that reads 1,001 levels."""
+    import sys
+
+    from risk_assets import _yaml
+
+    assert _yaml._limits_nesting(yaml.CSafeLoader)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)
+    try:
+        assert not _yaml._limits_nesting(yaml.SafeLoader)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_which_columns_count_as_numbers_mixed_with_text():
