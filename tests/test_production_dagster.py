@@ -232,7 +232,7 @@ def _verdicts(rows: list[dict]) -> dict[tuple[str, str], dict[str, bool]]:
 
 
 def test_every_run_of_the_daemon_backfill_succeeds(production):
-    """Six months, two runs each (the data, then the window's training), all launched by the
+    """Four months, two runs each (the data, then the window's training), all launched by the
     daemon through the gRPC server and all successful, the blocked months too."""
     p = production
     assert sorted(p.runs["data"]) == MONTHS

@@ -111,6 +111,7 @@ def test_the_lazy_controls_namespace_names_each_control_once_and_right():
             for imp in node.body:
                 assert isinstance(imp, ast.ImportFrom)
                 for alias in imp.names:
+                    assert alias.asname == alias.name, f"{alias.name}: write 'x as x'"
                     typed[alias.name] = imp.module.rsplit(".", 1)[-1]
     assert typed == controls._WHERE
     assert controls.__all__ == sorted(controls._WHERE)
