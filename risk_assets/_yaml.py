@@ -41,13 +41,15 @@ _CONSTRUCTION_ERRORS = (ValueError, TypeError, IndexError, AttributeError, Overf
 
 
 class YamlBoundError(yaml.YAMLError):
-    """A YAML document exceeds a bound (size or alias expansion) and is not parsed."""
+    """A YAML document exceeds a bound (size, alias expansion or nesting) and is not
+    parsed."""
 
 
 def _limits_nesting(loader: Any) -> bool:
     """Whether ``loader`` refuses a document nested 1,001 levels deep with a YAML error.
-    libyaml does from 0.2.6 on (the PyYAML wheels since 6.0.3); an older libyaml
-    recurses without a limit, so a deep enough document overflows the C stack."""
+    The libyaml of the pinned PyYAML wheel (6.0.4, libyaml 0.2.6) does; an older libyaml
+    (the 6.0.2 wheel's 0.2.5, some distributions' builds) recurses without a limit, so a
+    deep enough document would overflow the C stack."""
     probe = "[" * 1001 + "]" * 1001
     try:
         yaml.load(probe, Loader=loader)
