@@ -10,8 +10,7 @@ import string
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy import stats
 
 from risk_assets.controls._drift import feature_drift

@@ -16,8 +16,7 @@ import decimal
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from risk_assets.controls._champion import row_keys
 from risk_assets.controls._result import as_groups, group_counts, group_labels

@@ -16,57 +16,33 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # the "x as x" form re-exports each name for type checkers and linters
     from risk_assets.controls._champion import compare_on_unseen_rows as compare_on_unseen_rows
-    from risk_assets.controls._drift import feature_drift as feature_drift
-    from risk_assets.controls._drift import holm as holm
-    from risk_assets.controls._drift import psi as psi
+    from risk_assets.controls._drift import feature_drift as feature_drift, holm as holm, psi as psi
     from risk_assets.controls._expectations import (
         load_suite as load_suite,
-    )
-    from risk_assets.controls._expectations import (
         profile_suite as profile_suite,
-    )
-    from risk_assets.controls._expectations import (
         run_expectation_suite as run_expectation_suite,
     )
     from risk_assets.controls._explain import (
         association as association,
-    )
-    from risk_assets.controls._explain import (
         protected_among_top_features as protected_among_top_features,
     )
-    from risk_assets.controls._fairness import band as band
-    from risk_assets.controls._fairness import fairness_across as fairness_across
+    from risk_assets.controls._fairness import band as band, fairness_across as fairness_across
     from risk_assets.controls._monitoring import (
         DecisionCounts as DecisionCounts,
-    )
-    from risk_assets.controls._monitoring import (
         decision_volume as decision_volume,
-    )
-    from risk_assets.controls._monitoring import (
         outcome_performance as outcome_performance,
-    )
-    from risk_assets.controls._monitoring import (
         prediction_drift as prediction_drift,
     )
     from risk_assets.controls._performance import (
         compare_to_champion as compare_to_champion,
-    )
-    from risk_assets.controls._performance import (
         evaluate_classifier as evaluate_classifier,
-    )
-    from risk_assets.controls._performance import (
         meets_metric_thresholds as meets_metric_thresholds,
     )
-    from risk_assets.controls._pii import PII_KINDS as PII_KINDS
-    from risk_assets.controls._pii import scan_pii as scan_pii
+    from risk_assets.controls._pii import PII_KINDS as PII_KINDS, scan_pii as scan_pii
     from risk_assets.controls._plots import plot_png as plot_png
     from risk_assets.controls._poisoning import (
         conflicting_duplicates_share as conflicting_duplicates_share,
-    )
-    from risk_assets.controls._poisoning import (
         label_consistency as label_consistency,
-    )
-    from risk_assets.controls._poisoning import (
         outliers_against_reference as outliers_against_reference,
     )
     from risk_assets.controls._privacy import (
@@ -74,17 +50,11 @@ if TYPE_CHECKING:
     )
     from risk_assets.controls._result import (
         ControlResult as ControlResult,
-    )
-    from risk_assets.controls._result import (
         markdown_table as markdown_table,
     )
     from risk_assets.controls._robustness import (
         evasion_attack as evasion_attack,
-    )
-    from risk_assets.controls._robustness import (
         perturbation_flip_rate as perturbation_flip_rate,
-    )
-    from risk_assets.controls._robustness import (
         stress_scenarios as stress_scenarios,
     )
     from risk_assets.controls._skew import training_serving_skew as training_serving_skew
