@@ -20,6 +20,7 @@ __all__ = [
     "MAX_ALIAS_NODES",
     "MAX_NESTING",
     "MAX_YAML_BYTES",
+    "SHIPPED_LOADER",
     "YamlBoundError",
     "format_validation_error",
     "read_yaml_mapping",
@@ -56,7 +57,7 @@ def _limits_nesting(loader: Any) -> bool:
     except yaml.YAMLError:
         return True
     except RecursionError:
-        return False
+        pass
     return False
 
 
@@ -68,6 +69,9 @@ def _fast_loader() -> Any:
 #: PyYAML's safe loader on libyaml's parser, where PyYAML has a libyaml that limits
 #: nesting; otherwise None and every document is read by the counting loader.
 _FAST_LOADER = _fast_loader()
+#: The safe loader for the project's own files, which need no bounds: the fast one where
+#: it is safe, else PyYAML's.
+SHIPPED_LOADER = _FAST_LOADER or yaml.SafeLoader
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -173,6 +177,12 @@ def safe_load_bounded(text: str) -> Any:
         else:
             if not _deeper_than(value, MAX_NESTING):
                 return value
+    return _load_counting(text)
+
+
+def _load_counting(text: str) -> Any:
+    """The document in ``text`` read by the counting loader, which has the last word on
+    every error: a value it cannot build is a ``ConstructorError``."""
     loader = _BoundedLoader(text)
     try:
         return loader.get_single_data()

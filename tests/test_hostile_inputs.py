@@ -63,16 +63,6 @@ def _outcome(load, text: str) -> tuple[str, object]:
         return (type(exc).__name__, str(exc))
 
 
-def _counting(text: str):
-    from risk_assets import _yaml
-
-    loader = _yaml._BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
 @pytest.mark.parametrize(
     "path",
     sorted(
@@ -94,7 +84,7 @@ def test_libyaml_and_the_counting_loader_read_every_shipped_file_alike(path):
 
     assert _yaml._FAST_LOADER is yaml.CSafeLoader, "the fast path is off: it is untested"
     text = path.read_text(encoding="utf-8")
-    assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_counting, text)
+    assert _outcome(_yaml.safe_load_bounded, text) == _outcome(_yaml._load_counting, text)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +130,7 @@ def test_a_document_libyaml_refuses_gets_the_counting_loaders_answer(text):
     or a bare ValueError)."""
     from risk_assets import _yaml
 
-    fast, counted = _outcome(_yaml.safe_load_bounded, text), _outcome(_counting_errors, text)
+    fast, counted = _outcome(_yaml.safe_load_bounded, text), _outcome(_yaml._load_counting, text)
     assert fast == counted
     assert fast[0] in {
         "value",
@@ -150,22 +140,6 @@ def test_a_document_libyaml_refuses_gets_the_counting_loaders_answer(text):
         "ParserError",
         "ComposerError",
     }, fast
-
-
-def _counting_errors(text: str):
-    """The counting loader alone, with construction errors turned into YAML errors as
-    :func:`risk_assets._yaml.safe_load_bounded` does."""
-    from risk_assets import _yaml
-
-    loader = _yaml._BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    except _yaml._CONSTRUCTION_ERRORS as exc:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"a value cannot be read: {exc}", None
-        ) from exc
-    finally:
-        loader.dispose()
 
 
 def test_deep_documents_are_refused_at_the_bound_with_where():

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from risk_assets._yaml import SHIPPED_LOADER
 from risk_assets.errors import PolicyError, RiskAssetsError
 
 if TYPE_CHECKING:
@@ -228,9 +229,7 @@ def build_catalogue(
 def _read(name: str) -> Any:
     path = HERE / name
     try:
-        # the shipped files, on libyaml's parser where PyYAML has it (several times faster)
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=SHIPPED_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise RiskAssetsError(f"{path}: cannot read the clause catalogue: {exc}") from exc
 
