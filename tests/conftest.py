@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from forked_cli import FRESH_ENV, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
@@ -172,10 +173,17 @@ def make_pipeline(
     return path
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """Run the installed ``risk-assets`` command as a user would."""
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, fresh: bool = False
+):
+    """Run the installed ``risk-assets`` command as a user would, in a process of its own:
+    forked from one that has imported the libraries a run needs (tests/forked_cli.py), or,
+    with ``fresh`` (or ``RISK_ASSETS_TEST_FRESH_CLI=1``), a new interpreter, for what only
+    a new interpreter shows (warnings printed while importing, start-up)."""
     full_env = {k: v for k, v in os.environ.items() if k not in _STATE_VARS}
     full_env.update(env or {})
+    if not fresh and os.environ.get(FRESH_ENV) != "1":
+        return run_script(CLI, args, env=full_env, cwd=cwd, timeout=900)
     return subprocess.run(
         [str(CLI), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=900
     )
@@ -199,7 +207,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory):
     """The shipped credit_risk pipeline run once through the real CLI on a fresh state."""
     state = tmp_path_factory.mktemp("clean") / "state"
     env = state_env(state)
-    proc = run_cli("run", str(CREDIT_SPEC), "--json", env=env)
+    proc = run_cli("run", str(CREDIT_SPEC), "--json", env=env, fresh=True)
     return {"proc": proc, "state": state, "env": env}
 
 

@@ -44,7 +44,7 @@ def pii_blocked(tmp_path_factory, credit_frame):
     spec = make_pipeline(
         tmp / "p", data=credit_frame.assign(contact=emails), spec={"features": features}
     )
-    proc = run_cli("run", str(spec), env=state_env(tmp / "state"))
+    proc = run_cli("run", str(spec), env=state_env(tmp / "state"), fresh=True)
     return spec, tmp / "state", proc
 
 

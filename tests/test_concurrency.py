@@ -3,8 +3,9 @@ shared stores: the embedded state (one RISK_ASSETS_HOME: Dagster's SQLite instan
 SQLite store, the JSON Lines audit trail) and the production configuration (Dagster and the
 audit trail in PostgreSQL, an ``mlflow server`` on PostgreSQL).
 
-Every process is the real ``risk-assets`` command, started together: each waits for a start
-file, then becomes the command (``exec``), so they all begin within milliseconds. After
+Every process is the real ``risk-assets`` command, started together: each is forked from a
+process with the libraries imported (tests/forked_cli.py) and waits for a start file before
+it runs the command, so they all begin within milliseconds. After
 each burst the stores must agree with each other and with what every process said:
 
 - every process ended with a final status: exit 0, or a refusal (exit 4) whose one line
@@ -32,7 +33,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from forked_cli import ForkedProcess
 from services import create_database, dagster_postgres_home, mlflow_server, postgres_cluster
 
 from conftest import CLI, make_pipeline, state_env
@@ -60,14 +61,6 @@ APPROVERS = [{"user": "alice", "role": "validation"}, {"user": "bob", "role": "m
 MAKER = "maker"
 _OURS = ("RISK_ASSETS_", "DAGSTER_", "MLFLOW_")
 _USER_VARS = ("LOGNAME", "USER", "LNAME", "USERNAME")
-
-#: Waits for the start file, then becomes the command (same pid: its locks are its own).
-_AT_THE_SIGNAL = (
-    "import os, sys, time\n"
-    "while not os.path.exists(sys.argv[1]):\n"
-    "    time.sleep(0.002)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 def _spec(folder: Path, risks: set[str], name: str, policy: dict | None = None) -> Path:
@@ -119,24 +112,19 @@ class Ended:
 
 
 class Burst:
-    """Commands started together (see :data:`_AT_THE_SIGNAL`): those added before
-    :meth:`go` wait for it, one added after it starts at once."""
+    """Commands started together: each is a process of its own (forked from one with the
+    libraries imported, tests/forked_cli.py) that waits for the start file before it runs
+    the command; those added before :meth:`go` wait for it, one added after it starts at
+    once."""
 
     def __init__(self, folder: Path, extra: dict[str, str]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.signal = folder / f"go-{time.monotonic_ns()}"
         self.extra = extra
-        self.started: list[tuple[tuple[str, ...], str, subprocess.Popen]] = []
+        self.started: list[tuple[tuple[str, ...], str, ForkedProcess]] = []
 
     def add(self, *args: str, user: str = MAKER) -> None:
-        cmd = [sys.executable, "-c", _AT_THE_SIGNAL, str(self.signal), str(CLI), *args]
-        proc = subprocess.Popen(
-            cmd,
-            env=_env(self.extra, user),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = ForkedProcess(CLI, args, env=_env(self.extra, user), wait_for=self.signal)
         self.started.append((args, user, proc))
 
     @property

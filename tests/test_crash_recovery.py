@@ -15,11 +15,11 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from forked_cli import run_script
 
 from conftest import ROOT, make_pipeline, mlflow_client, run_cli, state_env, using_state
 
@@ -36,13 +36,8 @@ CANDIDATES = f"{MODEL}-candidates"
 
 
 def _crash(point: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, str(CRASH), point, *args],
-        capture_output=True,
-        text=True,
-        env={**_base_env(), **env},
-        timeout=600,
-    )
+    # in a process forked from one with the libraries imported (see tests/forked_cli.py)
+    proc = run_script(CRASH, [point, *args], env={**_base_env(), **env}, timeout=600)
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-3000:])
     return proc
 

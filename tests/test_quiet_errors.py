@@ -53,7 +53,7 @@ def credit_frame():
 
 def test_a_feature_missing_from_the_data_is_the_suites_finding(tmp_path, credit_frame):
     spec = make_pipeline(tmp_path / "p", data=credit_frame.drop(columns=["duration"]))
-    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"))
+    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"), fresh=True)
     _quiet(proc, 3, "meets_expectations", "duration")
     assert proc.stderr == ""
     # the run's own log (its warning about the column) is in the log file
@@ -63,7 +63,7 @@ def test_a_feature_missing_from_the_data_is_the_suites_finding(tmp_path, credit_
 def test_an_undeclared_email_column_is_blocked_by_pii_free(tmp_path, credit_frame):
     emails = [f"applicant{i}@example.org" for i in range(len(credit_frame))]
     spec = make_pipeline(tmp_path / "p", data=credit_frame.assign(contact=emails))
-    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"))
+    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"), fresh=True)
     _quiet(proc, 3, "pii_free", "contact (email, 100.0%)")
     assert proc.stderr == ""
     (blocked,) = [line for line in proc.stdout.splitlines() if line.startswith("BLOCKED by")]
@@ -74,7 +74,7 @@ def test_a_missing_data_file_is_one_line_and_its_trace_is_in_the_log(tmp_path):
     spec = make_pipeline(tmp_path / "p")
     (tmp_path / "p" / "data.csv").unlink()
     state = tmp_path / "state"
-    proc = run_cli("run", str(spec), env=state_env(state))
+    proc = run_cli("run", str(spec), env=state_env(state), fresh=True)
     _quiet(proc, 2, str(spec), "source.path", "data.csv")
     assert proc.stderr.startswith("risk-assets: error: ") and proc.stderr.count("\n") == 1
     assert "Traceback" in _log(state) and "file not found" in _log(state)
@@ -85,7 +85,7 @@ def test_a_missing_data_file_is_one_line_and_its_trace_is_in_the_log(tmp_path):
         (("--verbose", "run", str(spec)), {}),
         (("run", str(spec)), {"RISK_ASSETS_DEBUG": "1"}),
     ):
-        loud = run_cli(*args, env={**state_env(state), **env})
+        loud = run_cli(*args, env={**state_env(state), **env}, fresh=True)
         assert loud.returncode == 2, loud.stderr
         assert loud.stderr.startswith("risk-assets: error: ")
         assert "Traceback" in loud.stderr, (args, env, loud.stderr)
@@ -93,7 +93,7 @@ def test_a_missing_data_file_is_one_line_and_its_trace_is_in_the_log(tmp_path):
 
 def test_a_bad_policy_key_is_named(tmp_path):
     spec = make_pipeline(tmp_path / "p", policy={"bogus_key": 1})
-    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"))
+    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"), fresh=True)
     _quiet(proc, 2, str(tmp_path / "p" / "policy.yaml"), "bogus_key: unknown key")
 
 
@@ -101,7 +101,7 @@ def test_a_failed_model_gate_is_a_verdict_without_a_trace(tmp_path):
     spec = make_pipeline(
         tmp_path / "p", policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.99}}}}
     )
-    proc = run_cli("run", str(spec), "--json", env=state_env(tmp_path / "state"))
+    proc = run_cli("run", str(spec), "--json", env=state_env(tmp_path / "state"), fresh=True)
     _quiet(proc, 3, "meets_metric_thresholds")
     assert proc.stderr == ""
     # the run's log is in the file, with the step that withheld itself
@@ -117,7 +117,7 @@ def test_a_data_error_inside_a_step_is_one_line(tmp_path, credit_frame):
         tmp_path / "p", data=data, spec={"protected_attributes": ["sex", "age", "applicant"]}
     )
     state = tmp_path / "state"
-    proc = run_cli("run", str(spec), env=state_env(state))
+    proc = run_cli("run", str(spec), env=state_env(state), fresh=True)
     _quiet(proc, 2, "protected_attributes: 'applicant'", "person_name")
     assert proc.stderr.startswith("risk-assets: error: ")
     assert "DataError" not in proc.stderr  # the message, not the class path before it
@@ -143,7 +143,14 @@ def monthly_broken(tmp_path_factory):
 def test_a_backfill_over_a_broken_month_names_the_file_and_column(monthly_broken):
     spec, state = monthly_broken
     proc = run_cli(
-        "backfill", str(spec), "--from", "2025-02", "--to", "2025-03", env=state_env(state)
+        "backfill",
+        str(spec),
+        "--from",
+        "2025-02",
+        "--to",
+        "2025-03",
+        env=state_env(state),
+        fresh=True,
     )
     _quiet(proc, 2, "applications_2025-02.csv", "application_id")
 
@@ -154,5 +161,5 @@ def test_monitoring_a_broken_month_names_the_file(monthly_broken):
         ("backfill", str(spec), "--from", "2025-03", "--to", "2025-03", "--monitor"),
         ("run", str(spec), "--partition", "2025-03", "--monitor"),
     ):
-        proc = run_cli(*args, env=state_env(state))
+        proc = run_cli(*args, env=state_env(state), fresh=True)
         _quiet(proc, 2, "applications_2025-03.csv", "cannot read")

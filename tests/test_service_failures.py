@@ -166,6 +166,7 @@ if __name__ == "__main__":
 
 # ----------------------------------------------------------------------- the services
 
+from forked_cli import run_script  # noqa: E402 - the script above needs none of these
 from services import (  # noqa: E402 - the script above needs none of these
     MlflowServer,
     PostgresControl,
@@ -224,15 +225,16 @@ def stores(tmp_path_factory: pytest.TempPathFactory):
 
 def _cli(stores: SimpleNamespace, *args: str, faults: dict | None = None):
     """``risk-assets ARGS`` in a process of its own (with ``faults`` injected), bounded by
-    RUN_TIMEOUT_S; returns the finished process with ``seconds`` it took."""
+    RUN_TIMEOUT_S; returns the finished process with ``seconds`` it took. The process is
+    forked from one with the libraries imported (tests/forked_cli.py)."""
     env = dict(stores.env)
     if faults is None:
-        cmd = [str(Path(sys.executable).parent / "risk-assets"), *args]
+        script = Path(sys.executable).parent / "risk-assets"
     else:
-        cmd = [sys.executable, __file__, *args]
+        script = Path(__file__)
         env[FAULTS_ENV] = json.dumps(faults)
     started = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    proc = run_script(script, args, env=env, timeout=RUN_TIMEOUT_S)
     proc.seconds = time.monotonic() - started
     return proc
 
