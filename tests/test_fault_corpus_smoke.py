@@ -1,33 +1,48 @@
 """The fault corpus's ``--smoke`` selection through the benchmark's own code: German credit
 onboarded with ``risk-assets init`` defaults, a clean second run that must register and
-three faults that a data gate of the right kind must block (about 2-3 minutes)."""
+three faults that a data gate of the right kind must block (about a minute). The corpus's
+commands are forked from a process with the libraries imported (tests/forked_cli.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from forked_cli import run_script
 
 from conftest import ROOT
 
 if str(ROOT) not in sys.path:  # the benchmarks package lives at the repository root
     sys.path.insert(0, str(ROOT))
 
+import benchmarks.fault_corpus.run as corpus_run  # noqa: E402
 from benchmarks.fault_corpus.faults import SMOKE_DATASET, SMOKE_VARIANTS  # noqa: E402
 from benchmarks.fault_corpus.run import run_corpus  # noqa: E402
 
 SMOKE_FAULTS = [v for v in SMOKE_VARIANTS if v != "same_data"]
 
 
+def _forked_cli(args: list[str], *, cwd: Path, state: Path) -> subprocess.CompletedProcess:
+    """The corpus's own ``_cli`` (the same command, environment and bound), in a process
+    forked from one with the libraries imported (tests/forked_cli.py)."""
+    return run_script(
+        corpus_run.CLI, args, env=corpus_run._env(state), cwd=cwd, timeout=corpus_run.RUN_TIMEOUT
+    )
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    results = run_corpus(
-        datasets=[SMOKE_DATASET],
-        variants=list(SMOKE_VARIANTS),
-        work=tmp_path_factory.mktemp("fault-corpus"),
-        jobs=1,
-        progress=lambda line: None,
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpus_run, "_cli", _forked_cli)
+        results = run_corpus(
+            datasets=[SMOKE_DATASET],
+            variants=list(SMOKE_VARIANTS),
+            work=tmp_path_factory.mktemp("fault-corpus"),
+            jobs=1,
+            progress=lambda line: None,
+        )
     return {o.variant: o for o in results}
 
 

@@ -5,7 +5,8 @@ events and schedules in a PostgreSQL database; MLflow's ``mlflow server`` keeps 
 in another database of the same cluster (both have a ``runs`` table), and the audit trail
 is a table in a third. A gRPC user-code server (``dagster api grpc``) serves a copy of the
 monthly pipeline over four months, the last of which carries an undeclared e-mail column;
-a real ``dagster-daemon run`` and ``dagster-webserver`` load it from there. Every process
+a real ``dagster-daemon run`` (its backfill daemon looking every 5 s instead of Dagster's
+30) and ``dagster-webserver`` load it from there. Every process
 has ``RISK_ASSETS_EXECUTOR=multiprocess`` (a process per step) and
 ``RISK_ASSETS_PRODUCTION=1`` (SQLite refused).
 
@@ -70,6 +71,9 @@ BLOCKED = "2025-04"
 #: the registration step of every run of the pipeline is in this pool (one slot)
 REGISTRY_POOL = f"risk_assets/registry/{PIPELINE}"
 REGISTRATION_STEP = f"{PIPELINE}__registered_model"
+#: how often the backfill daemon looks at the backfill (Dagster's own pause is 30 s; see
+#: dagster_services.dagster_daemon)
+BACKFILL_INTERVAL_S = 5
 #: a guard against a hung daemon, not a measure: the backfill takes a few minutes
 BACKFILL_TIMEOUT_S = 900
 ARTIFACTS = Path(os.environ.get("RISK_ASSETS_TEST_ARTIFACTS") or ROOT / ".test-artifacts")
@@ -166,13 +170,18 @@ def production(tmp_path_factory: pytest.TempPathFactory):
                         dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
                     ):
                         # stored before the daemon starts, so its first iteration takes it
-                        # up (the backfill daemon then looks every 30 s)
+                        # up (the backfill daemon then looks every BACKFILL_INTERVAL_S)
                         backfill_id = launch_asset_backfill(
                             web,
                             assets=[[PIPELINE, a] for a in TRAINING_ASSETS],
                             partitions=MONTHS,
                         )
-                        with dagster_daemon(workspace, env=env, log=root / "daemon.log"):
+                        with dagster_daemon(
+                            workspace,
+                            env=env,
+                            log=root / "daemon.log",
+                            backfill_interval_s=BACKFILL_INTERVAL_S,
+                        ):
                             backfill = _wait_for_backfill(instance, backfill_id)
                         yield SimpleNamespace(
                             root=root,
