@@ -47,6 +47,13 @@ PRELOAD = (
     "sklearn.ensemble",
     "sklearn.linear_model",
     "sklearn.model_selection",
+    # imported on the way too, and slow: skops imports every estimator of scikit-learn to
+    # list the trusted types; MLflow's SQL stores (the embedded state's) and their migrations
+    "skops.io",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "alembic.command",
+    "dagster._daemon",
 )
 
 
