@@ -135,7 +135,10 @@ def grpc_workspace(path: Path, *, port: int, location: str) -> Path:
 #: ``dagster-daemon``'s own entry point with the pause between two iterations of the
 #: backfill daemon (``DEFAULT_DAEMON_INTERVAL_SECONDS``, 30 s, not a setting of the
 #: instance) set from the first argument: a test's backfill then waits seconds, not half a
-#: minute, between the runs it requests. Nothing else of the daemon changes.
+#: minute, between the runs it requests. The same constant is the asset daemon's pause
+#: before sensors in its old mode (not used here); nothing else of the daemon changes. The
+#: backfill daemon reads the constant when its loop starts (dagster/_daemon/backfill.py);
+#: tests/test_production_dagster.py checks from the daemon's log that it took effect.
 _DAEMON_WITH_INTERVAL = """
 import sys
 import dagster._daemon.controller as controller
@@ -172,7 +175,8 @@ def dagster_daemon(
 
     cmd = [str(BIN / "dagster-daemon")]
     if backfill_interval_s is not None:
-        cmd = [sys.executable, "-c", _DAEMON_WITH_INTERVAL, str(backfill_interval_s)]
+        # -P: the working directory is not put on sys.path (the console script's is not)
+        cmd = [sys.executable, "-P", "-c", _DAEMON_WITH_INTERVAL, str(backfill_interval_s)]
     cmd += ["run", "-w", str(workspace)]
     try:
         with started(cmd, env=env, log=log, ready=ready, cwd=workspace.parent):

@@ -1199,7 +1199,7 @@ def test_an_unexpected_error_points_at_the_log_file_only_once_written(tmp_path, 
 def test_the_executable_refuses_a_yaml_bomb_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
     spec = make_pipeline(tmp_path / "p")
     spec.write_text(spec.read_text() + billion_laughs())
-    proc = run_cli("run", str(spec), env={"RISK_ASSETS_HOME": str(tmp_path / "state")})
+    proc = run_cli("run", str(spec), env={"RISK_ASSETS_HOME": str(tmp_path / "state")}, fresh=True)
     assert proc.returncode == EXIT_CONFIG, proc.stderr[-3000:]
     assert proc.stderr.startswith("risk-assets: error: ") and proc.stderr.count("\n") == 1
     assert str(spec) in proc.stderr and "MAX_ALIAS_NODES" in proc.stderr
@@ -1210,7 +1210,9 @@ def test_the_executable_refuses_a_yaml_bomb_with_exit_2_and_no_traceback(tmp_pat
 def test_the_executable_reports_a_bad_spec_as_json(tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: [unclosed\n")
-    proc = run_cli("run", str(spec), "--json", env={"RISK_ASSETS_HOME": str(tmp_path / "st")})
+    proc = run_cli(
+        "run", str(spec), "--json", env={"RISK_ASSETS_HOME": str(tmp_path / "st")}, fresh=True
+    )
     assert proc.returncode == EXIT_CONFIG
     payload = json.loads(proc.stdout)
     assert payload["status"] == "error" and "not valid YAML" in payload["error"]

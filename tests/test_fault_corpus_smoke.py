@@ -24,18 +24,18 @@ from benchmarks.fault_corpus.run import run_corpus  # noqa: E402
 SMOKE_FAULTS = [v for v in SMOKE_VARIANTS if v != "same_data"]
 
 
-def _forked_cli(args: list[str], *, cwd: Path, state: Path) -> subprocess.CompletedProcess:
-    """The corpus's own ``_cli`` (the same command, environment and bound), in a process
-    forked from one with the libraries imported (tests/forked_cli.py)."""
-    return run_script(
-        corpus_run.CLI, args, env=corpus_run._env(state), cwd=cwd, timeout=corpus_run.RUN_TIMEOUT
-    )
+def _forked(
+    cli: Path, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """The corpus's command, in a process forked from one with the libraries imported
+    (tests/forked_cli.py)."""
+    return run_script(cli, args, env=env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(corpus_run, "_cli", _forked_cli)
+        mp.setattr(corpus_run, "START", _forked)
         results = run_corpus(
             datasets=[SMOKE_DATASET],
             variants=list(SMOKE_VARIANTS),

@@ -240,6 +240,28 @@ def _verdicts(rows: list[dict]) -> dict[tuple[str, str], dict[str, bool]]:
     return out
 
 
+def test_the_backfill_daemon_looked_every_few_seconds(production):
+    """The daemon ran with the shorter pause (dagster_services.dagster_daemon sets a
+    constant of Dagster's; had Dagster stopped reading it, the pause would be 30 s): from
+    the times of its iterations in its own log."""
+    import re
+    from datetime import datetime
+
+    log = (production.root / "daemon.log").read_text(errors="replace")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)  # its colours
+    stamps = [
+        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+        for m in re.finditer(
+            r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 - dagster\.daemon\.BackfillDaemon"
+            r" - INFO - Evaluating asset backfill",
+            log,
+        )
+    ]
+    assert len(stamps) >= 3, log[-3000:]
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert min(gaps) < 20, gaps
+
+
 def test_every_run_of_the_daemon_backfill_succeeds(production):
     """Four months, two runs each (the data, then the window's training), all launched by the
     daemon through the gRPC server and all successful, the blocked months too."""

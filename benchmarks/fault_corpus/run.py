@@ -179,15 +179,21 @@ def _writable(folder: Path) -> None:
 # ---------------------------------------------------------------------------- running
 
 
-def _cli(args: list[str], *, cwd: Path, state: Path) -> subprocess.CompletedProcess:
+def _new_process(
+    cli: Path, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CLI), *args],
-        cwd=cwd,
-        env=_env(state),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
+        [str(cli), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+#: How a command is started: a new process (the test of the smoke selection forks it from
+#: a process with the libraries imported instead).
+START = _new_process
+
+
+def _cli(args: list[str], *, cwd: Path, state: Path) -> subprocess.CompletedProcess:
+    return START(CLI, args, cwd=cwd, env=_env(state), timeout=RUN_TIMEOUT)
 
 
 def _write_data(df, path: Path) -> None:
