@@ -60,6 +60,7 @@ SLOW_MODULES = (
     "test_production_stores.py",
     "test_quiet_errors.py",
     "test_compliance.py",
+    "test_forked_cli.py",
 )
 
 
