@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from forked_cli import FRESH_ENV, run_script
+from forked_cli import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
@@ -178,12 +178,14 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, fresh: bool = False
 ):
     """Run the installed ``risk-assets`` command as a user would, in a process of its own:
-    forked from one that has imported the libraries a run needs (tests/forked_cli.py), or,
-    with ``fresh`` (or ``RISK_ASSETS_TEST_FRESH_CLI=1``), a new interpreter, for what only
-    a new interpreter shows (warnings printed while importing, start-up)."""
+    forked from one that has imported the libraries a run needs (tests/forked_cli.py, which
+    also decides when a fork could differ and starts a new interpreter then, as it does for
+    every command with ``RISK_ASSETS_TEST_FRESH_CLI=1``), or, with ``fresh``, the command
+    itself in a new interpreter, for what only that shows (output while importing,
+    start-up)."""
     full_env = {k: v for k, v in os.environ.items() if k not in _STATE_VARS}
     full_env.update(env or {})
-    if not fresh and os.environ.get(FRESH_ENV) != "1":
+    if not fresh:
         return run_script(CLI, args, env=full_env, cwd=cwd, timeout=900)
     return subprocess.run(
         [str(CLI), *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=900

@@ -28,10 +28,10 @@ fork:
 - A grandchild left holding stdout does not delay the end (the output is a file, not a
   pipe).
 
-The tests of what a user sees on stderr (tests/test_quiet_errors.py,
-tests/test_blocked_runs.py, the executable's refusals in tests/test_bad_inputs.py), the
-shipped pipeline's first run (``clean_run``) and one of each other command
-(tests/test_forked_cli.py) start a new interpreter every time.
+The refusals of tests/test_quiet_errors.py, tests/test_blocked_runs.py and the
+executable's refusals in tests/test_bad_inputs.py, the shipped pipeline's first run
+(``clean_run``) and one of each other command (tests/test_forked_cli.py, which also
+compares the logging set-up forked and fresh) start a new interpreter every time.
 """
 
 from __future__ import annotations

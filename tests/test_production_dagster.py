@@ -6,9 +6,9 @@ in another database of the same cluster (both have a ``runs`` table), and the au
 is a table in a third. A gRPC user-code server (``dagster api grpc``) serves a copy of the
 monthly pipeline over four months, the last of which carries an undeclared e-mail column;
 a real ``dagster-daemon run`` (its backfill daemon looking every 5 s instead of Dagster's
-30) and ``dagster-webserver`` load it from there. Every process
-has ``RISK_ASSETS_EXECUTOR=multiprocess`` (a process per step) and
-``RISK_ASSETS_PRODUCTION=1`` (SQLite refused).
+30) and ``dagster-webserver`` load it from there. Every process has
+``RISK_ASSETS_EXECUTOR=multiprocess`` (a process per step) and ``RISK_ASSETS_PRODUCTION=1``
+(SQLite refused).
 
 An asset backfill of the five training assets over the four months is launched as the UI
 launches one (GraphQL ``launchPartitionBackfill``, no tags) and left to the daemon: the
@@ -252,7 +252,7 @@ def test_the_backfill_daemon_looked_every_few_seconds(production):
     stamps = [
         datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
         for m in re.finditer(
-            r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 - dagster\.daemon\.BackfillDaemon"
+            r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) [+-]\d{4} - dagster\.daemon\.BackfillDaemon"
             r" - INFO - Evaluating asset backfill",
             log,
         )

@@ -1,7 +1,12 @@
 """Errors and verdicts reach the user as one clear message, never as a stack trace: a bad
 spec, policy or data file is one ``risk-assets: error:`` line on stderr (exit 2), a blocked
 run is its gate table on stdout (exit 3). The traces and the Dagster run's log go to
-``$RISK_ASSETS_HOME/logs/risk-assets.log``; ``-v`` or ``RISK_ASSETS_DEBUG=1`` shows them."""
+``$RISK_ASSETS_HOME/logs/risk-assets.log``; ``-v`` or ``RISK_ASSETS_DEBUG=1`` shows them.
+
+The refusals before a run start the command in a new interpreter; the four runs that get
+as far as their gates are forked from a process with the libraries imported
+(tests/forked_cli.py), whose logging set-up is the command's own (tests/test_forked_cli.py
+compares it with a new interpreter's)."""
 
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ def credit_frame():
 
 def test_a_feature_missing_from_the_data_is_the_suites_finding(tmp_path, credit_frame):
     spec = make_pipeline(tmp_path / "p", data=credit_frame.drop(columns=["duration"]))
-    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"), fresh=True)
+    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"))
     _quiet(proc, 3, "meets_expectations", "duration")
     assert proc.stderr == ""
     # the run's own log (its warning about the column) is in the log file
@@ -63,7 +68,7 @@ def test_a_feature_missing_from_the_data_is_the_suites_finding(tmp_path, credit_
 def test_an_undeclared_email_column_is_blocked_by_pii_free(tmp_path, credit_frame):
     emails = [f"applicant{i}@example.org" for i in range(len(credit_frame))]
     spec = make_pipeline(tmp_path / "p", data=credit_frame.assign(contact=emails))
-    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"), fresh=True)
+    proc = run_cli("run", str(spec), env=state_env(tmp_path / "state"))
     _quiet(proc, 3, "pii_free", "contact (email, 100.0%)")
     assert proc.stderr == ""
     (blocked,) = [line for line in proc.stdout.splitlines() if line.startswith("BLOCKED by")]
@@ -101,7 +106,7 @@ def test_a_failed_model_gate_is_a_verdict_without_a_trace(tmp_path):
     spec = make_pipeline(
         tmp_path / "p", policy={"risk_params": {"PERF-001": {"thresholds": {"roc_auc": 0.99}}}}
     )
-    proc = run_cli("run", str(spec), "--json", env=state_env(tmp_path / "state"), fresh=True)
+    proc = run_cli("run", str(spec), "--json", env=state_env(tmp_path / "state"))
     _quiet(proc, 3, "meets_metric_thresholds")
     assert proc.stderr == ""
     # the run's log is in the file, with the step that withheld itself
@@ -117,7 +122,7 @@ def test_a_data_error_inside_a_step_is_one_line(tmp_path, credit_frame):
         tmp_path / "p", data=data, spec={"protected_attributes": ["sex", "age", "applicant"]}
     )
     state = tmp_path / "state"
-    proc = run_cli("run", str(spec), env=state_env(state), fresh=True)
+    proc = run_cli("run", str(spec), env=state_env(state))
     _quiet(proc, 2, "protected_attributes: 'applicant'", "person_name")
     assert proc.stderr.startswith("risk-assets: error: ")
     assert "DataError" not in proc.stderr  # the message, not the class path before it
