@@ -2,7 +2,7 @@
 process of its own, forked from one that has already imported the libraries a run needs.
 
 A ``risk-assets run`` spends about 4 s importing Dagster, MLflow, Great Expectations and
-scikit-learn before it does anything; the tests start some sixty of them. Here one server
+scikit-learn before it does anything; the tests start some seventy of them. Here one server
 process per test process (``python tests/forked_cli.py --serve``) imports those once and,
 for each request, forks a child that becomes the script as ``python SCRIPT ARGS`` would
 run it: its own environment, working directory, ``sys.argv``, ``sys.path[0]`` and
