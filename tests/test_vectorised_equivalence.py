@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from risk_assets.controls._champion import row_keys
+from risk_assets.controls._champion import _seen_in_training, row_keys
 from risk_assets.controls._result import as_groups, group_counts, group_labels
 from risk_assets.data import MOSTLY_NUMERIC, numbers_mixed_with_text
 from risk_assets.estimator import PlainColumns
@@ -260,6 +260,23 @@ def test_content_keys_follow_the_rows_whatever_the_index(credit) -> None:
     assert (old != reference_row_keys(shuffled.reset_index(drop=True), cols)).mean() > 0.5
     # every training row of a split is found in the frame it came from
     assert np.isin(row_keys(subset, cols), row_keys(shuffled, cols)).all()
+
+
+def test_the_rows_seen_in_training_are_those_a_row_by_row_lookup_finds(credit) -> None:
+    """The champion gate's membership test (a hash table of the training keys) marks a
+    test row seen exactly when some training frame holds an equal row; a frame without
+    every column cannot hold one."""
+    cols = list(credit.columns)
+    test = credit.sample(n=400, random_state=1)
+    a, b = credit.iloc[:300], credit.iloc[250:600]
+    other_columns = credit.drop(columns=[cols[0]])
+    seen = _seen_in_training(test, [a, b, other_columns], cols)
+    rows_of = [set(map(tuple, f[cols].astype(str).to_numpy())) for f in (a, b)]
+    expected = [
+        any(tuple(r) in rows for rows in rows_of) for r in test[cols].astype(str).to_numpy()
+    ]
+    assert seen.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
 
 
 @pytest.mark.parametrize(

@@ -117,13 +117,16 @@ def _seen_in_training(
     test: pd.DataFrame, trained_on: Sequence[pd.DataFrame], cols: Sequence[str]
 ) -> np.ndarray:
     """Per row of ``test``, whether a training frame holds an equal row (over ``cols``)."""
-    keys = row_keys(test, cols)
+    import pandas as pd
+
+    keys = pd.Series(row_keys(test, cols))
     seen = np.zeros(len(test), dtype=bool)
     for frame in trained_on:
         shared = [c for c in cols if c in frame.columns]
         if len(shared) != len(cols):
             continue  # another set of columns: no row of it can equal a test row
-        seen |= np.isin(keys, row_keys(frame, shared))
+        # a hash table of the training keys (np.isin sorts both: 20x slower at 1M rows)
+        seen |= keys.isin(row_keys(frame, shared)).to_numpy()
     return seen
 
 
