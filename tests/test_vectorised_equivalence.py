@@ -341,6 +341,47 @@ def test_the_champion_bootstrap_bounds_are_those_of_one_resample_at_a_time(metri
     )
 
 
+def ranked_auc_per_resample(y, draws, score, pos):
+    """The AUC of each resample from average ranks over the resampled matrix, as the
+    champion gate computed it before it counted weights."""
+    from scipy.stats import rankdata
+
+    positive = y[draws] == pos
+    n1 = positive.sum(axis=1)
+    n0 = positive.shape[1] - n1
+    ranks = rankdata(score[draws], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = ((ranks * positive).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return np.where((n1 == 0) | (n0 == 0), np.nan, auc)
+
+
+@pytest.mark.parametrize("case", ["ties", "continuous", "missing score", "one class drawn"])
+def test_the_champion_auc_per_resample_is_the_ranked_auc_exactly(case) -> None:
+    """Counting each resample's weights gives the figure of ranking it, bit for bit: ties
+    (scores of a few distinct values), a missing score (no figure for a resample that drew
+    it) and resamples that drew one class only (no figure)."""
+    from risk_assets.controls._champion import _metric_per_resample
+
+    rng = np.random.default_rng(11)
+    n = 12 if case == "one class drawn" else 600
+    y = rng.integers(0, 2, n)
+    rows = np.sort(rng.choice(n, size=n * 3 // 4, replace=False))
+    scores = [np.clip(y * w + rng.random(n) * 0.8, 0, 1) for w in (0.3, 0.1)]
+    if case == "ties":
+        scores = [np.round(s, 1) for s in scores]
+    if case == "missing score":
+        scores[0][rows[[5, 40]]] = np.nan
+    size = 3 if case == "one class drawn" else len(rows)
+    draws = rng.choice(rows, size=(200, size), replace=True)
+    models = [((s > 0.5).astype(int), s) for s in scores]
+    got = _metric_per_resample("roc_auc", y, draws, *models, 1, rows)
+    for ours, (_, score) in zip(got, models, strict=True):
+        assert np.array_equal(ours, ranked_auc_per_resample(y, draws, score, 1), equal_nan=True)
+        assert np.isfinite(ours).any()
+    if case in ("missing score", "one class drawn"):
+        assert np.isnan(got[0]).any()  # the case is exercised
+
+
 @pytest.mark.parametrize(
     "kind", ["email", "payment_card", "iban", "phone", "person_name", "ip_address"]
 )

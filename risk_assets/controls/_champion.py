@@ -157,7 +157,7 @@ def _bootstrap(
 
     # every resample drawn at once: the same draws, in the same order, as one at a time
     draws = rng.choice(idx_all, size=(n_boot, len(idx_all)), replace=True)
-    at_once = _metric_per_resample(metric, y, draws, candidate, champion, positive_label)
+    at_once = _metric_per_resample(metric, y, draws, candidate, champion, positive_label, idx_all)
     if at_once is not None:
         a_all, b_all = at_once
         both = np.isfinite(a_all) & np.isfinite(b_all)
@@ -182,27 +182,55 @@ def _metric_per_resample(
     candidate: tuple[np.ndarray, np.ndarray | None],
     champion: tuple[np.ndarray, np.ndarray | None],
     pos: Any,
+    rows: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``metric`` of both models on each resample (a row of ``draws``) as arrays, for the
-    metrics with a closed form over a matrix (ROC AUC from ranks, accuracy); None for the
-    others, which are then computed one resample at a time."""
-    from scipy.stats import rankdata
-
-    truth = y[draws]
+    """``metric`` of both models on each resample (a row of ``draws``, drawn from the
+    distinct indices ``rows``) as arrays, for the metrics with a closed form over a matrix
+    (ROC AUC from counts, accuracy); None for the others, which are then computed one
+    resample at a time."""
     if metric == "accuracy":
+        truth = y[draws]
         return tuple(np.mean(truth == m[0][draws], axis=1) for m in (candidate, champion))
     if metric != "roc_auc" or candidate[1] is None or champion[1] is None:
         return None
-    positive = truth == pos
-    n1 = positive.sum(axis=1)
-    n0 = positive.shape[1] - n1
-    out = []
-    for _, score in (candidate, champion):
-        ranks = rankdata(score[draws], axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            auc = ((ranks * positive).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-        out.append(np.where((n1 == 0) | (n0 == 0), np.nan, auc))
-    return out[0], out[1]
+    # how many times each row was drawn, per resample
+    n_boot, m = draws.shape[0], len(rows)
+    position = np.empty(len(y), dtype=np.int64)
+    position[rows] = np.arange(m)
+    flat = (np.arange(n_boot)[:, None] * m + position[draws]).ravel()
+    weights = np.bincount(flat, minlength=n_boot * m).reshape(n_boot, m).astype("float64")
+    positive = y[rows] == pos
+    return tuple(
+        _auc_of_weighted_rows(weights, positive, s[rows]) for s in (candidate[1], champion[1])
+    )
+
+
+def _auc_of_weighted_rows(weights: np.ndarray, positive: np.ndarray, score: np.ndarray):
+    """ROC AUC of each resample (a row of ``weights``: how many times each row was drawn)
+    without ranking it: the Mann-Whitney count of (positive, negative) pairs whose positive
+    scores higher, ties counting a half, from each resample's negative weight per distinct
+    score. Every term is a multiple of one half below 2**53, so the figure is exactly the
+    one from average ranks; a resample that drew a missing score has none, as there."""
+    n_boot = weights.shape[0]
+    known = ~np.isnan(score)
+    distinct, group = np.unique(np.where(known, score, 0.0), return_inverse=True)
+    n_groups = len(distinct)
+    neg = ~positive & known
+    # each resample's negative weight per distinct score, ascending
+    neg_w = np.bincount(
+        (np.arange(n_boot)[:, None] * n_groups + group[neg]).ravel(),
+        weights=weights[:, neg].ravel(),
+        minlength=n_boot * n_groups,
+    ).reshape(n_boot, n_groups)
+    below = np.cumsum(neg_w, axis=1) - neg_w
+    pos = positive & known
+    wins = (weights[:, pos] * (below[:, group[pos]] + 0.5 * neg_w[:, group[pos]])).sum(axis=1)
+    n1 = weights[:, positive].sum(axis=1)
+    n0 = weights[:, ~positive].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = wins / (n1 * n0)
+    undefined = (n1 == 0) | (n0 == 0) | (weights[:, ~known].sum(axis=1) > 0)
+    return np.where(undefined, np.nan, auc)
 
 
 def _verdict(delta: float, tolerance: float, upper: float) -> tuple[bool, str]:
