@@ -355,12 +355,20 @@ def ranked_auc_per_resample(y, draws, score, pos):
     return np.where((n1 == 0) | (n0 == 0), np.nan, auc)
 
 
+@pytest.mark.parametrize("block_cells", [None, 1000])
 @pytest.mark.parametrize("case", ["ties", "continuous", "missing score", "one class drawn"])
-def test_the_champion_auc_per_resample_is_the_ranked_auc_exactly(case) -> None:
+def test_the_champion_auc_per_resample_is_the_ranked_auc_exactly(
+    case, block_cells, monkeypatch
+) -> None:
     """Counting each resample's weights gives the figure of ranking it, bit for bit: ties
     (scores of a few distinct values), a missing score (no figure for a resample that drew
-    it) and resamples that drew one class only (no figure)."""
+    it) and resamples that drew one class only (no figure); in one block of resamples or
+    in many."""
+    from risk_assets.controls import _champion
     from risk_assets.controls._champion import _metric_per_resample
+
+    if block_cells is not None:
+        monkeypatch.setattr(_champion, "_BLOCK_CELLS", block_cells)
 
     rng = np.random.default_rng(11)
     n = 12 if case == "one class drawn" else 600

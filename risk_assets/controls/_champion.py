@@ -193,16 +193,28 @@ def _metric_per_resample(
         return tuple(np.mean(truth == m[0][draws], axis=1) for m in (candidate, champion))
     if metric != "roc_auc" or candidate[1] is None or champion[1] is None:
         return None
-    # how many times each row was drawn, per resample
     n_boot, m = draws.shape[0], len(rows)
     position = np.empty(len(y), dtype=np.int64)
     position[rows] = np.arange(m)
-    flat = (np.arange(n_boot)[:, None] * m + position[draws]).ravel()
-    weights = np.bincount(flat, minlength=n_boot * m).reshape(n_boot, m).astype("float64")
     positive = y[rows] == pos
-    return tuple(
-        _auc_of_weighted_rows(weights, positive, s[rows]) for s in (candidate[1], champion[1])
-    )
+    scores = [s[rows] for s in (candidate[1], champion[1])]
+    out: tuple[list, list] = ([], [])
+    # a block of resamples at a time, each block's arrays small enough to stay in the
+    # cache and in memory already mapped (a whole 400 x 5,000 matrix of floats is not)
+    block = max(1, _BLOCK_CELLS // max(m, 1))
+    for first in range(0, n_boot, block):
+        part = position[draws[first : first + block]]
+        k = len(part)
+        # how many times each row was drawn, per resample of the block
+        flat = (np.arange(k)[:, None] * m + part).ravel()
+        weights = np.bincount(flat, minlength=k * m).reshape(k, m).astype("float64")
+        for figures, score in zip(out, scores, strict=True):
+            figures.append(_auc_of_weighted_rows(weights, positive, score))
+    return np.concatenate(out[0]), np.concatenate(out[1])
+
+
+#: Cells (resamples x rows) of the bootstrap's arrays computed at once.
+_BLOCK_CELLS = 1 << 17
 
 
 def _auc_of_weighted_rows(weights: np.ndarray, positive: np.ndarray, score: np.ndarray):
