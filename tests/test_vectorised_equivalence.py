@@ -341,6 +341,16 @@ def test_the_champion_bootstrap_bounds_are_those_of_one_resample_at_a_time(metri
     )
 
 
+@pytest.mark.parametrize("size", [1, 333, 999, 1000, 5000])
+def test_the_outlier_gates_reference_rows_are_the_head_of_the_seeded_shuffle(credit, size):
+    """The outlier gate takes ``size`` reference rows with ``sample(n=size)`` instead of
+    shuffling every row and keeping the head (seconds at a million rows): pandas draws
+    both from the same seeded permutation, so they are the same rows in the same order."""
+    for seed in (0, 7):
+        head = credit.sample(frac=1.0, random_state=seed).iloc[:size]
+        assert head.equals(credit.sample(n=min(len(credit), size), random_state=seed))
+
+
 def ranked_auc_per_resample(y, draws, score, pos):
     """The AUC of each resample from average ranks over the resampled matrix, as the
     champion gate computed it before it counted weights."""
