@@ -288,6 +288,46 @@ def test_same_seed_same_result(name, clean, spec):
     assert first == second
 
 
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_a_control_runs_on_one_blas_thread_and_gives_the_threads_back(clean, spec):
+    """Controls work on bounded samples, where a second BLAS thread costs more than it
+    computes: a check's control sees GATE_BLAS_THREADS BLAS threads (here the label-noise
+    control, whose six fits are BLAS work), and the process has its own back after it,
+    whether the control returns or raises. Its verdict is the one it gives on two."""
+    import dataclasses
+
+    from threadpoolctl import threadpool_limits
+
+    from risk_assets.catalogue._entry import GATE_BLAS_THREADS
+
+    check = _check("label_noise")
+    seen: list[list[int]] = []
+
+    def recording(c: Check, inputs: Any) -> Any:
+        seen.append(_blas_threads())
+        if inputs is None:
+            raise RuntimeError("no inputs")
+        return check.entry.run(c, inputs)
+
+    watched = dataclasses.replace(check, entry=dataclasses.replace(check.entry, run=recording))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before)
+        result = watched.run(FrameInputs(clean, spec))
+        assert _blas_threads() == before
+        with pytest.raises(RuntimeError):
+            watched.run(None)
+        assert _blas_threads() == before
+        on_two = check.entry.run(check, FrameInputs(clean, spec))
+    assert seen == [[GATE_BLAS_THREADS] * len(before)] * 2
+    assert (result.passed, result.summary) == (on_two.passed, on_two.summary)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_missing_inputs_fail_closed(name, clean, spec):
     check = _check(name)
