@@ -87,8 +87,8 @@ class Check:
 
 #: BLAS threads while a control runs. A control works on a sample bounded by its policy
 #: (thousands of rows, tens of columns): matrices so small that a second BLAS thread costs
-#: more in hand-offs than it computes (the label-consistency gate's six fits took 2.4 s
-#: on two OpenBLAS threads and 0.95 s on one, on 1M rows, 2 cores). The limit is the
+#: more in hand-offs than it computes (the label-consistency gate's six fits took 2.2 to
+#: 3.2 s on two OpenBLAS threads and 0.9 s on one, on 1M rows, 2 cores). The limit is the
 #: process's while the control runs (threadpoolctl), then restored; training keeps the
 #: environment's own setting.
 GATE_BLAS_THREADS = 1

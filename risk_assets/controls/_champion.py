@@ -217,7 +217,9 @@ def _metric_per_resample(
 _BLOCK_CELLS = 1 << 17
 
 
-def _auc_of_weighted_rows(weights: np.ndarray, positive: np.ndarray, score: np.ndarray):
+def _auc_of_weighted_rows(
+    weights: np.ndarray, positive: np.ndarray, score: np.ndarray
+) -> np.ndarray:
     """ROC AUC of each resample (a row of ``weights``: how many times each row was drawn)
     without ranking it: the Mann-Whitney count of (positive, negative) pairs whose positive
     scores higher, ties counting a half, from each resample's negative weight per distinct
